@@ -1,0 +1,13 @@
+"""convvit models. Importing this package registers every model (into timm too)."""
+from convvit.models.registry import create_model, default_cfg, is_model, list_models, register_model
+
+from convvit.models import vit  # noqa: F401  (registers ViT_P, ViT_C, DeiT)
+
+for _optional in ("convit", "cvt"):
+    try:  # families added in their own modules; a missing one does not break the rest
+        __import__(f"convvit.models.{_optional}")
+    except ModuleNotFoundError as _err:
+        if _err.name != f"convvit.models.{_optional}":
+            raise
+
+__all__ = ["create_model", "default_cfg", "is_model", "list_models", "register_model"]
