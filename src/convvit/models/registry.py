@@ -68,14 +68,17 @@ def _register_into_timm(name: str, fn: Callable[..., nn.Module]) -> None:
     timm_registry._model_entrypoints[name] = fn
     timm_registry._model_to_module[name] = "convvit"
     timm_registry._module_to_models["convvit"].add(name)
-    timm_registry._model_has_pretrained = getattr(timm_registry, "_model_has_pretrained", set())
+    timm_registry._model_with_tags[name].append(name)
     try:
+        from collections import deque
+
         from timm.models._pretrained import DefaultCfg, PretrainedCfg
 
-        pcfg = PretrainedCfg(**{k: v for k, v in _default_cfgs[name].items() if k in PretrainedCfg.__dataclass_fields__})
-        timm_registry._model_default_cfgs[name] = DefaultCfg(tags=[""], cfgs={"": pcfg})
+        fields = PretrainedCfg.__dataclass_fields__
+        pcfg = PretrainedCfg(**{k: v for k, v in _default_cfgs[name].items() if k in fields}, architecture=name)
+        timm_registry._model_default_cfgs[name] = DefaultCfg(tags=deque([""]), cfgs={"": pcfg})
         timm_registry._model_pretrained_cfgs[name] = pcfg
-    except Exception:  # older/newer timm internals: the entrypoint alone is enough to build
+    except (ImportError, TypeError):  # timm internals moved: the entrypoint alone is enough to build
         pass
 
 

@@ -1,0 +1,452 @@
+"""Vision Transformer with a pluggable stem: ViT_P, ViT_C and DeiT are configurations of one model.
+
+Papers:
+* ViT_P / ViT_C: "Early Convolutions Help Transformers See Better", Xiao et al., 2021,
+  https://arxiv.org/abs/2106.14881 -- official code https://github.com/facebookresearch/pycls
+  (``pycls/models/vit.py``).
+* DeiT: "Training data-efficient image transformers & distillation through attention",
+  Touvron et al., 2020, https://arxiv.org/abs/2012.12877 -- https://github.com/facebookresearch/deit
+
+ViT_C swaps ViT_P's 16x16 patchify stem for a few stride-2 3x3 convolutions (BN, ReLU) and a
+1x1 convolution, and drops one transformer block so that the flops match. State-dict keys follow
+timm's ``vision_transformer.py`` (``cls_token``, ``pos_embed``, ``patch_embed.proj``,
+``blocks.N.{norm1,attn.qkv,attn.proj,norm2,mlp.fc1,mlp.fc2}``, ``norm``, ``head``), so timm DeiT
+checkpoints load as they are.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import torch
+import torch.nn as nn
+from timm.layers import resample_abs_pos_embed, trunc_normal_
+from timm.models._features import feature_take_indices
+from torch.utils.checkpoint import checkpoint
+
+from convvit.models.layers import Attention, Block
+from convvit.models.registry import build_with_cfg, model_cfg, register_model
+from convvit.models.stems import ConvStem, PatchifyStem
+
+__all__ = ["VisionTransformer"]
+
+
+class VisionTransformer(nn.Module):
+    """Pre-LN vision transformer (class token or mean pooling, learned position embedding).
+
+    Args:
+        img_size: input size the position embedding is made for.
+        patch_size: total stride of the stem (16 in the paper).
+        in_chans: input channels (1 for grayscale).
+        num_classes: classifier outputs (0 for no classifier).
+        global_pool: ``"token"`` (class token, the paper's default) or ``"avg"`` (mean of patch
+            tokens; ``"pooled"`` is accepted as pycls's name for it).
+        embed_dim, depth, num_heads: width, number of blocks, attention heads.
+        mlp_dim: hidden size of the MLP (default ``mlp_ratio * embed_dim``).
+        class_token: whether there is a class token (default: ``global_pool == "token"``).
+        stem_type: ``"patchify"`` or ``"conv"``.
+        stem_channels, stem_strides, stem_kernels, stem_norm, stem_act: the conv stem's layers
+            (see :class:`~convvit.models.stems.ConvStem`); a final 1x1 conv maps to ``embed_dim``.
+        dynamic_img_size: accept other input sizes at run time, resampling the position embedding.
+        weight_init: ``"pycls"`` (the paper's initialisation) or ``"timm"`` (DeiT's).
+    """
+
+    def __init__(
+        self,
+        img_size: int | Sequence[int] = 224,
+        patch_size: int = 16,
+        in_chans: int = 3,
+        num_classes: int = 1000,
+        global_pool: str = "token",
+        embed_dim: int = 768,
+        depth: int = 12,
+        num_heads: int = 12,
+        mlp_dim: int | None = None,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        class_token: bool | None = None,
+        norm_eps: float = 1e-6,
+        drop_rate: float = 0.0,
+        pos_drop_rate: float = 0.0,
+        attn_drop_rate: float = 0.0,
+        proj_drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+        stem_type: str = "patchify",
+        stem_channels: Sequence[int] = (),
+        stem_strides: Sequence[int] = (),
+        stem_kernels: int | Sequence[int] = 3,
+        stem_norm: str | None = "batchnorm",
+        stem_act: str | None = "relu",
+        dynamic_img_size: bool = False,
+        weight_init: str = "pycls",
+    ) -> None:
+        super().__init__()
+        global_pool = self._check_pool(global_pool)
+        if weight_init not in ("pycls", "timm"):
+            raise ValueError(f"weight_init must be 'pycls' or 'timm', got {weight_init!r}")
+        self.num_classes = num_classes
+        self.in_chans = in_chans
+        self.global_pool = global_pool
+        self.num_features = self.head_hidden_size = self.embed_dim = embed_dim
+        self.dynamic_img_size = dynamic_img_size
+        self.grad_checkpointing = False
+
+        if stem_type == "patchify":
+            self.patch_embed: nn.Module = PatchifyStem(img_size, patch_size, in_chans, embed_dim)
+        elif stem_type == "conv":
+            self.patch_embed = ConvStem(
+                img_size, in_chans, embed_dim, stem_channels, stem_strides, stem_kernels, stem_norm, stem_act,
+                patch_size=patch_size,
+            )
+        else:
+            raise ValueError(f"stem_type must be 'patchify' or 'conv', got {stem_type!r}")
+        self.img_size = self.patch_embed.img_size
+        self.patch_size = self.patch_embed.patch_size
+
+        has_class_token = global_pool == "token" if class_token is None else class_token
+        if global_pool == "token" and not has_class_token:
+            raise ValueError("global_pool='token' needs a class token (class_token=True)")
+        self.num_prefix_tokens = 1 if has_class_token else 0
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim)) if has_class_token else None
+        self.pos_embed = nn.Parameter(torch.zeros(1, self.patch_embed.num_patches + self.num_prefix_tokens, embed_dim))
+        self.pos_drop = nn.Dropout(pos_drop_rate) if pos_drop_rate > 0 else nn.Identity()
+
+        mlp_dim = mlp_dim or int(embed_dim * mlp_ratio)
+        dpr = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]  # stochastic depth decay rule
+        self.blocks = nn.Sequential(
+            *[
+                Block(
+                    embed_dim,
+                    Attention(embed_dim, num_heads, qkv_bias, attn_drop_rate, proj_drop_rate),
+                    mlp_dim,
+                    drop_path=dpr[i],
+                    norm_eps=norm_eps,
+                    proj_drop=proj_drop_rate,
+                )
+                for i in range(depth)
+            ]
+        )
+        self.feature_info = [
+            dict(module=f"blocks.{i}", num_chs=embed_dim, reduction=self.patch_size) for i in range(depth)
+        ]
+        self.norm = nn.LayerNorm(embed_dim, eps=norm_eps)
+        self.head_drop = nn.Dropout(drop_rate) if drop_rate > 0 else nn.Identity()
+        self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+
+        self._init_weights(weight_init)
+
+    # ------------------------------------------------------------------ init
+    @torch.no_grad()
+    def _init_weights(self, mode: str) -> None:
+        if mode == "pycls":
+            self._init_pycls()
+        else:
+            self._init_timm()
+
+    def _init_pycls(self) -> None:
+        """pycls ``init_weights_vit`` (facebookresearch/pycls, pycls/models/vit.py)."""
+        stem = self.patch_embed
+        if isinstance(stem, PatchifyStem):
+            fan_in = stem.proj.in_channels * stem.proj.kernel_size[0] * stem.proj.kernel_size[1]
+            trunc_normal_(stem.proj.weight, std=math.sqrt(1.0 / fan_in))
+            nn.init.zeros_(stem.proj.bias)
+        else:  # 3x3 stem convs keep PyTorch's default init; the last 1x1 conv:
+            nn.init.normal_(stem.proj.weight, std=math.sqrt(2.0 / stem.proj.out_channels))
+            nn.init.zeros_(stem.proj.bias)
+        for block in self.blocks:
+            nn.init.xavier_uniform_(block.attn.qkv.weight)
+            if block.attn.qkv.bias is not None:
+                nn.init.zeros_(block.attn.qkv.bias)
+            nn.init.zeros_(block.attn.proj.bias)  # weight: PyTorch default, as pycls's out_proj
+            for fc in (block.mlp.fc1, block.mlp.fc2):
+                nn.init.xavier_uniform_(fc.weight)
+                nn.init.normal_(fc.bias, std=1e-6)
+        if isinstance(self.head, nn.Linear):
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
+        nn.init.normal_(self.pos_embed, std=0.02)
+        # class token: zeros (already)
+
+    def _init_timm(self) -> None:
+        """timm/DeiT init: trunc-normal(0.02) linear weights, zero biases, trunc-normal position embedding."""
+        trunc_normal_(self.pos_embed, std=0.02)
+        if self.cls_token is not None:
+            nn.init.normal_(self.cls_token, std=1e-6)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                trunc_normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    # ------------------------------------------------------------------ timm contract
+    @staticmethod
+    def _check_pool(global_pool: str) -> str:
+        global_pool = {"pooled": "avg", "mean": "avg"}.get(global_pool, global_pool)
+        if global_pool not in ("token", "avg", ""):
+            raise ValueError(f"global_pool must be 'token', 'avg' (or 'pooled') or '', got {global_pool!r}")
+        return global_pool
+
+    @torch.jit.ignore
+    def no_weight_decay(self) -> set[str]:
+        """Parameters timm's optimizer factory keeps out of weight decay (pycls decays them; see training)."""
+        return {"pos_embed", "cls_token"}
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        return dict(
+            stem=r"^cls_token|^pos_embed|^patch_embed",
+            blocks=[(r"^blocks\.(\d+)", None), (r"^norm", (99999,))],
+        )
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.grad_checkpointing = enable
+
+    @torch.jit.ignore
+    def get_classifier(self) -> nn.Module:
+        return self.head
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        self.num_classes = num_classes
+        if global_pool is not None:
+            global_pool = self._check_pool(global_pool)
+            if global_pool == "token" and self.cls_token is None:
+                raise ValueError("global_pool='token' needs a class token; this model was built without one")
+            self.global_pool = global_pool
+        self.head = nn.Linear(self.embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+
+    # ------------------------------------------------------------------ forward
+    def _pos_embed(self, x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        pos_embed = self.pos_embed
+        if grid != self.patch_embed.grid_size:
+            pos_embed = resample_abs_pos_embed(
+                pos_embed, grid, self.patch_embed.grid_size, num_prefix_tokens=self.num_prefix_tokens
+            )
+        if self.cls_token is not None:
+            x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)  # (B, 1 + N, D)
+        return self.pos_drop(x + pos_embed)
+
+    def _embed(self, x: torch.Tensor) -> torch.Tensor:
+        H, W = x.shape[-2:]
+        if (H, W) != self.img_size:
+            if not self.dynamic_img_size:
+                raise ValueError(
+                    f"input is {H}x{W} but the model was built for {self.img_size[0]}x{self.img_size[1]}; "
+                    f"build it with img_size=({H}, {W}) or dynamic_img_size=True"
+                )
+            if H % self.patch_size or W % self.patch_size:
+                raise ValueError(f"input {H}x{W} is not divisible by the stem's total stride {self.patch_size}")
+        x = self.patch_embed(x)  # (B, N, D)
+        return self._pos_embed(x, (H // self.patch_size, W // self.patch_size))
+
+    def _run_blocks(self, x: torch.Tensor) -> torch.Tensor:
+        if self.grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting():
+            for block in self.blocks:
+                x = checkpoint(block, x, use_reentrant=False)
+            return x
+        return self.blocks(x)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> normalised tokens (B, prefix + N, D)."""
+        return self.norm(self._run_blocks(self._embed(x)))
+
+    def pool(self, x: torch.Tensor) -> torch.Tensor:
+        if self.global_pool == "token":
+            return x[:, 0]
+        if self.global_pool == "avg":
+            return x[:, self.num_prefix_tokens :].mean(dim=1)
+        return x
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = self.head_drop(self.pool(x))
+        return x if pre_logits else self.head(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: int | list[int] | None = None,
+        return_prefix_tokens: bool = False,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        """Outputs of the chosen blocks (timm's contract): the last ``indices`` blocks if an int, else those indices.
+
+        Intermediates are (B, D, H', W') maps for ``output_fmt="NCHW"`` or (B, N, D) for ``"NLC"``.
+        """
+        if output_fmt not in ("NCHW", "NLC"):
+            raise ValueError(f"output_fmt must be 'NCHW' or 'NLC', got {output_fmt!r}")
+        take_indices, max_index = feature_take_indices(len(self.blocks), indices)
+        B, _, H, W = x.shape
+        grid = (H // self.patch_size, W // self.patch_size)
+        x = self._embed(x)
+        blocks = self.blocks if not stop_early else self.blocks[: max_index + 1]
+        intermediates = []
+        for i, block in enumerate(blocks):
+            x = checkpoint(block, x, use_reentrant=False) if self.grad_checkpointing and torch.is_grad_enabled() else block(x)
+            if i in take_indices:
+                intermediates.append(self.norm(x) if norm else x)
+        prefix = [y[:, : self.num_prefix_tokens] for y in intermediates]
+        intermediates = [y[:, self.num_prefix_tokens :] for y in intermediates]
+        if output_fmt == "NCHW":
+            intermediates = [y.reshape(B, *grid, -1).permute(0, 3, 1, 2).contiguous() for y in intermediates]
+        if return_prefix_tokens and self.num_prefix_tokens:
+            intermediates = list(zip(intermediates, prefix))
+        if intermediates_only:
+            return intermediates
+        return self.norm(x), intermediates
+
+    def prune_intermediate_layers(
+        self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
+    ) -> list[int]:
+        """Drop the blocks after the last one ``indices`` asks for (and optionally norm and head)."""
+        take_indices, max_index = feature_take_indices(len(self.blocks), indices)
+        self.blocks = self.blocks[: max_index + 1]
+        if prune_norm:
+            self.norm = nn.Identity()
+        if prune_head:
+            self.reset_classifier(0, "")
+        return take_indices
+
+
+# ---------------------------------------------------------------------- configs and builders
+def _cfg(**kwargs: Any) -> dict[str, Any]:
+    return model_cfg(**kwargs)
+
+
+_SMALL_IMAGE_CFG = dict(input_size=(3, 32, 32), crop_pct=1.0, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+
+
+def _create(name: str, arch: dict[str, Any], pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
+    return build_with_cfg(VisionTransformer, name, arch, pretrained=pretrained, **kwargs)
+
+
+def _vit_p(embed_dim: int, mlp_dim: int, num_heads: int, depth: int) -> dict[str, Any]:
+    return dict(embed_dim=embed_dim, mlp_dim=mlp_dim, num_heads=num_heads, depth=depth, patch_size=16)
+
+
+def _vit_c(
+    embed_dim: int, mlp_dim: int, num_heads: int, depth: int, channels: Sequence[int], strides: Sequence[int]
+) -> dict[str, Any]:
+    return dict(
+        embed_dim=embed_dim, mlp_dim=mlp_dim, num_heads=num_heads, depth=depth, patch_size=math.prod(strides),
+        stem_type="conv", stem_channels=tuple(channels), stem_strides=tuple(strides),
+    )
+
+
+_C_STEM_18GF = dict(channels=(64, 128, 128, 256, 256, 512), strides=(2, 2, 1, 2, 1, 2))
+_CONV_FIRST = "patch_embed.stem.0.conv"
+
+
+# ViT_P (paper Table 1, left): 16x16 patchify stem.
+@register_model(cfg=_cfg())
+def vit_p_1gf(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
+    """ViT_P-1GF (~ViT-Tiny): 192 wide, 12 blocks, 3 heads, MLP 576."""
+    return _create("vit_p_1gf", _vit_p(192, 576, 3, 12), pretrained, **kwargs)
+
+
+@register_model(cfg=_cfg())
+def vit_p_4gf(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
+    """ViT_P-4GF (~ViT-Small): 384 wide, 12 blocks, 6 heads, MLP 1152."""
+    return _create("vit_p_4gf", _vit_p(384, 1152, 6, 12), pretrained, **kwargs)
+
+
+@register_model(cfg=_cfg())
+def vit_p_18gf(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
+    """ViT_P-18GF (= ViT-Base): 768 wide, 12 blocks, 12 heads, MLP 3072."""
+    return _create("vit_p_18gf", _vit_p(768, 3072, 12, 12), pretrained, **kwargs)
+
+
+@register_model(cfg=_cfg())
+def vit_p_36gf(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
+    """ViT_P-36GF (3/5 ViT-Large): 1024 wide, 14 blocks, 16 heads, MLP 4096."""
+    return _create("vit_p_36gf", _vit_p(1024, 4096, 16, 14), pretrained, **kwargs)
+
+
+# ViT_C (paper Table 1, right): conv stem, one block fewer.
+@register_model(cfg=_cfg(first_conv=_CONV_FIRST))
+def vit_c_1gf(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
+    """ViT_C-1GF: stem 24-48-96-192 (stride 2 each) + 1x1, 11 blocks of ViT_P-1GF's width."""
+    return _create("vit_c_1gf", _vit_c(192, 576, 3, 11, (24, 48, 96, 192), (2, 2, 2, 2)), pretrained, **kwargs)
+
+
+@register_model(cfg=_cfg(first_conv=_CONV_FIRST))
+def vit_c_4gf(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
+    """ViT_C-4GF: stem 48-96-192-384 (stride 2 each) + 1x1, 11 blocks of ViT_P-4GF's width."""
+    return _create("vit_c_4gf", _vit_c(384, 1152, 6, 11, (48, 96, 192, 384), (2, 2, 2, 2)), pretrained, **kwargs)
+
+
+@register_model(cfg=_cfg(first_conv=_CONV_FIRST))
+def vit_c_18gf(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
+    """ViT_C-18GF: stem 64-128-128-256-256-512 (strides 2,2,1,2,1,2) + 1x1, 11 blocks."""
+    return _create("vit_c_18gf", _vit_c(768, 3072, 12, 11, **_C_STEM_18GF), pretrained, **kwargs)
+
+
+@register_model(cfg=_cfg(first_conv=_CONV_FIRST))
+def vit_c_36gf(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
+    """ViT_C-36GF: the 18GF stem + 1x1, 13 blocks 1024 wide."""
+    return _create("vit_c_36gf", _vit_c(1024, 4096, 16, 13, **_C_STEM_18GF), pretrained, **kwargs)
+
+
+# Small-image variants (28-32 px, e.g. Fashion-MNIST, CIFAR): patch size 4. The ViT_C stem
+# (strides 2, 1, 2) costs about one transformer block, so ViT_C again has one block fewer at equal flops.
+_SMALL_C_STEMS = {64: ((16, 32, 80), (2, 1, 2)), 192: ((48, 96, 192), (2, 1, 2))}
+
+
+def _small(embed_dim: int, heads: int, depth_p: int, conv: bool) -> dict[str, Any]:
+    mlp_dim = 3 * embed_dim
+    if not conv:
+        return dict(embed_dim=embed_dim, mlp_dim=mlp_dim, num_heads=heads, depth=depth_p, patch_size=4, img_size=32)
+    channels, strides = _SMALL_C_STEMS[embed_dim]
+    return {**_vit_c(embed_dim, mlp_dim, heads, depth_p - 1, channels, strides), "img_size": 32}
+
+
+@register_model(cfg=_cfg(**_SMALL_IMAGE_CFG))
+def vit_p_nano_32px(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
+    """Small-image ViT_P: 4x4 patchify, 64 wide, 8 blocks, 2 heads (~0.4M params)."""
+    return _create("vit_p_nano_32px", _small(64, 2, 8, conv=False), pretrained, **kwargs)
+
+
+@register_model(cfg=_cfg(first_conv=_CONV_FIRST, **_SMALL_IMAGE_CFG))
+def vit_c_nano_32px(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
+    """Small-image ViT_C: stem 16-32-80 (strides 2,1,2) + 1x1, 64 wide, 7 blocks -- vit_p_nano_32px's flops."""
+    return _create("vit_c_nano_32px", _small(64, 2, 8, conv=True), pretrained, **kwargs)
+
+
+@register_model(cfg=_cfg(**_SMALL_IMAGE_CFG))
+def vit_p_tiny_32px(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
+    """Small-image ViT_P: 4x4 patchify, ViT_P-1GF's width (192), 12 blocks."""
+    return _create("vit_p_tiny_32px", _small(192, 3, 12, conv=False), pretrained, **kwargs)
+
+
+@register_model(cfg=_cfg(first_conv=_CONV_FIRST, **_SMALL_IMAGE_CFG))
+def vit_c_tiny_32px(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
+    """Small-image ViT_C: stem 48-96-192 (strides 2,1,2) + 1x1, 192 wide, 11 blocks -- vit_p_tiny_32px's flops."""
+    return _create("vit_c_tiny_32px", _small(192, 3, 12, conv=True), pretrained, **kwargs)
+
+
+# DeiT (Touvron et al.): ViT with timm's init, MLP ratio 4.
+def _deit(embed_dim: int, num_heads: int) -> dict[str, Any]:
+    return dict(embed_dim=embed_dim, num_heads=num_heads, depth=12, patch_size=16, weight_init="timm")
+
+
+@register_model(cfg=_cfg())
+def deit_tiny(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
+    """DeiT-Tiny: 192 wide, 3 heads, 12 blocks (timm deit_tiny_patch16_224)."""
+    return _create("deit_tiny", _deit(192, 3), pretrained, **kwargs)
+
+
+@register_model(cfg=_cfg())
+def deit_small(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
+    """DeiT-Small: 384 wide, 6 heads, 12 blocks (timm deit_small_patch16_224)."""
+    return _create("deit_small", _deit(384, 6), pretrained, **kwargs)
+
+
+@register_model(cfg=_cfg())
+def deit_base(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
+    """DeiT-Base: 768 wide, 12 heads, 12 blocks (timm deit_base_patch16_224)."""
+    return _create("deit_base", _deit(768, 12), pretrained, **kwargs)
