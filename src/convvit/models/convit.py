@@ -1,0 +1,385 @@
+"""ConViT: vision transformers with gated positional self-attention (GPSA).
+
+Paper: "ConViT: Improving Vision Transformers with Soft Convolutional Inductive Biases",
+d'Ascoli et al., 2021, https://arxiv.org/abs/2103.10697 -- official code
+https://github.com/facebookresearch/convit (also timm's ``convit.py``).
+
+The first ``local_up_to_layer`` blocks (10 of 12) use GPSA: each head mixes content attention
+``softmax(q k^T / sqrt(d))`` with a positional attention ``softmax(pos_proj(r_ij))`` over the
+relative positions ``r_ij = (dx, dy, dx^2 + dy^2)`` of the patches, through a learned gate
+``sigmoid(gating_param)``, and is initialised to attend locally like a convolution. The class
+token joins just before the first plain self-attention block. State-dict keys are timm's, so
+timm and official ConViT checkpoints load as they are.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from timm.layers import resample_abs_pos_embed, trunc_normal_
+from timm.models._features import feature_take_indices
+from torch.utils.checkpoint import checkpoint
+
+from convvit.models.layers import Attention, Block
+from convvit.models.registry import build_with_cfg, model_cfg, register_model
+from convvit.models.stems import PatchifyStem
+
+__all__ = ["ConViT", "GatedPositionalAttention", "relative_positions"]
+
+
+def relative_positions(grid: tuple[int, int], device: torch.device | None = None) -> torch.Tensor:
+    """``(N, N, 3)`` tensor of ``[dx, dy, dx^2 + dy^2]`` from patch n to patch m (row-major patches)."""
+    rows = torch.arange(grid[0], device=device).repeat_interleave(grid[1])  # (N,)
+    cols = torch.arange(grid[1], device=device).repeat(grid[0])  # (N,)
+    dx = (cols[None, :] - cols[:, None]).float()  # (N, N)
+    dy = (rows[None, :] - rows[:, None]).float()
+    return torch.stack([dx, dy, dx * dx + dy * dy], dim=-1)
+
+
+class GatedPositionalAttention(nn.Module):
+    """Gated positional self-attention (GPSA), keys ``qk``, ``v``, ``proj``, ``pos_proj``, ``gating_param``.
+
+    ``attn = (1 - sigmoid(g)) * softmax(q k^T / sqrt(d)) + sigmoid(g) * softmax(pos_proj(r))``;
+    both terms are row-stochastic, so the renormalisation of the original code is the identity and
+    the content part runs through ``F.scaled_dot_product_attention``.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int = 8,
+        qkv_bias: bool = False,
+        attn_drop: float = 0.0,
+        proj_drop: float = 0.0,
+        locality_strength: float = 1.0,
+    ) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.scale = self.head_dim**-0.5
+        self.locality_strength = locality_strength
+        self.qk = nn.Linear(dim, dim * 2, bias=qkv_bias)
+        self.v = nn.Linear(dim, dim, bias=qkv_bias)
+        self.attn_drop = attn_drop
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop) if proj_drop > 0 else nn.Identity()
+        self.pos_proj = nn.Linear(3, num_heads)
+        self.gating_param = nn.Parameter(torch.ones(num_heads))
+
+    @torch.no_grad()
+    def local_init(self) -> None:
+        """Start as a convolution: value = identity; head (h1, h2) of a k x k grid attends around offset (h1, h2)."""
+        self.v.weight.copy_(torch.eye(self.v.weight.shape[0]))
+        k = int(self.num_heads**0.5)
+        center = (k - 1) / 2
+        for h1 in range(k):
+            for h2 in range(k):
+                row = h1 + k * h2
+                self.pos_proj.weight[row] = torch.tensor([2 * (h2 - center), 2 * (h1 - center), -1.0])
+        self.pos_proj.weight.mul_(self.locality_strength)
+
+    def positional_attention(self, rel_pos: torch.Tensor) -> torch.Tensor:
+        """``softmax(pos_proj(r))``: (heads, N, N), the same for every image."""
+        return self.pos_proj(rel_pos).permute(2, 0, 1).softmax(dim=-1)
+
+    def _gate(self) -> torch.Tensor:
+        return torch.sigmoid(self.gating_param).view(-1, 1, 1)  # (h, 1, 1)
+
+    def _qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        B, N, C = x.shape
+        q, k = self.qk(x).reshape(B, N, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        v = self.v(x).reshape(B, N, self.num_heads, self.head_dim).transpose(1, 2)  # (B, h, N, hd)
+        return q, k, v
+
+    def attention_map(self, x: torch.Tensor, rel_pos: torch.Tensor) -> torch.Tensor:
+        """The gated attention (B, heads, N, N), e.g. to plot it; ``x`` is the normalised block input."""
+        q, k, _ = self._qkv(x)
+        content = ((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1)
+        gate = self._gate()
+        attn = (1.0 - gate) * content + gate * self.positional_attention(rel_pos)
+        return attn / attn.sum(dim=-1, keepdim=True)
+
+    def forward(self, x: torch.Tensor, rel_pos: torch.Tensor) -> torch.Tensor:
+        B, N, C = x.shape
+        if self.training and self.attn_drop > 0:  # dropout acts on the gated map: build it
+            q, k, v = self._qkv(x)
+            attn = F.dropout(self.attention_map(x, rel_pos), self.attn_drop)
+            x = attn @ v
+        else:
+            q, k, v = self._qkv(x)
+            content = F.scaled_dot_product_attention(q, k, v)  # (B, h, N, hd)
+            pos = self.positional_attention(rel_pos).to(v.dtype)  # (h, N, N)
+            # One (h, N, N) @ (h, N, B * hd) product instead of expanding the positional map per image.
+            v_all = v.permute(1, 2, 0, 3).reshape(self.num_heads, N, B * self.head_dim)
+            positional = torch.bmm(pos, v_all).view(self.num_heads, N, B, self.head_dim).permute(2, 0, 1, 3)
+            x = torch.lerp(content, positional, self._gate().to(content.dtype))  # (1 - g) c + g p
+        x = x.transpose(1, 2).reshape(B, N, C)  # (B, N, C)
+        return self.proj_drop(self.proj(x))
+
+
+class ConViT(nn.Module):
+    """ConViT: a DeiT whose first ``local_up_to_layer`` blocks use gated positional self-attention.
+
+    Args:
+        img_size: input size (the position embedding and relative positions are built for it).
+        patch_size: patch size of the patchify stem.
+        in_chans, num_classes: input channels, classifier outputs (0: no classifier).
+        global_pool: ``"token"`` (class token, the paper's) or ``"avg"`` (mean of patch tokens).
+        embed_dim, depth, num_heads, mlp_ratio: width (total, not per head), blocks, heads, MLP ratio.
+        local_up_to_layer: number of GPSA blocks; the class token joins before the next one.
+        locality_strength: scale of the local initialisation of the positional attention.
+        dynamic_img_size: accept other input sizes, resampling the position embedding on the fly.
+    """
+
+    def __init__(
+        self,
+        img_size: int | Sequence[int] = 224,
+        patch_size: int = 16,
+        in_chans: int = 3,
+        num_classes: int = 1000,
+        global_pool: str = "token",
+        embed_dim: int = 768,
+        depth: int = 12,
+        num_heads: int = 16,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = False,
+        local_up_to_layer: int = 10,
+        locality_strength: float = 1.0,
+        use_pos_embed: bool = True,
+        norm_eps: float = 1e-6,
+        drop_rate: float = 0.0,
+        pos_drop_rate: float = 0.0,
+        attn_drop_rate: float = 0.0,
+        proj_drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+        dynamic_img_size: bool = False,
+    ) -> None:
+        super().__init__()
+        if global_pool not in ("token", "avg", ""):
+            raise ValueError(f"global_pool must be 'token', 'avg' or '', got {global_pool!r}")
+        if not 0 <= local_up_to_layer <= depth:
+            raise ValueError(f"local_up_to_layer must be in [0, depth={depth}], got {local_up_to_layer}")
+        self.num_classes = num_classes
+        self.in_chans = in_chans
+        self.global_pool = global_pool
+        self.num_features = self.head_hidden_size = self.embed_dim = embed_dim
+        self.local_up_to_layer = local_up_to_layer
+        self.num_prefix_tokens = 1  # in the output sequence; the position embedding has no class slot
+        self.dynamic_img_size = dynamic_img_size
+        self.grad_checkpointing = False
+
+        self.patch_embed = PatchifyStem(img_size, patch_size, in_chans, embed_dim)
+        self.img_size = self.patch_embed.img_size
+        self.patch_size = patch_size
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.pos_embed = (
+            nn.Parameter(torch.zeros(1, self.patch_embed.num_patches, embed_dim)) if use_pos_embed else None
+        )
+        self.pos_drop = nn.Dropout(pos_drop_rate) if pos_drop_rate > 0 else nn.Identity()
+        self.register_buffer("rel_pos", relative_positions(self.patch_embed.grid_size), persistent=False)
+
+        mlp_dim = int(embed_dim * mlp_ratio)
+        dpr = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]  # stochastic depth decay rule
+        self.blocks = nn.ModuleList(
+            Block(
+                embed_dim,
+                GatedPositionalAttention(
+                    embed_dim, num_heads, qkv_bias, attn_drop_rate, proj_drop_rate, locality_strength
+                )
+                if i < local_up_to_layer
+                else Attention(embed_dim, num_heads, qkv_bias, attn_drop_rate, proj_drop_rate),
+                mlp_dim,
+                drop_path=dpr[i],
+                norm_eps=norm_eps,
+                proj_drop=proj_drop_rate,
+            )
+            for i in range(depth)
+        )
+        self.feature_info = [dict(module=f"blocks.{i}", num_chs=embed_dim, reduction=patch_size) for i in range(depth)]
+        self.norm = nn.LayerNorm(embed_dim, eps=norm_eps)
+        self.head_drop = nn.Dropout(drop_rate) if drop_rate > 0 else nn.Identity()
+        self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+        self._init_weights()
+
+    @torch.no_grad()
+    def _init_weights(self) -> None:
+        """timm / official init: trunc-normal(0.02) linears and embeddings, then GPSA's local init."""
+        if self.pos_embed is not None:
+            trunc_normal_(self.pos_embed, std=0.02)
+        trunc_normal_(self.cls_token, std=0.02)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                trunc_normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        for m in self.modules():
+            if isinstance(m, GatedPositionalAttention):
+                m.local_init()
+
+    # ------------------------------------------------------------------ timm contract
+    @torch.jit.ignore
+    def no_weight_decay(self) -> set[str]:
+        return {"pos_embed", "cls_token"}
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        return dict(
+            stem=r"^cls_token|^pos_embed|^patch_embed",
+            blocks=[(r"^blocks\.(\d+)", None), (r"^norm", (99999,))],
+        )
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.grad_checkpointing = enable
+
+    @torch.jit.ignore
+    def get_classifier(self) -> nn.Module:
+        return self.head
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        self.num_classes = num_classes
+        if global_pool is not None:
+            if global_pool not in ("token", "avg", ""):
+                raise ValueError(f"global_pool must be 'token', 'avg' or '', got {global_pool!r}")
+            self.global_pool = global_pool
+        self.head = nn.Linear(self.embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+
+    # ------------------------------------------------------------------ forward
+    def _embed(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
+        """Patch tokens with position embedding (B, N, D), the relative positions and the grid."""
+        H, W = x.shape[-2:]
+        if (H, W) != self.img_size:
+            if not self.dynamic_img_size:
+                raise ValueError(
+                    f"input is {H}x{W} but the model was built for {self.img_size[0]}x{self.img_size[1]}; "
+                    f"build it with img_size=({H}, {W}) or dynamic_img_size=True"
+                )
+            if H % self.patch_size or W % self.patch_size:
+                raise ValueError(f"input {H}x{W} is not divisible by the patch size {self.patch_size}")
+        grid = (H // self.patch_size, W // self.patch_size)
+        x = self.patch_embed(x)  # (B, N, D)
+        if self.pos_embed is not None:
+            pos_embed = self.pos_embed
+            if grid != self.patch_embed.grid_size:
+                pos_embed = resample_abs_pos_embed(
+                    pos_embed, list(grid), list(self.patch_embed.grid_size), num_prefix_tokens=0
+                )
+            x = x + pos_embed
+        rel_pos = self.rel_pos if grid == self.patch_embed.grid_size else relative_positions(grid, x.device)
+        return self.pos_drop(x), rel_pos.to(x.dtype), grid
+
+    def _block(self, i: int, x: torch.Tensor, rel_pos: torch.Tensor) -> torch.Tensor:
+        """Run block ``i`` (joining the class token first where it is due)."""
+        if i == self.local_up_to_layer:
+            x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)  # (B, 1 + N, D)
+        args = (rel_pos,) if i < self.local_up_to_layer else ()
+        block = self.blocks[i]
+        if self.grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting():
+            return checkpoint(block, x, *args, use_reentrant=False)
+        return block(x, *args)
+
+    def _finish(self, x: torch.Tensor) -> torch.Tensor:
+        if self.local_up_to_layer == len(self.blocks):  # no plain block: the class token joins at the end
+            x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
+        return self.norm(x)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> normalised tokens (B, 1 + N, D), class token first."""
+        x, rel_pos, _ = self._embed(x)
+        for i in range(len(self.blocks)):
+            x = self._block(i, x, rel_pos)
+        return self._finish(x)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        if self.global_pool == "token":
+            x = x[:, 0]
+        elif self.global_pool == "avg":
+            x = x[:, self.num_prefix_tokens :].mean(dim=1)
+        x = self.head_drop(x)
+        return x if pre_logits else self.head(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: int | list[int] | None = None,
+        return_prefix_tokens: bool = False,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        """Outputs of the chosen blocks (timm's contract): the last ``indices`` blocks if an int, else those.
+
+        Intermediates hold the patch tokens as (B, D, H', W') maps (``"NCHW"``) or (B, N, D) (``"NLC"``);
+        with ``return_prefix_tokens`` each comes with the class token ((B, 0, D) before it joins).
+        """
+        if output_fmt not in ("NCHW", "NLC"):
+            raise ValueError(f"output_fmt must be 'NCHW' or 'NLC', got {output_fmt!r}")
+        take_indices, max_index = feature_take_indices(len(self.blocks), indices)
+        B = x.shape[0]
+        x, rel_pos, grid = self._embed(x)
+        last = max_index if stop_early else len(self.blocks) - 1
+        intermediates = []
+        for i in range(last + 1):
+            x = self._block(i, x, rel_pos)
+            if i in take_indices:
+                y = self.norm(x) if norm else x
+                n_prefix = 1 if i >= self.local_up_to_layer else 0
+                tokens = y[:, n_prefix:]
+                if output_fmt == "NCHW":
+                    tokens = tokens.reshape(B, *grid, -1).permute(0, 3, 1, 2).contiguous()
+                intermediates.append((tokens, y[:, :n_prefix]) if return_prefix_tokens else tokens)
+        if intermediates_only:
+            return intermediates
+        for i in range(last + 1, len(self.blocks)):
+            x = self._block(i, x, rel_pos)
+        return self._finish(x), intermediates
+
+    def prune_intermediate_layers(
+        self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
+    ) -> list[int]:
+        """Drop the blocks after the last one ``indices`` asks for (and optionally norm and head)."""
+        take_indices, max_index = feature_take_indices(len(self.blocks), indices)
+        self.blocks = self.blocks[: max_index + 1]
+        self.local_up_to_layer = min(self.local_up_to_layer, len(self.blocks))
+        if prune_norm:
+            self.norm = nn.Identity()
+        if prune_head:
+            self.reset_classifier(0, "")
+        return take_indices
+
+
+# ---------------------------------------------------------------------- builders
+def _create(name: str, num_heads: int, pretrained: bool = False, **kwargs: Any) -> ConViT:
+    """ConViT widths are 48 per head; 10 GPSA blocks then 2 plain ones."""
+    arch = dict(embed_dim=48 * num_heads, num_heads=num_heads, depth=12, local_up_to_layer=10, locality_strength=1.0)
+    return build_with_cfg(ConViT, name, arch, pretrained=pretrained, **kwargs)
+
+
+@register_model(cfg=model_cfg())
+def convit_tiny(pretrained: bool = False, **kwargs: Any) -> ConViT:
+    """ConViT-Ti: 4 heads x 48 = 192 wide, 12 blocks (5.7M params)."""
+    return _create("convit_tiny", 4, pretrained, **kwargs)
+
+
+@register_model(cfg=model_cfg())
+def convit_small(pretrained: bool = False, **kwargs: Any) -> ConViT:
+    """ConViT-S: 9 heads x 48 = 432 wide, 12 blocks (27.8M params)."""
+    return _create("convit_small", 9, pretrained, **kwargs)
+
+
+@register_model(cfg=model_cfg())
+def convit_base(pretrained: bool = False, **kwargs: Any) -> ConViT:
+    """ConViT-B: 16 heads x 48 = 768 wide, 12 blocks (86.5M params)."""
+    return _create("convit_base", 16, pretrained, **kwargs)
