@@ -1,0 +1,412 @@
+"""CvT: Convolutional vision Transformer.
+
+Paper: "CvT: Introducing Convolutions to Vision Transformers", Wu et al., 2021,
+https://arxiv.org/abs/2103.15808 -- official code https://github.com/microsoft/CvT
+(``lib/models/cls_cvt.py``, configs in ``experiments/imagenet/cvt/``).
+
+Three stages, each a convolutional token embedding (an overlapping strided convolution and a
+LayerNorm) followed by transformer blocks whose attention projects the token map with a
+depthwise convolution and BatchNorm before the linear q/k/v projections (stride 1 for the
+queries, 2 for keys and values). No position embedding, so any input size works; a class
+token joins in the last stage only. Keys are the official ones with the stages in a
+``ModuleList`` (``stage{i}.`` -> ``stages.{i}.``); :mod:`convvit.models.weights` maps official
+and Hugging Face checkpoints onto them.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from timm.layers import trunc_normal_
+from timm.models._features import feature_take_indices
+from torch.utils.checkpoint import checkpoint
+
+from convvit.models.layers import Block, get_act_layer
+from convvit.models.registry import build_with_cfg, model_cfg, register_model
+
+__all__ = ["CvT", "ConvAttention", "ConvEmbed", "ConvProjection", "CvTStage"]
+
+
+class ConvEmbed(nn.Module):
+    """Convolutional token embedding: overlapping strided Conv2d, then LayerNorm over channels (keys ``proj``, ``norm``)."""
+
+    def __init__(self, in_chans: int, embed_dim: int, kernel_size: int, stride: int, padding: int, norm_eps: float):
+        super().__init__()
+        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size, stride=stride, padding=padding)
+        self.norm = nn.LayerNorm(embed_dim, eps=norm_eps)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """(B, C_in, H, W) -> tokens (B, H' * W', D) and the grid (H', W')."""
+        x = self.proj(x)
+        grid = (x.shape[2], x.shape[3])
+        return self.norm(x.flatten(2).transpose(1, 2)), grid
+
+
+class ConvProjection(nn.Module):
+    """Depthwise Conv2d (no bias) -> BatchNorm2d over a token map (keys ``conv``, ``bn``): CvT's ``dw_bn``."""
+
+    def __init__(self, dim: int, kernel_size: int = 3, stride: int = 1, padding: int = 1) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(dim, dim, kernel_size, stride=stride, padding=padding, groups=dim, bias=False)
+        self.bn = nn.BatchNorm2d(dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> tokens (B, H' * W', C)."""
+        return self.bn(self.conv(x)).flatten(2).transpose(1, 2)
+
+
+class ConvAttention(nn.Module):
+    """Multi-head attention over convolutional projections of the token map.
+
+    Keys ``conv_proj_{q,k,v}``, ``proj_{q,k,v}``, ``proj`` as in the official code. The class
+    token (if any) bypasses the convolutions. The scale is ``dim_out ** -0.5`` as in the
+    official code (the full width, not the head width).
+    """
+
+    def __init__(
+        self,
+        dim_in: int,
+        dim_out: int,
+        num_heads: int,
+        qkv_bias: bool = True,
+        attn_drop: float = 0.0,
+        proj_drop: float = 0.0,
+        kernel_size: int = 3,
+        stride_q: int = 1,
+        stride_kv: int = 2,
+        padding_q: int = 1,
+        padding_kv: int = 1,
+        with_cls_token: bool = False,
+    ) -> None:
+        super().__init__()
+        if dim_out % num_heads:
+            raise ValueError(f"dim_out {dim_out} is not divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.dim_out = dim_out
+        self.scale = dim_out**-0.5
+        self.with_cls_token = with_cls_token
+        self.conv_proj_q = ConvProjection(dim_in, kernel_size, stride_q, padding_q)
+        self.conv_proj_k = ConvProjection(dim_in, kernel_size, stride_kv, padding_kv)
+        self.conv_proj_v = ConvProjection(dim_in, kernel_size, stride_kv, padding_kv)
+        self.proj_q = nn.Linear(dim_in, dim_out, bias=qkv_bias)
+        self.proj_k = nn.Linear(dim_in, dim_out, bias=qkv_bias)
+        self.proj_v = nn.Linear(dim_in, dim_out, bias=qkv_bias)
+        self.attn_drop = attn_drop
+        self.proj = nn.Linear(dim_out, dim_out)
+        self.proj_drop = nn.Dropout(proj_drop) if proj_drop > 0 else nn.Identity()
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, _ = x.shape
+        return x.view(B, T, self.num_heads, -1).transpose(1, 2)  # (B, h, T, hd)
+
+    def forward(self, x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        B, T, C = x.shape
+        H, W = grid
+        prefix = x[:, :1] if self.with_cls_token else None
+        tokens = x[:, 1:] if self.with_cls_token else x
+        x_map = tokens.transpose(1, 2).reshape(B, C, H, W)  # (B, C, H, W), a channels-last view
+        q, k, v = (proj(x_map) for proj in (self.conv_proj_q, self.conv_proj_k, self.conv_proj_v))
+        if prefix is not None:
+            q, k, v = (torch.cat([prefix, t], dim=1) for t in (q, k, v))  # (B, 1 + N', C)
+        q, k, v = self._heads(self.proj_q(q)), self._heads(self.proj_k(k)), self._heads(self.proj_v(v))
+        x = F.scaled_dot_product_attention(
+            q, k, v, dropout_p=self.attn_drop if self.training else 0.0, scale=self.scale
+        )
+        x = x.transpose(1, 2).reshape(B, -1, self.dim_out)  # (B, T, D)
+        return self.proj_drop(self.proj(x))
+
+
+class CvTStage(nn.Module):
+    """Token embedding, optional class token, and blocks; maps (B, C, H, W) -> (B, D, H', W') and the class token."""
+
+    def __init__(
+        self,
+        in_chans: int,
+        embed_dim: int,
+        depth: int,
+        num_heads: int,
+        patch_size: int,
+        patch_stride: int,
+        patch_padding: int,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        with_cls_token: bool = False,
+        kernel_qkv: int = 3,
+        stride_q: int = 1,
+        stride_kv: int = 2,
+        padding_q: int = 1,
+        padding_kv: int = 1,
+        act_layer: Callable[[], nn.Module] = nn.GELU,
+        norm_eps: float = 1e-5,
+        attn_drop: float = 0.0,
+        proj_drop: float = 0.0,
+        drop_path: Sequence[float] = (),
+    ) -> None:
+        super().__init__()
+        self.patch_embed = ConvEmbed(in_chans, embed_dim, patch_size, patch_stride, patch_padding, norm_eps)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim)) if with_cls_token else None
+        self.grad_checkpointing = False
+        drop_path = list(drop_path) or [0.0] * depth
+        self.blocks = nn.ModuleList(
+            Block(
+                embed_dim,
+                ConvAttention(
+                    embed_dim, embed_dim, num_heads, qkv_bias, attn_drop, proj_drop,
+                    kernel_qkv, stride_q, stride_kv, padding_q, padding_kv, with_cls_token,
+                ),
+                int(embed_dim * mlp_ratio),
+                drop_path=drop_path[j],
+                act_layer=act_layer,
+                norm_eps=norm_eps,
+                proj_drop=proj_drop,
+            )
+            for j in range(depth)
+        )
+
+    def forward_tokens(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """(B, C, H, W) -> tokens (B, [1 +] N, D) after the blocks, class token first, and the grid."""
+        x, grid = self.patch_embed(x)  # (B, N, D)
+        if self.cls_token is not None:
+            x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)  # (B, 1 + N, D)
+        for block in self.blocks:
+            if self.grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting():
+                x = checkpoint(block, x, grid, use_reentrant=False)
+            else:
+                x = block(x, grid)
+        return x, grid
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        x, grid = self.forward_tokens(x)
+        n_prefix = 0 if self.cls_token is None else 1
+        x_map = x[:, n_prefix:].transpose(1, 2).reshape(x.shape[0], -1, *grid)  # (B, D, H', W')
+        return x_map, (x[:, :1] if n_prefix else None)
+
+
+class CvT(nn.Module):
+    """Convolutional vision Transformer (three stages; no position embedding, so any input size).
+
+    Args:
+        img_size: the nominal input size (for ``pretrained_cfg``; any size works).
+        in_chans, num_classes: input channels, classifier outputs (0: no classifier).
+        global_pool: ``"token"`` (class token, the paper's) or ``"avg"`` (mean of the last stage's tokens).
+        embed_dims, depths, num_heads: per stage.
+        patch_sizes, patch_strides, patch_paddings: the convolutional token embeddings.
+        act_layer: MLP activation, ``"quick_gelu"`` (official CvT) or ``"gelu"`` (Hugging Face's CvT).
+        drop_path_rate: stochastic depth of the last stage (earlier stages: 0, as the official
+            configs), rising linearly over its blocks; or one rate per stage.
+        cls_token: whether the last stage has a class token (needed by ``global_pool="token"``).
+    """
+
+    def __init__(
+        self,
+        img_size: int | Sequence[int] = 224,
+        in_chans: int = 3,
+        num_classes: int = 1000,
+        global_pool: str = "token",
+        embed_dims: Sequence[int] = (64, 192, 384),
+        depths: Sequence[int] = (1, 2, 10),
+        num_heads: Sequence[int] = (1, 3, 6),
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        patch_sizes: Sequence[int] = (7, 3, 3),
+        patch_strides: Sequence[int] = (4, 2, 2),
+        patch_paddings: Sequence[int] = (2, 1, 1),
+        kernel_qkv: int = 3,
+        stride_q: int = 1,
+        stride_kv: int = 2,
+        padding_q: int = 1,
+        padding_kv: int = 1,
+        act_layer: str | Callable[[], nn.Module] = "quick_gelu",
+        norm_eps: float = 1e-5,
+        drop_rate: float = 0.0,
+        attn_drop_rate: float = 0.0,
+        proj_drop_rate: float = 0.0,
+        drop_path_rate: float | Sequence[float] = 0.1,
+        cls_token: bool = True,
+    ) -> None:
+        super().__init__()
+        num_stages = len(embed_dims)
+        for name, values in dict(depths=depths, num_heads=num_heads, patch_sizes=patch_sizes,
+                                 patch_strides=patch_strides, patch_paddings=patch_paddings).items():
+            if len(values) != num_stages:
+                raise ValueError(f"{name} has {len(values)} entries but there are {num_stages} stages (embed_dims)")
+        if global_pool not in ("token", "avg", ""):
+            raise ValueError(f"global_pool must be 'token', 'avg' or '', got {global_pool!r}")
+        if global_pool == "token" and not cls_token:
+            raise ValueError("global_pool='token' needs cls_token=True")
+        if isinstance(drop_path_rate, (int, float)):
+            drop_path_rate = [0.0] * (num_stages - 1) + [float(drop_path_rate)]
+        self.num_classes = num_classes
+        self.in_chans = in_chans
+        self.img_size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
+        self.global_pool = global_pool
+        self.num_features = self.head_hidden_size = self.embed_dim = embed_dims[-1]
+        self.num_prefix_tokens = 1 if cls_token else 0
+        act = get_act_layer(act_layer)
+
+        stages, reduction, chans = [], 1, in_chans
+        self.feature_info = []
+        for i in range(num_stages):
+            rate = drop_path_rate[i]
+            dpr = [rate * j / max(depths[i] - 1, 1) for j in range(depths[i])]
+            stages.append(
+                CvTStage(
+                    chans, embed_dims[i], depths[i], num_heads[i], patch_sizes[i], patch_strides[i], patch_paddings[i],
+                    mlp_ratio, qkv_bias, cls_token and i == num_stages - 1, kernel_qkv, stride_q, stride_kv,
+                    padding_q, padding_kv, act, norm_eps, attn_drop_rate, proj_drop_rate, dpr,
+                )
+            )
+            chans, reduction = embed_dims[i], reduction * patch_strides[i]
+            self.feature_info.append(dict(num_chs=chans, reduction=reduction, module=f"stages.{i}"))
+        self.stages = nn.ModuleList(stages)
+        self.norm = nn.LayerNorm(embed_dims[-1], eps=norm_eps)
+        self.head_drop = nn.Dropout(drop_rate) if drop_rate > 0 else nn.Identity()
+        self.head = nn.Linear(embed_dims[-1], num_classes) if num_classes > 0 else nn.Identity()
+        self._init_weights()
+
+    @torch.no_grad()
+    def _init_weights(self) -> None:
+        """Official ``trunc_norm`` init: linears trunc-normal(0.02), zero biases; norms 1/0; convs PyTorch default."""
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                trunc_normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, (nn.LayerNorm, nn.BatchNorm2d)):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        for stage in self.stages:
+            if stage.cls_token is not None:
+                trunc_normal_(stage.cls_token, std=0.02)
+
+    # ------------------------------------------------------------------ timm contract
+    @torch.jit.ignore
+    def no_weight_decay(self) -> set[str]:
+        return {f"stages.{i}.cls_token" for i, s in enumerate(self.stages) if s.cls_token is not None}
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        return dict(
+            stem=r"^stages\.0\.patch_embed",
+            blocks=r"^stages\.(\d+)" if coarse else [
+                (r"^stages\.(\d+)\.blocks\.(\d+)", None),
+                (r"^stages\.(\d+)\.(?:patch_embed|cls_token)", (0,)),
+                (r"^norm", (99999,)),
+            ],
+        )
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        for stage in self.stages:
+            stage.grad_checkpointing = enable
+
+    @torch.jit.ignore
+    def get_classifier(self) -> nn.Module:
+        return self.head
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        self.num_classes = num_classes
+        if global_pool is not None:
+            if global_pool not in ("token", "avg", ""):
+                raise ValueError(f"global_pool must be 'token', 'avg' or '', got {global_pool!r}")
+            if global_pool == "token" and not self.num_prefix_tokens:
+                raise ValueError("global_pool='token' needs a class token; this model was built without one")
+            self.global_pool = global_pool
+        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+
+    # ------------------------------------------------------------------ forward
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> normalised tokens of the last stage (B, [1 +] N, D), class token first."""
+        for stage in self.stages[:-1]:
+            x, _ = stage(x)
+        x, _ = self.stages[-1].forward_tokens(x)
+        return self.norm(x)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        if self.global_pool == "token":
+            x = x[:, 0]
+        elif self.global_pool == "avg":
+            x = x[:, self.num_prefix_tokens :].mean(dim=1)
+        x = self.head_drop(x)
+        return x if pre_logits else self.head(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: int | list[int] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        """The stage maps (B, C_i, H / s_i, W / s_i) at strides 4, 8, 16 (timm's contract).
+
+        ``indices``: the last n stages if an int, else stage indices. ``norm`` applies the final
+        LayerNorm to the last stage's map.
+        """
+        if output_fmt != "NCHW":
+            raise ValueError(f"CvT's intermediates are feature maps: output_fmt must be 'NCHW', got {output_fmt!r}")
+        take_indices, max_index = feature_take_indices(len(self.stages), indices)
+        last = max_index if stop_early else len(self.stages) - 1
+        intermediates, cls = [], None
+        for i in range(last + 1):
+            x, cls = self.stages[i](x)
+            if i in take_indices:
+                if norm and i == len(self.stages) - 1:
+                    intermediates.append(self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2))
+                else:
+                    intermediates.append(x)
+        if intermediates_only:
+            return intermediates
+        tokens = x.flatten(2).transpose(1, 2)  # (B, N, D)
+        if cls is not None:
+            tokens = torch.cat([cls, tokens], dim=1)
+        return self.norm(tokens), intermediates
+
+    def prune_intermediate_layers(
+        self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
+    ) -> list[int]:
+        """Drop the stages after the last one ``indices`` asks for (and optionally norm and head)."""
+        take_indices, max_index = feature_take_indices(len(self.stages), indices)
+        self.stages = self.stages[: max_index + 1]
+        if prune_norm:
+            self.norm = nn.Identity()
+        if prune_head:
+            self.reset_classifier(0, "")
+        return take_indices
+
+
+# ---------------------------------------------------------------------- builders
+_CFG = model_cfg(first_conv="stages.0.patch_embed.proj", fixed_input_size=False)
+
+
+def _create(name: str, arch: dict[str, Any], pretrained: bool = False, **kwargs: Any) -> CvT:
+    return build_with_cfg(CvT, name, arch, pretrained=pretrained, **kwargs)
+
+
+@register_model(cfg=_CFG)
+def cvt_13(pretrained: bool = False, **kwargs: Any) -> CvT:
+    """CvT-13: widths 64/192/384, depths 1/2/10, heads 1/3/6 (20.0M params, 4.5 GFLOPs at 224)."""
+    arch = dict(embed_dims=(64, 192, 384), depths=(1, 2, 10), num_heads=(1, 3, 6), drop_path_rate=0.1)
+    return _create("cvt_13", arch, pretrained, **kwargs)
+
+
+@register_model(cfg=_CFG)
+def cvt_21(pretrained: bool = False, **kwargs: Any) -> CvT:
+    """CvT-21: widths 64/192/384, depths 1/4/16, heads 1/3/6 (31.6M params, 7.1 GFLOPs at 224)."""
+    arch = dict(embed_dims=(64, 192, 384), depths=(1, 4, 16), num_heads=(1, 3, 6), drop_path_rate=0.1)
+    return _create("cvt_21", arch, pretrained, **kwargs)
+
+
+@register_model(cfg=model_cfg(first_conv="stages.0.patch_embed.proj", fixed_input_size=False,
+                              input_size=(3, 384, 384), crop_pct=1.0))
+def cvt_w24(pretrained: bool = False, **kwargs: Any) -> CvT:
+    """CvT-W24: widths 192/768/1024, depths 2/2/20, heads 3/12/16 (277.2M params, 193 GFLOPs at 384)."""
+    arch = dict(embed_dims=(192, 768, 1024), depths=(2, 2, 20), num_heads=(3, 12, 16), drop_path_rate=0.3,
+                img_size=384)
+    return _create("cvt_w24", arch, pretrained, **kwargs)
