@@ -1,0 +1,212 @@
+"""Train and eval transforms, built from timm's pipeline.
+
+Two crop styles: ``"resized"`` (timm's RandomResizedCrop, for ImageNet-like images) and ``"padded"`` (pad by
+``crop_padding`` then random-crop back, the CIFAR/MNIST convention). Default: ``"padded"`` up to 64 px,
+``"resized"`` above. The augmentations after the crop (RandAugment/AutoAugment/AugMix, color jitter,
+normalisation, random erasing) are timm's own.
+
+For uint8 tensor datasets (Fashion-MNIST, CIFAR, synthetic) the padded pipeline without PIL-only augmentations
+also exists as :class:`BatchTrainTransform`, which augments a whole batch in a few tensor ops (same
+distribution as the per-image pipeline, far less CPU per image).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from timm.data import create_transform
+from timm.data.random_erasing import RandomErasing
+from timm.data.transforms import str_to_interp_mode
+from torchvision import transforms
+
+from convvit.data.images import convert_image
+
+__all__ = [
+    "BatchEvalTransform", "BatchTrainTransform", "ConvertImage", "build_eval_transform", "build_train_transform",
+    "resolve_crop_mode",
+]
+
+CROP_MODES = ("padded", "resized")
+SMALL_IMAGE_MAX = 64  # images up to this size default to the padded crop and to evaluation without center crop
+
+
+def resolve_crop_mode(img_size: int, crop_mode: str | None = None) -> str:
+    """``crop_mode`` checked, or the default for ``img_size``: 'padded' up to 64 px, else 'resized'."""
+    if crop_mode is None:
+        return "padded" if img_size <= SMALL_IMAGE_MAX else "resized"
+    if crop_mode not in CROP_MODES:
+        raise ValueError(f"unknown crop_mode '{crop_mode}'; valid: {', '.join(CROP_MODES)}")
+    return crop_mode
+
+
+def default_crop_pct(img_size: int) -> float:
+    """Eval center-crop fraction: timm's 0.875 for large images, 1.0 (no crop) for small ones."""
+    return 1.0 if img_size <= SMALL_IMAGE_MAX else 0.875
+
+
+class ConvertImage:
+    """Convert a PIL image of any mode to ``in_chans`` channels (see :func:`convvit.data.convert_image`)."""
+
+    def __init__(self, in_chans: int):
+        self.in_chans = in_chans
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        return convert_image(img, self.in_chans)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(in_chans={self.in_chans})"
+
+
+def _check_stats(in_chans: int, mean: Sequence[float], std: Sequence[float]) -> None:
+    if len(mean) != in_chans or len(std) != in_chans:
+        raise ValueError(f"mean {tuple(mean)} and std {tuple(std)} must have in_chans={in_chans} values each")
+
+
+def build_train_transform(
+        img_size: int,
+        in_chans: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        crop_mode: str | None = None,
+        scale: tuple[float, float] = (0.08, 1.0),
+        ratio: tuple[float, float] = (3 / 4, 4 / 3),
+        crop_padding: int = 4,
+        hflip: float = 0.5,
+        vflip: float = 0.0,
+        color_jitter: float | Sequence[float] | None = None,
+        auto_augment: str | None = None,
+        interpolation: str = "bicubic",
+        re_prob: float = 0.0,
+        re_mode: str = "pixel",
+        re_count: int = 1,
+) -> Callable[[Image.Image], torch.Tensor]:
+    """Training transform: PIL image (any mode) -> normalised float tensor (in_chans, img_size, img_size).
+
+    ``auto_augment`` takes timm's strings: 'rand-m9-mstd0.5-inc1' (RandAugment), 'augmix-m5-w4-d2' (AugMix),
+    'original' / 'v0' / 'v0r' / '3a' (AutoAugment policies). Color jitter is off while auto_augment is set,
+    as in timm.
+    """
+    _check_stats(in_chans, mean, std)
+    crop_mode = resolve_crop_mode(img_size, crop_mode)
+    # timm builds the colour/augment and tensor stages; the crop stage is timm's too unless padded.
+    primary, secondary, final = create_transform(
+        (in_chans, img_size, img_size), is_training=True, scale=scale, ratio=ratio, hflip=hflip, vflip=vflip,
+        color_jitter=color_jitter, auto_augment=auto_augment, interpolation=interpolation, mean=mean, std=std,
+        re_prob=re_prob, re_mode=re_mode, re_count=re_count, separate=True,
+    )
+    if crop_mode == "padded":
+        primary = [
+            transforms.Resize(img_size, interpolation=str_to_interp_mode(interpolation)),
+            transforms.RandomCrop(img_size, padding=crop_padding, pad_if_needed=True),
+        ]
+        primary += [transforms.RandomHorizontalFlip(hflip)] if hflip > 0 else []
+        primary += [transforms.RandomVerticalFlip(vflip)] if vflip > 0 else []
+    else:
+        primary = list(primary.transforms)
+    return transforms.Compose([ConvertImage(in_chans), *primary, *secondary.transforms, *final.transforms])
+
+
+def build_eval_transform(
+        img_size: int,
+        in_chans: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        crop_pct: float | None = None,
+        interpolation: str = "bicubic",
+) -> Callable[[Image.Image], torch.Tensor]:
+    """Evaluation / prediction transform: PIL image (any mode) -> normalised float tensor (in_chans, H, W).
+
+    Resizes the shorter side to ``img_size / crop_pct`` and center-crops ``img_size`` (timm's eval transform).
+    ``crop_pct`` defaults to 0.875 above 64 px and 1.0 (resize only) for small images.
+    """
+    _check_stats(in_chans, mean, std)
+    crop_pct = default_crop_pct(img_size) if crop_pct is None else crop_pct
+    timm_tf = create_transform(
+        (in_chans, img_size, img_size), is_training=False, crop_pct=crop_pct, interpolation=interpolation,
+        mean=mean, std=std,
+    )
+    return transforms.Compose([ConvertImage(in_chans), *timm_tf.transforms])
+
+
+# ------------------------------------------------------------------------------------------------- batched tensors
+def _resize_batch(x: torch.Tensor, img_size: int, interpolation: str) -> torch.Tensor:
+    """Resize a uint8 (B, C, H, W) batch of square images to img_size (antialiased, like PIL)."""
+    if x.shape[-1] == img_size and x.shape[-2] == img_size:
+        return x
+    y = F.interpolate(x.float(), size=(img_size, img_size), mode=interpolation, antialias=True, align_corners=False)
+    return y.round_().clamp_(0, 255).to(torch.uint8)
+
+
+class _BatchNormalize:
+    def __init__(self, mean: Sequence[float], std: Sequence[float]):
+        std_t = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+        self.scale = 1.0 / (255.0 * std_t)
+        self.shift = -torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1) / std_t
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:  # uint8 (B, C, H, W) -> float
+        return torch.addcmul(self.shift, x.float(), self.scale)
+
+
+class BatchTrainTransform:
+    """The padded-crop training pipeline on a uint8 batch (B, C, H, W): resize (if needed), pad ``padding`` and
+    random-crop back, random flips, normalise, timm RandomErasing. Same distribution as
+    :func:`build_train_transform` with crop_mode='padded' and no auto_augment/color_jitter."""
+
+    def __init__(
+            self,
+            img_size: int,
+            mean: Sequence[float],
+            std: Sequence[float],
+            crop_padding: int = 4,
+            hflip: float = 0.5,
+            vflip: float = 0.0,
+            interpolation: str = "bicubic",
+            re_prob: float = 0.0,
+            re_mode: str = "pixel",
+            re_count: int = 1,
+    ):
+        self.img_size, self.padding, self.hflip, self.vflip = img_size, crop_padding, hflip, vflip
+        self.interpolation = interpolation
+        self.normalize = _BatchNormalize(mean, std)
+        self.erase = RandomErasing(re_prob, mode=re_mode, max_count=re_count, device="cpu") if re_prob > 0 else None
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        x = _resize_batch(x, self.img_size, self.interpolation)
+        b, _, h, w = x.shape
+        if self.padding > 0:
+            p = self.padding
+            top = torch.randint(0, 2 * p + 1, (b,))
+            left = torch.randint(0, 2 * p + 1, (b,))
+            windows = F.pad(x, (p, p, p, p)).unfold(2, h, 1).unfold(3, w, 1)  # (B, C, 2p+1, 2p+1, H, W) view
+            x = windows[torch.arange(b), :, top, left]  # (B, C, H, W)
+        if self.hflip > 0:
+            flip = torch.rand(b) < self.hflip
+            x = torch.where(flip.view(b, 1, 1, 1), x.flip(-1), x)
+        if self.vflip > 0:
+            flip = torch.rand(b) < self.vflip
+            x = torch.where(flip.view(b, 1, 1, 1), x.flip(-2), x)
+        x = self.normalize(x)
+        if self.erase is not None:
+            x = self.erase(x)
+        return x
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(img_size={self.img_size}, padding={self.padding}, hflip={self.hflip}, "
+                f"vflip={self.vflip}, erase={self.erase})")
+
+
+class BatchEvalTransform:
+    """Evaluation on a uint8 batch of square images: resize (if needed) and normalise, like
+    :func:`build_eval_transform` with crop_pct=1."""
+
+    def __init__(self, img_size: int, mean: Sequence[float], std: Sequence[float], interpolation: str = "bicubic"):
+        self.img_size, self.interpolation = img_size, interpolation
+        self.normalize = _BatchNormalize(mean, std)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.normalize(_resize_batch(x, self.img_size, self.interpolation))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(img_size={self.img_size})"
