@@ -1,0 +1,179 @@
+"""Trained models out of Lightning checkpoints: load for inference, export to .safetensors or ONNX."""
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+import convvit
+from convvit.training.checkpoint_io import atomic_write
+
+__all__ = ["WEIGHTS", "EXPORT_FORMATS", "TrainedModelInfo", "load_trained_model", "choose_weights",
+           "weights_metadata", "export_safetensors", "export_onnx", "export_checkpoint"]
+
+WEIGHTS = ("auto", "raw", "ema")
+EXPORT_FORMATS = ("onnx", "safetensors")
+_EMA_PREFIX = "ema_model.module."
+
+
+class TrainedModelInfo(dict):
+    """What a checkpoint knows about its model: name, num_classes, class_names, in_chans, img_size, mean,
+    std, and which weights were taken (``weights``: "raw" or "ema")."""
+
+
+def choose_weights(weights: str, has_ema: bool, val_acc1: float | None, val_acc1_ema: float | None) -> str:
+    """Resolve ``weights`` ("auto", "raw", "ema") to "raw" or "ema".
+
+    "auto" takes the EMA weights when there are any and they validated at least as well as the raw
+    weights at the last validation (or when no validation result is known), else the raw weights.
+    """
+    if weights not in WEIGHTS:
+        raise ValueError(f"weights must be one of {WEIGHTS}, got {weights!r}")
+    if weights == "ema" and not has_ema:
+        raise ValueError("weights='ema' but the run kept no EMA (train with --model.ema true), use 'raw' or 'auto'")
+    if weights != "auto":
+        return weights
+    if not has_ema:
+        return "raw"
+    if val_acc1 is None or val_acc1_ema is None:
+        return "ema"
+    return "ema" if val_acc1_ema >= val_acc1 else "raw"
+
+
+def _load_lightning_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
+    if not isinstance(hp, dict) or "name" not in hp or "state_dict" not in ckpt:
+        raise ValueError(
+            f"{path} is not a convvit training checkpoint (a Lightning .ckpt written by `convvit fit`); "
+            "plain weights files load with convvit.create_model(name, checkpoint_path=...)"
+        )
+    return ckpt
+
+
+def load_trained_model(ckpt_path: str | os.PathLike, weights: str = "auto") -> tuple[nn.Module, TrainedModelInfo]:
+    """Build the model of a ``convvit fit`` checkpoint with its raw or EMA weights, in eval mode, on CPU."""
+    ckpt = _load_lightning_checkpoint(ckpt_path)
+    hp, state = ckpt["hyper_parameters"], ckpt["state_dict"]
+    extra = ckpt.get("convvit", {})
+    has_ema = any(k.startswith(_EMA_PREFIX) for k in state)
+    choice = choose_weights(weights, has_ema, extra.get("val_acc1"), extra.get("val_acc1_ema"))
+    model = convvit.create_model(
+        hp["name"], num_classes=hp["num_classes"], in_chans=hp["in_chans"], img_size=hp["img_size"],
+        **(hp.get("model_kwargs") or {}),
+    )
+    prefix = _EMA_PREFIX if choice == "ema" else "model."
+    model.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+    model.eval()
+    img_size = hp["img_size"]
+    info = TrainedModelInfo(
+        name=hp["name"],
+        num_classes=hp["num_classes"],
+        class_names=list(hp.get("class_names") or [str(i) for i in range(hp["num_classes"])]),
+        in_chans=hp["in_chans"],
+        img_size=tuple(img_size) if isinstance(img_size, (list, tuple)) else (img_size, img_size),
+        mean=tuple(hp["mean"]) if hp.get("mean") is not None else None,
+        std=tuple(hp["std"]) if hp.get("std") is not None else None,
+        weights=choice,
+    )
+    return model, info
+
+
+def weights_metadata(info: dict[str, Any]) -> dict[str, str]:
+    """String metadata for exported files: architecture, classes, input size and normalisation."""
+    meta = {
+        "architecture": info["name"],
+        "num_classes": str(info["num_classes"]),
+        "class_names": json.dumps(list(info["class_names"])),
+        "in_chans": str(info["in_chans"]),
+        "img_size": json.dumps(list(info["img_size"])),
+        "weights": info.get("weights", "raw"),
+    }
+    for key in ("mean", "std"):
+        if info.get(key) is not None:
+            meta[key] = json.dumps(list(info[key]))
+    return meta
+
+
+def export_safetensors(model: nn.Module, path: str | os.PathLike, info: dict[str, Any]) -> Path:
+    """Write the model's weights and :func:`weights_metadata` to ``path`` (.safetensors)."""
+    from convvit.models.weights import save_weights
+
+    save_weights(model, path, weights_metadata(info))
+    return Path(path)
+
+
+def export_onnx(model: nn.Module, path: str | os.PathLike, info: dict[str, Any], opset: int = 18) -> Path:
+    """Export ``model`` to ONNX with a dynamic batch axis: input ``images`` (B, C, H, W), output ``logits``.
+
+    Uses the torch.export-based exporter when onnxscript is installed, else the TorchScript exporter.
+    The class names and normalisation go into the model's metadata properties.
+    """
+    model = model.eval()
+    example = torch.randn(2, info["in_chans"], *info["img_size"])
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.export.tmp")
+    try:
+        import onnxscript  # noqa: F401
+
+        dynamo = True
+    except ImportError:
+        dynamo = False
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        if dynamo:
+            batch = torch.export.Dim("batch", min=1)
+            torch.onnx.export(
+                model, (example,), tmp, input_names=["images"], output_names=["logits"],
+                dynamic_shapes=({0: batch},), opset_version=opset, dynamo=True, external_data=False,
+            )
+        else:
+            torch.onnx.export(
+                model, (example,), tmp, input_names=["images"], output_names=["logits"],
+                dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}}, opset_version=opset, dynamo=False,
+            )
+    try:
+        data = _add_onnx_metadata(tmp.read_bytes(), weights_metadata(info))
+        with atomic_write(path) as f:
+            f.write(data)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _add_onnx_metadata(data: bytes, meta: dict[str, str]) -> bytes:
+    try:
+        import onnx
+    except ImportError:  # the metadata is a convenience; the model works without it
+        return data
+    proto = onnx.load_from_string(data)
+    for key, value in meta.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    return proto.SerializeToString()
+
+
+def export_checkpoint(
+    ckpt_path: str | os.PathLike,
+    fmt: str,
+    output: str | os.PathLike | None = None,
+    weights: str = "auto",
+) -> Path:
+    """Export a ``convvit fit`` checkpoint to ``fmt`` ("onnx" or "safetensors"); returns the written path
+    (default: the checkpoint's path with the format's suffix)."""
+    if fmt not in EXPORT_FORMATS:
+        raise ValueError(f"--format must be one of {EXPORT_FORMATS}, got {fmt!r}")
+    model, info = load_trained_model(ckpt_path, weights)
+    output = Path(output) if output is not None else Path(ckpt_path).with_suffix(f".{fmt}")
+    if fmt == "onnx":
+        return export_onnx(model, output, info)
+    return export_safetensors(model, output, info)

@@ -1,0 +1,322 @@
+"""The LightningModule: any registered convvit model as an image classifier, with the papers' recipes.
+
+Loss (cross-entropy, label smoothing, Mixup/CutMix soft targets -- timm's implementations), AdamW/SGD
+with the no-decay parameter groups, per-step warmup + half-cosine schedule, an EMA of the weights
+evaluated beside the raw weights, top-1/top-5 on validation and test.
+"""
+from __future__ import annotations
+
+import math
+import random
+from typing import Any, Sequence
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from timm.data import Mixup
+from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+from timm.utils import ModelEmaV3
+from torchmetrics.classification import MulticlassAccuracy
+
+import convvit
+from convvit.training.optim import build_optimizer, decays_model_no_weight_decay, warmup_cosine
+
+__all__ = ["ImageClassifier", "NonFiniteLossError", "ClassMismatchError"]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+
+class ClassMismatchError(ValueError):
+    """A checkpoint was trained on other classes than the data has."""
+
+
+def _describe_classes(num_classes: int, names: Sequence[str] | None) -> str:
+    if not names:
+        return f"{num_classes} classes"
+    shown = ", ".join(map(str, names[:8])) + (", ..." if len(names) > 8 else "")
+    return f"{num_classes} classes [{shown}]"
+
+
+class ImageClassifier(L.LightningModule):
+    """Image classification with a registered convvit model.
+
+    Args:
+        name: registered model name (``convvit models`` lists them).
+        num_classes, in_chans, img_size, class_names, mean, std: set from the data module (linked by the
+            CLI); stored in every checkpoint so that predict/export need nothing else.
+        drop_path_rate: stochastic depth.
+        model_kwargs: further constructor arguments of the model (e.g. ``global_pool``).
+        init_checkpoint: weights to start from (any file ``convvit.create_model(checkpoint_path=...)``
+            reads; the head is re-initialised when the class count differs). Not a resume: use ``--ckpt_path``.
+        optimizer: ``adamw`` or ``sgd``.
+        lr: peak learning rate; multiplied by ``global batch / lr_base_batch_size`` when that is set
+            (the papers' linear scaling rule, e.g. 1e-3 per 2048 images for ViT_P/ViT_C).
+        weight_decay, momentum, nesterov, betas: optimizer settings (momentum/nesterov for SGD, betas for AdamW).
+        exclude_no_weight_decay: keep ``model.no_weight_decay()`` (position embedding, class token) out of
+            weight decay. Default: per family -- decayed for ViT_P/ViT_C as in pycls, excluded otherwise as
+            in timm/DeiT/ConViT/CvT. Norm gains and biases are never decayed.
+        warmup_epochs, warmup_start_factor: linear warmup from ``warmup_start_factor * lr`` (may be fractional).
+        min_lr_factor: the half-cosine ends at ``min_lr_factor * lr``. The schedule steps every iteration.
+        mixup_alpha, cutmix_alpha, mixup_prob, mixup_switch_prob: timm Mixup/CutMix (one of the two per
+            batch when both alphas are > 0); off when both alphas are 0.
+        label_smoothing: label smoothing (folded into the Mixup targets when Mixup is on).
+        ema, ema_decay, ema_warmup: keep an exponential moving average of the weights (timm ModelEmaV3,
+            decay warmed up over the first steps when ``ema_warmup``), evaluated beside the raw weights.
+        channels_last: run the model in channels-last memory format.
+        compile: ``torch.compile`` the model's forward for training and evaluation.
+    """
+
+    def __init__(
+        self,
+        name: str = "vit_c_nano_32px",
+        num_classes: int = 10,
+        in_chans: int = 3,
+        img_size: int | tuple[int, int] = 32,
+        class_names: list[str] | None = None,
+        mean: tuple[float, ...] | None = None,
+        std: tuple[float, ...] | None = None,
+        drop_path_rate: float = 0.0,
+        model_kwargs: dict[str, Any] | None = None,
+        init_checkpoint: str | None = None,
+        optimizer: str = "adamw",
+        lr: float = 1e-3,
+        lr_base_batch_size: int | None = None,
+        weight_decay: float = 0.05,
+        momentum: float = 0.9,
+        nesterov: bool = True,
+        betas: tuple[float, float] = (0.9, 0.999),
+        exclude_no_weight_decay: bool | None = None,
+        warmup_epochs: float = 0.0,
+        warmup_start_factor: float = 0.1,
+        min_lr_factor: float = 0.0,
+        mixup_alpha: float = 0.0,
+        cutmix_alpha: float = 0.0,
+        mixup_prob: float = 1.0,
+        mixup_switch_prob: float = 0.5,
+        label_smoothing: float = 0.0,
+        ema: bool = False,
+        ema_decay: float = 0.9998,
+        ema_warmup: bool = True,
+        channels_last: bool = False,
+        compile: bool = False,
+    ) -> None:
+        super().__init__()
+        if class_names is not None and len(class_names) != num_classes:
+            raise ValueError(f"class_names has {len(class_names)} entries but num_classes is {num_classes}")
+        if class_names is not None:
+            class_names = [str(c) for c in class_names]
+        if isinstance(img_size, Sequence):
+            img_size = tuple(int(s) for s in img_size)
+        self.save_hyperparameters(logger=False)  # config.yaml holds the run config; the data module logs its own
+
+        self.model = convvit.create_model(
+            name,
+            checkpoint_path=init_checkpoint,
+            num_classes=num_classes,
+            in_chans=in_chans,
+            img_size=img_size,
+            drop_path_rate=drop_path_rate,
+            **(model_kwargs or {}),
+        )
+        if channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.ema_model = (
+            ModelEmaV3(self.model, decay=ema_decay, use_warmup=ema_warmup, warmup_power=3 / 4) if ema else None
+        )
+
+        self.mixup = None
+        if mixup_alpha > 0 or cutmix_alpha > 0:
+            self.mixup = Mixup(
+                mixup_alpha=mixup_alpha,
+                cutmix_alpha=cutmix_alpha,
+                prob=mixup_prob,
+                switch_prob=mixup_switch_prob,
+                label_smoothing=label_smoothing,
+                num_classes=num_classes,
+            )
+            self.train_loss: nn.Module = SoftTargetCrossEntropy()
+        elif label_smoothing > 0:
+            self.train_loss = LabelSmoothingCrossEntropy(smoothing=label_smoothing)
+        else:
+            self.train_loss = nn.CrossEntropyLoss()
+
+        top5 = min(5, num_classes)
+        self.metrics = nn.ModuleDict(
+            {
+                f"{stage}_acc{k}{suffix}": MulticlassAccuracy(num_classes, top_k=top_k, average="micro")
+                for stage in ("val", "test")
+                for suffix in ("", "_ema")
+                for k, top_k in ((1, 1), (5, top5))
+            }
+        )
+        self._compiled: nn.Module | None = None
+
+    # ------------------------------------------------------------------ forward
+    @property
+    def has_ema(self) -> bool:
+        return self.ema_model is not None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Class logits of the raw (non-EMA) model. ``x``: (B, in_chans, H, W) normalised images."""
+        if self.hparams.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return (self._compiled or self.model)(x)
+
+    def setup(self, stage: str) -> None:
+        if self.hparams.compile and self._compiled is None:
+            # kept out of the module tree so that state-dict keys stay "model.*"
+            self.__dict__["_compiled"] = torch.compile(self.model)
+
+    # ------------------------------------------------------------------ training
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        if self.mixup is not None:
+            if x.shape[0] % 2:  # timm's Mixup pairs each sample with its mirror in the batch
+                x, y = x[:-1], y[:-1]
+            x, y = self.mixup(x, y)
+        loss = self.train_loss(self(x), y)
+        self._check_finite(loss, batch_idx)
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=x.shape[0])
+        return loss
+
+    def _check_finite(self, loss: torch.Tensor, batch_idx: int) -> None:
+        bad = not bool(torch.isfinite(loss.detach()))
+        if self.trainer.world_size > 1:  # every rank must stop together, or the others hang in all-reduce
+            bad = self.trainer.strategy.reduce_boolean_decision(bad, all=False)
+        if not bad:
+            return
+        ckpt = getattr(self.trainer.checkpoint_callback, "last_model_path", "") or getattr(
+            self.trainer.checkpoint_callback, "best_model_path", ""
+        )
+        where = (
+            f"The last good checkpoint is {ckpt}: resume from it with --ckpt_path {ckpt}"
+            if ckpt
+            else "No checkpoint had been saved yet"
+        )
+        raise NonFiniteLossError(
+            f"training loss is {loss.detach().float().item()} at step {self.global_step} (epoch {self.current_epoch}, "
+            f"batch {batch_idx}); training stopped. {where}. Lower the learning rate (--model.lr), add "
+            "warmup (--model.warmup_epochs) or clip gradients (--trainer.gradient_clip_val)."
+        )
+
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        super().optimizer_step(*args, **kwargs)
+        if self.ema_model is not None:
+            self.ema_model.update(self.model, step=self.global_step + 1)
+
+    # ------------------------------------------------------------------ evaluation
+    def _evaluate(self, stage: str, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
+        x, y = batch
+        logits = self(x)
+        self.log(f"{stage}/loss", F.cross_entropy(logits, y), batch_size=x.shape[0], sync_dist=True)
+        outputs = [("", logits)]
+        if self.ema_model is not None:
+            if self.hparams.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            outputs.append(("_ema", self.ema_model.module(x)))
+        for suffix, out in outputs:
+            for k in (1, 5):
+                metric = self.metrics[f"{stage}_acc{k}{suffix}"]
+                metric(out, y)
+                self.log(f"{stage}/acc{k}{suffix}", metric, prog_bar=(k == 1), batch_size=x.shape[0])
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate("val", batch)
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate("test", batch)
+
+    # ------------------------------------------------------------------ optimization
+    def effective_lr(self) -> float:
+        """The peak learning rate after linear scaling with the global batch size (when configured)."""
+        lr, base = self.hparams.lr, self.hparams.lr_base_batch_size
+        if not base:
+            return lr
+        batch = getattr(self.trainer.datamodule, "batch_size", None) if self.trainer.datamodule else None
+        if batch is None:
+            raise ValueError("lr_base_batch_size is set but the data module has no batch_size to scale the lr with")
+        global_batch = batch * self.trainer.world_size * self.trainer.accumulate_grad_batches
+        return lr * global_batch / base
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        hp = self.hparams
+        exclude = hp.exclude_no_weight_decay
+        if exclude is None:
+            exclude = not decays_model_no_weight_decay(hp.name)
+        optimizer = build_optimizer(
+            self.model, hp.optimizer, self.effective_lr(), hp.weight_decay, hp.momentum, hp.nesterov, hp.betas,
+            exclude_no_weight_decay=exclude,
+        )
+        total_steps = max(int(self.trainer.estimated_stepping_batches), 1)
+        steps_per_epoch = max(math.ceil(self.trainer.num_training_batches / self.trainer.accumulate_grad_batches), 1)
+        if not math.isfinite(total_steps) or total_steps > 10**12:
+            raise ValueError("set --trainer.max_epochs or --trainer.max_steps: the lr schedule needs a length")
+        scheduler = warmup_cosine(
+            optimizer,
+            total_steps=total_steps,
+            warmup_steps=round(hp.warmup_epochs * steps_per_epoch),
+            start_factor=hp.warmup_start_factor,
+            min_factor=hp.min_lr_factor,
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # ------------------------------------------------------------------ checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        metrics = self.trainer.callback_metrics if self._trainer is not None else {}
+        checkpoint["convvit"] = {
+            "val_acc1": float(metrics["val/acc1"]) if "val/acc1" in metrics else None,
+            "val_acc1_ema": float(metrics["val/acc1_ema"]) if "val/acc1_ema" in metrics else None,
+            "rng_states": _collect_rng_states(),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        saved = checkpoint.get("hyper_parameters", {})
+        hp = self.hparams
+        saved_n, saved_names = saved.get("num_classes"), saved.get("class_names")
+        if saved_n is not None and (
+            saved_n != hp.num_classes or (saved_names and hp.class_names and list(saved_names) != list(hp.class_names))
+        ):
+            raise ClassMismatchError(
+                f"the checkpoint was trained on {_describe_classes(saved_n, saved_names)} but the data has "
+                f"{_describe_classes(hp.num_classes, hp.class_names)}. Use data with the checkpoint's classes, or "
+                "fine-tune from its weights with --model.init_checkpoint CKPT (the head is re-initialised)."
+            )
+        state = checkpoint.get("state_dict", {})
+        if self.ema_model is not None and not any(k.startswith("ema_model.") for k in state):
+            # a checkpoint from a run without EMA: start the average from the loaded weights
+            for k, v in list(state.items()):
+                if k.startswith("model."):
+                    state["ema_model.module." + k[len("model."):]] = v.clone()
+        elif self.ema_model is None:
+            for k in [k for k in state if k.startswith("ema_model.")]:
+                del state[k]
+        rng = checkpoint.get("convvit", {}).get("rng_states")
+        if rng and self._trainer is not None and self.trainer.state.fn == "fit":
+            _set_rng_states(rng)
+
+
+def _collect_rng_states() -> dict[str, Any]:
+    """RNG states in types ``torch.load(weights_only=True)`` accepts (no numpy arrays)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    states: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def _set_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    kind, keys, pos, has_gauss, cached = states["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])

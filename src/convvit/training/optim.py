@@ -1,0 +1,87 @@
+"""Optimizers with the papers' weight-decay groups, and the per-step warmup + half-cosine schedule.
+
+The optimizers themselves come from timm's factory (``timm.optim.create_optimizer_v2``); this module
+only decides which parameters are decayed and how the learning rate moves.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+from timm.optim import create_optimizer_v2, param_groups_weight_decay
+
+__all__ = ["OPTIMIZERS", "decays_model_no_weight_decay", "build_optimizer", "WarmupCosine", "warmup_cosine"]
+
+OPTIMIZERS = ("adamw", "sgd")
+
+# pycls (the ViT_P / ViT_C paper) decays the position embedding and class token; timm, DeiT, ConViT
+# and CvT keep ``model.no_weight_decay()`` out of weight decay.
+_PYCLS_FAMILIES = ("vit_p_", "vit_c_")
+
+
+def decays_model_no_weight_decay(model_name: str) -> bool:
+    """Whether the paper recipe of ``model_name`` decays the parameters in ``model.no_weight_decay()``."""
+    return model_name.startswith(_PYCLS_FAMILIES)
+
+
+def build_optimizer(
+    model: nn.Module,
+    name: str = "adamw",
+    lr: float = 1e-3,
+    weight_decay: float = 0.05,
+    momentum: float = 0.9,
+    nesterov: bool = True,
+    betas: Sequence[float] = (0.9, 0.999),
+    exclude_no_weight_decay: bool = True,
+) -> torch.optim.Optimizer:
+    """AdamW or SGD over ``model`` with no weight decay on norm gains and biases (every 1-d parameter).
+
+    ``exclude_no_weight_decay`` also keeps the parameters named by ``model.no_weight_decay()`` (position
+    embedding, class token) out of weight decay, as timm does; pycls decays them.
+    """
+    name = name.lower()
+    if name not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
+    skip = set(model.no_weight_decay()) if exclude_no_weight_decay and hasattr(model, "no_weight_decay") else set()
+    groups = param_groups_weight_decay(model, weight_decay, no_weight_decay_list=skip)
+    if name == "adamw":
+        return create_optimizer_v2(groups, "adamw", lr=lr, weight_decay=weight_decay, betas=tuple(betas))
+    return create_optimizer_v2(
+        groups, "sgd" if nesterov else "momentum", lr=lr, weight_decay=weight_decay, momentum=momentum
+    )
+
+
+class WarmupCosine:
+    """LR factor at optimizer step ``t``: linear warmup from ``start_factor`` to 1 over ``warmup_steps``,
+    then a half cosine from 1 down to ``min_factor`` at ``total_steps`` (held there after).
+
+    A plain callable object (not a closure) so that ``LambdaLR.state_dict`` saves it with the checkpoint.
+    """
+
+    def __init__(self, total_steps: int, warmup_steps: int = 0, start_factor: float = 0.1, min_factor: float = 0.0):
+        if total_steps < 1:
+            raise ValueError(f"total_steps must be >= 1, got {total_steps}")
+        self.total_steps = int(total_steps)
+        self.warmup_steps = int(min(max(warmup_steps, 0), total_steps))
+        self.start_factor = float(start_factor)
+        self.min_factor = float(min_factor)
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return self.start_factor + (1.0 - self.start_factor) * step / self.warmup_steps
+        decay_steps = max(self.total_steps - self.warmup_steps, 1)
+        progress = min((step - self.warmup_steps) / decay_steps, 1.0)
+        return self.min_factor + (1.0 - self.min_factor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def warmup_cosine(
+    optimizer: torch.optim.Optimizer,
+    total_steps: int,
+    warmup_steps: int = 0,
+    start_factor: float = 0.1,
+    min_factor: float = 0.0,
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """A per-step :class:`WarmupCosine` schedule on ``optimizer`` (call ``.step()`` after every update)."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupCosine(total_steps, warmup_steps, start_factor, min_factor))
