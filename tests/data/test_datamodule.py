@@ -55,9 +55,11 @@ def test_imagefolder_test_split_and_fallback(tmp_path, fakes):
     root = fakes.make_image_folder(tmp_path, splits=("train", "val", "test"), n=1)
     dm = ImageDataModule("imagefolder", str(root), img_size=8, **SMALL)
     dm.setup("test")
-    assert len(dm.test_set) == 2 and dm.test_split == "test"
+    assert len(dm.test_set) == 2 and dm.test_split == "test" and dm.has_test
+    assert dm.batch_size == 4
     root2 = fakes.make_image_folder(tmp_path / "b", n=1)
     dm = ImageDataModule("imagefolder", str(root2), img_size=8, **SMALL)
+    assert not dm.has_test
     with pytest.warns(UserWarning, match="testing on the validation split"):
         dm.setup("test")
     assert dm.test_split == "val" and len(dm.test_set) == 2

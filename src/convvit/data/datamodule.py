@@ -220,6 +220,16 @@ class ImageDataModule(L.LightningDataModule):
         return len(self.class_names)
 
     @property
+    def batch_size(self) -> int:
+        """Training batch size per device."""
+        return self.hparams.batch_size
+
+    @property
+    def has_test(self) -> bool:
+        """Whether the data has its own test split (image folders without ``test/`` test on the validation split)."""
+        return self.dataset != "imagefolder" or (self.root / "test").is_dir()
+
+    @property
     def eval_transform(self):
         """The per-image evaluation transform (PIL image of any mode -> tensor), as used for prediction."""
         return build_eval_transform(self.img_size, self.in_chans, self.mean, self.std, self.crop_pct,

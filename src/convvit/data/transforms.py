@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from timm.data import auto_augment as timm_aa
 from timm.data import create_transform
 from timm.data.random_erasing import RandomErasing
 from timm.data.transforms import str_to_interp_mode
@@ -64,6 +65,22 @@ def _check_stats(in_chans: int, mean: Sequence[float], std: Sequence[float]) -> 
         raise ValueError(f"mean {tuple(mean)} and std {tuple(std)} must have in_chans={in_chans} values each")
 
 
+def _posterize(img: Image.Image, bits_to_keep: int, **_) -> Image.Image:
+    """timm's posterize, also for 0 bits (a black image, as before Pillow 13, which rejects 0 bits)."""
+    if bits_to_keep <= 0:
+        return Image.new(img.mode, img.size)
+    return timm_aa.posterize(img, bits_to_keep)
+
+
+def _fix_posterize(transform) -> None:
+    """Route the Posterize ops of a timm RandAugment/AutoAugment/AugMix through :func:`_posterize`: at high
+    magnitudes (e.g. 'rand-m9-mstd0.5-inc1' sampling m=10) they ask for 0 bits, which Pillow >= 13 rejects."""
+    ops = list(getattr(transform, "ops", [])) + [op for sub in getattr(transform, "policy", []) for op in sub]
+    for op in ops:
+        if getattr(op, "aug_fn", None) is timm_aa.posterize:
+            op.aug_fn = _posterize
+
+
 def build_train_transform(
         img_size: int,
         in_chans: int,
@@ -96,6 +113,8 @@ def build_train_transform(
         color_jitter=color_jitter, auto_augment=auto_augment, interpolation=interpolation, mean=mean, std=std,
         re_prob=re_prob, re_mode=re_mode, re_count=re_count, separate=True,
     )
+    for t in secondary.transforms:
+        _fix_posterize(t)
     if crop_mode == "padded":
         primary = [
             transforms.Resize(img_size, interpolation=str_to_interp_mode(interpolation)),
