@@ -153,6 +153,9 @@ def build_with_cfg(
     pretrained_cfg_overlay = kwargs.pop("pretrained_cfg_overlay", None) or {}
     for timm_only in ("pretrained_cfg", "cache_dir", "pretrained_strict", "feature_cfg"):
         kwargs.pop(timm_only, None)
+    features_only = kwargs.pop("features_only", False)
+    out_indices = kwargs.pop("out_indices", None)
+    feature_norm = kwargs.pop("feature_norm", False)
     model = model_cls(**{**arch_kwargs, **kwargs})
     cfg = {**_default_cfgs.get(name, model_cfg()), **pretrained_cfg_overlay, "architecture": name}
     in_chans = getattr(model, "in_chans", 3)
@@ -166,4 +169,10 @@ def build_with_cfg(
         cfg["std"] = (sum(cfg["std"]) / len(cfg["std"]),) * in_chans
     model.pretrained_cfg = cfg
     model.default_cfg = cfg
+    if features_only:  # a backbone returning intermediate maps, as timm's features_only=True
+        from timm.models._features import FeatureGetterNet
+
+        default_indices = len(getattr(model, "feature_info", [])) if out_indices is None else out_indices
+        model = FeatureGetterNet(model, out_indices=default_indices or 4, norm=feature_norm)
+        model.pretrained_cfg = model.default_cfg = cfg
     return model
