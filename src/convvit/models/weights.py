@@ -463,17 +463,22 @@ def _fit_to_model(
 
     clf = _classifier_name(model)
     head_keys = [k for k in (f"{clf}.weight", f"{clf}.bias") if k in state]
-    if head_keys:
+    model_classes = getattr(model, "num_classes", None)
+    if head_keys and any(k not in target or target[k].shape != state[k].shape for k in head_keys):
         ckpt_classes = state[head_keys[0]].shape[0]
-        model_classes = getattr(model, "num_classes", None)
-        if any(k not in target or target[k].shape != state[k].shape for k in head_keys):
-            for k in head_keys:
-                del state[k]
-            notes["head_reset"] = True
-            _logger.warning(
-                "%s: the checkpoint's classifier has %d classes, the model %s; the classifier is not loaded and "
-                "keeps the model's fresh initialisation (fine-tune it).", log_prefix, ckpt_classes, model_classes,
-            )
+        for k in head_keys:
+            del state[k]
+        notes["head_reset"] = True
+        _logger.warning(
+            "%s: the checkpoint's classifier has %d classes, the model %s; the classifier is not loaded and "
+            "keeps the model's fresh initialisation (fine-tune it).", log_prefix, ckpt_classes, model_classes,
+        )
+    elif not head_keys and any(k.startswith(clf + ".") for k in target):
+        notes["head_reset"] = True
+        _logger.warning(
+            "%s: the checkpoint has no classifier; the model's %s-class classifier keeps its fresh initialisation.",
+            log_prefix, model_classes,
+        )
 
     for key, value in list(state.items()):
         if key not in target or target[key].shape == value.shape:
@@ -508,8 +513,11 @@ def _closest_models(state: Mapping[str, torch.Tensor]) -> list[str]:
         return k.startswith(("head.", "pos_embed")) or k.endswith("pos_embed")
 
     wanted = {k: tuple(v.shape) for k, v in state.items() if not skip(k)}
+    families = {"cvt": ("cvt_*",), "convit": ("convit_*",), "vit_c": ("vit_c_*",), "vit": ("vit_p_*", "deit_*")}
+    fmt = _detect_format(set(state))
+    names = [n for pattern in families.get(fmt, ("*",)) for n in list_models(pattern)]
     matches = []
-    for name in list_models():
+    for name in names:
         try:
             with torch.device("meta"):
                 candidate = create_model(name)
@@ -575,13 +583,16 @@ def _load_state(
     model: nn.Module, state: dict[str, torch.Tensor], info: dict[str, Any], path: PathLike, strict: bool
 ) -> dict[str, Any]:
     fmt, meta = info["format"], info["metadata"]
-    state, notes = _fit_to_model(state, model, log_prefix=str(path))
     target = model.state_dict()
-    clf = _classifier_name(model)
-    missing = [k for k in target if k not in state and not (notes["head_reset"] and k.startswith(clf + "."))]
-    unexpected = [k for k in state if k not in target]
+    clf = _classifier_name(model) + "."
+    missing = [k for k in target if k not in state and not k.startswith(clf)]
+    unexpected = [k for k in state if k not in target and not k.startswith(clf)]
+    if strict and (missing or unexpected):
+        wrong_shape = [k for k in state if k in target and state[k].shape != target[k].shape and not k.startswith(clf)]
+        raise _mismatch_error(path, model, fmt, meta, missing, unexpected, wrong_shape, state)
+    state, notes = _fit_to_model(state, model, log_prefix=str(path))
     wrong_shape = [k for k in state if k in target and state[k].shape != target[k].shape]
-    if wrong_shape or (strict and (missing or unexpected)):
+    if wrong_shape:
         raise _mismatch_error(path, model, fmt, meta, missing, unexpected, wrong_shape, state)
     if fmt == "hf_cvt" and _uses_quick_gelu(model):
         _logger.warning(

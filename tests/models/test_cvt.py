@@ -1,0 +1,187 @@
+"""CvT: parameter counts, Hugging Face and official-checkpoint equivalence, stage features, timm contract."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+
+import convvit
+from convvit.models.cvt import CvT
+from convvit.models.layers import QuickGELU
+
+# REFERENCE section 4 (exact official parameter counts).
+PARAMS = {"cvt_13": 19_997_000, "cvt_21": 31_623_000, "cvt_w24": 277_196_000}
+CVT_13 = dict(dims=(64, 192, 384), depths=(1, 2, 10), heads=(1, 3, 6))
+
+
+def _small(**kwargs) -> CvT:
+    args = dict(embed_dims=(16, 32, 48), depths=(1, 1, 2), num_heads=(1, 2, 3), num_classes=4)
+    return CvT(**{**args, **kwargs})
+
+
+@pytest.mark.parametrize("name", sorted(PARAMS))
+def test_param_counts_match_the_paper(name):
+    with torch.device("meta"):
+        model = convvit.create_model(name)
+    params = sum(p.numel() for p in model.parameters())
+    assert abs(params - PARAMS[name]) / PARAMS[name] < 0.005, params
+
+
+def _randomise_batchnorm(model: nn.Module) -> None:
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.normal_(0.0, 0.2)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.normal_(1.0, 0.2)
+                m.bias.normal_(0.0, 0.2)
+
+
+def test_hugging_face_cvt_13_gives_the_same_logits(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    config = transformers.CvtConfig(
+        num_labels=1000, embed_dim=list(CVT_13["dims"]), depth=list(CVT_13["depths"]), num_heads=list(CVT_13["heads"])
+    )
+    reference = transformers.CvtForImageClassification(config).eval()
+    _randomise_batchnorm(reference)
+    reference.save_pretrained(tmp_path)  # model.safetensors + config.json
+    model = convvit.create_model("cvt_13", act_layer="gelu", checkpoint_path=tmp_path / "model.safetensors").eval()
+    x = torch.randn(2, 3, 96, 96)
+    with torch.no_grad():
+        expected, actual = reference(pixel_values=x).logits, model(x)
+    assert (expected - actual).abs().max().item() < 1e-4
+    assert expected.abs().max().item() > 1e-2  # the comparison is not between two near-zero outputs
+
+
+def _official_state_dict(dims, depths, heads, num_classes=1000, mlp_ratio=4) -> dict[str, torch.Tensor]:
+    """A random state dict with the official microsoft/CvT key names and shapes (REFERENCE section 4)."""
+    sd: dict[str, torch.Tensor] = {}
+    kernels, in_chans = (7, 3, 3), 3
+    for i, (dim, depth) in enumerate(zip(dims, depths)):
+        s = f"stage{i}"
+        sd[f"{s}.patch_embed.proj.weight"] = torch.randn(dim, in_chans, kernels[i], kernels[i]) * 0.1
+        sd[f"{s}.patch_embed.proj.bias"] = torch.randn(dim) * 0.1
+        sd[f"{s}.patch_embed.norm.weight"] = 1 + 0.1 * torch.randn(dim)
+        sd[f"{s}.patch_embed.norm.bias"] = 0.1 * torch.randn(dim)
+        if i == len(dims) - 1:
+            sd[f"{s}.cls_token"] = torch.randn(1, 1, dim) * 0.02
+        for j in range(depth):
+            b = f"{s}.blocks.{j}"
+            for norm in ("norm1", "norm2"):
+                sd[f"{b}.{norm}.weight"] = 1 + 0.1 * torch.randn(dim)
+                sd[f"{b}.{norm}.bias"] = 0.1 * torch.randn(dim)
+            for t in "qkv":
+                sd[f"{b}.attn.conv_proj_{t}.conv.weight"] = torch.randn(dim, 1, 3, 3) * 0.2
+                sd[f"{b}.attn.conv_proj_{t}.bn.weight"] = 1 + 0.1 * torch.randn(dim)
+                sd[f"{b}.attn.conv_proj_{t}.bn.bias"] = 0.1 * torch.randn(dim)
+                sd[f"{b}.attn.conv_proj_{t}.bn.running_mean"] = 0.1 * torch.randn(dim)
+                sd[f"{b}.attn.conv_proj_{t}.bn.running_var"] = 1 + 0.1 * torch.rand(dim)
+                sd[f"{b}.attn.conv_proj_{t}.bn.num_batches_tracked"] = torch.tensor(100)
+                sd[f"{b}.attn.proj_{t}.weight"] = torch.randn(dim, dim) * 0.02
+                sd[f"{b}.attn.proj_{t}.bias"] = torch.zeros(dim)
+            sd[f"{b}.attn.proj.weight"] = torch.randn(dim, dim) * 0.02
+            sd[f"{b}.attn.proj.bias"] = torch.zeros(dim)
+            sd[f"{b}.mlp.fc1.weight"] = torch.randn(dim * mlp_ratio, dim) * 0.02
+            sd[f"{b}.mlp.fc1.bias"] = torch.zeros(dim * mlp_ratio)
+            sd[f"{b}.mlp.fc2.weight"] = torch.randn(dim, dim * mlp_ratio) * 0.02
+            sd[f"{b}.mlp.fc2.bias"] = torch.zeros(dim)
+        in_chans = dim
+    sd["norm.weight"] = torch.ones(dims[-1])
+    sd["norm.bias"] = torch.zeros(dims[-1])
+    sd["head.weight"] = torch.randn(num_classes, dims[-1]) * 0.02
+    sd["head.bias"] = torch.zeros(num_classes)
+    return sd
+
+
+def test_official_checkpoint_loads_without_missing_or_unexpected_keys(tmp_path):
+    official = _official_state_dict(**CVT_13)
+    torch.save(official, tmp_path / "CvT-13-224x224-IN-1k.pth")
+    model = convvit.create_model("cvt_13")
+    info = convvit.load_checkpoint(model, tmp_path / "CvT-13-224x224-IN-1k.pth")
+    assert info["format"] == "official_cvt"
+    assert info["missing_keys"] == [] and info["unexpected_keys"] == [] and not info["head_reset"]
+    assert len(official) == len(model.state_dict())
+    assert torch.equal(model.stages[2].blocks[7].attn.proj_k.weight, official["stage2.blocks.7.attn.proj_k.weight"])
+    assert torch.equal(model.stages[1].blocks[1].attn.conv_proj_v.bn.running_var,
+                       official["stage1.blocks.1.attn.conv_proj_v.bn.running_var"])
+    assert torch.equal(model.stages[2].cls_token, official["stage2.cls_token"])
+
+
+def test_class_token_only_in_the_last_stage_and_quick_gelu_by_default():
+    with torch.device("meta"):
+        model = convvit.create_model("cvt_13")
+        gelu = convvit.create_model("cvt_13", act_layer="gelu")
+    assert [k for k in model.state_dict() if "cls_token" in k] == ["stages.2.cls_token"]
+    assert "pos_embed" not in " ".join(model.state_dict())
+    assert isinstance(model.stages[0].blocks[0].mlp.act, QuickGELU)
+    assert type(gelu.stages[0].blocks[0].mlp.act) is nn.GELU
+    attn = model.stages[2].blocks[0].attn
+    assert attn.scale == 384**-0.5
+    assert attn.conv_proj_q.conv.stride == (1, 1) and attn.conv_proj_k.conv.stride == (2, 2)
+    assert attn.conv_proj_v.conv.groups == 384 and attn.conv_proj_v.conv.bias is None
+    assert model.stages[0].blocks[0].norm1.eps == 1e-5 and model.norm.eps == 1e-5
+
+
+def test_any_input_size_and_three_stage_maps_at_strides_4_8_16():
+    model = _small().eval()
+    assert [(f["num_chs"], f["reduction"]) for f in model.feature_info] == [(16, 4), (32, 8), (48, 16)]
+    for h, w in ((64, 64), (96, 128), (50, 70)):
+        x = torch.randn(2, 3, h, w)
+        with torch.no_grad():
+            final, maps = model.forward_intermediates(x)
+            assert model(x).shape == (2, 4)
+        sizes = [((h + 2 * 2 - 7) // 4 + 1, (w + 2 * 2 - 7) // 4 + 1)]  # conv 7/4/2, then 3/2/1 twice
+        for _ in range(2):
+            sizes.append(tuple((s + 2 * 1 - 3) // 2 + 1 for s in sizes[-1]))
+        expected = [(2, c, *hw) for c, hw in zip((16, 32, 48), sizes)]
+        assert [tuple(m.shape) for m in maps] == expected
+        assert final.shape == (2, 1 + expected[2][2] * expected[2][3], 48)
+    with torch.no_grad():
+        only = model.forward_intermediates(torch.randn(1, 3, 64, 64), indices=[0, 1], stop_early=True,
+                                           intermediates_only=True)
+    assert [m.shape[1] for m in only] == [16, 32]
+
+
+def test_forward_features_matches_the_class_token_path():
+    model = _small().eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        final, maps = model.forward_intermediates(x)
+        assert torch.allclose(model.forward_features(x), final, atol=1e-6)
+        assert torch.allclose(model.forward_head(final), model(x), atol=1e-6)
+
+
+def test_timm_contract():
+    model = _small()
+    x = torch.randn(2, 3, 64, 64)
+    assert model.forward_head(model.forward_features(x), pre_logits=True).shape == (2, 48)
+    assert model.num_features == 48 and model.get_classifier().out_features == 4
+    model.reset_classifier(6, "avg")
+    assert model(x).shape == (2, 6)
+    assert model.no_weight_decay() == {"stages.2.cls_token"}
+    assert set(model.group_matcher()) == {"stem", "blocks"}
+    with pytest.raises(TypeError):
+        convvit.create_model("cvt_13", not_an_argument=1)
+    with pytest.raises(ValueError, match="cls_token"):
+        CvT(cls_token=False)
+    pruned = _small()
+    assert pruned.prune_intermediate_layers(indices=[0, 1]) == [0, 1] and len(pruned.stages) == 2
+
+
+def test_grad_checkpointing_gives_the_same_gradients():
+    model = _small(drop_path_rate=0.0).eval()  # eval: BatchNorm uses running stats both times
+    x = torch.randn(2, 3, 64, 64)
+    model(x).sum().backward()
+    plain = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    model.set_grad_checkpointing(True)
+    model(x).sum().backward()
+    for a, p in zip(plain, model.parameters()):
+        assert torch.allclose(a, p.grad, atol=1e-6)
+
+
+def test_cvt_names_are_registered_into_timm():
+    import timm
+
+    model = timm.create_model("cvt_13", num_classes=3)
+    assert isinstance(model, CvT) and model.num_classes == 3
