@@ -1,0 +1,153 @@
+"""Throughput of convvit models against the implementations users would otherwise pick.
+
+For each pair (convvit model, peer model) and each mode (forward, full train step) and precision
+(fp32, bf16 autocast), the two models are timed alternately in one process, several rounds, and
+the median images/s of each is reported with the ratio convvit / peer (> 1.0: convvit is faster).
+
+    python benchmarks/throughput.py                      # deit_small vs timm, batch 32, 224 px
+    python benchmarks/throughput.py --pairs deit_small --rounds 7 --csv docs/throughput.csv
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import convvit
+
+
+@dataclass
+class Pair:
+    """A convvit model and its peer; both builders take (img_size, num_classes) and return a logits model."""
+
+    ours: Callable[[int, int], nn.Module]
+    peer: Callable[[int, int], nn.Module]
+    peer_name: str
+
+
+def _timm(name: str) -> Callable[[int, int], nn.Module]:
+    def build(img_size: int, num_classes: int) -> nn.Module:
+        import timm
+
+        return timm.create_model(name, img_size=img_size, num_classes=num_classes)
+
+    return build
+
+
+def _convvit(name: str) -> Callable[[int, int], nn.Module]:
+    return lambda img_size, num_classes: convvit.create_model(name, img_size=img_size, num_classes=num_classes)
+
+
+PAIRS: dict[str, Pair] = {
+    "deit_small": Pair(_convvit("deit_small"), _timm("deit_small_patch16_224"), "timm deit_small_patch16_224"),
+}
+
+
+def _step_fn(model: nn.Module, mode: str, precision: str, batch: torch.Tensor, target: torch.Tensor):
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
+    if mode == "forward":
+        model.eval()
+
+        def step() -> None:
+            with torch.inference_mode(), autocast:
+                model(batch)
+
+        return step
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def step() -> None:
+        with autocast:
+            loss = F.cross_entropy(model(batch), target)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return step
+
+
+def _time(step: Callable[[], None], iters: int) -> float:
+    start = time.perf_counter()
+    for _ in range(iters):
+        step()
+    return time.perf_counter() - start
+
+
+def run(args: argparse.Namespace) -> list[dict]:
+    torch.manual_seed(0)
+    batch = torch.randn(args.batch_size, 3, args.img_size, args.img_size)
+    target = torch.randint(0, args.num_classes, (args.batch_size,))
+    rows = []
+    for pair_name in args.pairs:
+        pair = PAIRS[pair_name]
+        models = {"convvit": pair.ours(args.img_size, args.num_classes), "peer": pair.peer(args.img_size, args.num_classes)}
+        n_ours = sum(p.numel() for p in models["convvit"].parameters())
+        n_peer = sum(p.numel() for p in models["peer"].parameters())
+        if n_ours != n_peer:
+            print(f"warning: {pair_name}: {n_ours} vs {n_peer} parameters", file=sys.stderr)
+        for mode in args.modes:
+            for precision in args.precisions:
+                steps = {k: _step_fn(m, mode, precision, batch, target) for k, m in models.items()}
+                for step in steps.values():  # warm-up (allocator, kernels, optimizer state)
+                    _time(step, args.warmup)
+                times: dict[str, list[float]] = {"convvit": [], "peer": []}
+                for r in range(args.rounds):
+                    order = ["convvit", "peer"] if r % 2 == 0 else ["peer", "convvit"]
+                    for key in order:
+                        times[key].append(_time(steps[key], args.iters))
+                ips = {k: args.batch_size * args.iters / statistics.median(v) for k, v in times.items()}
+                row = dict(
+                    model=pair_name, peer=pair.peer_name, mode=mode, precision=precision,
+                    convvit_img_s=round(ips["convvit"], 2), peer_img_s=round(ips["peer"], 2),
+                    ratio=round(ips["convvit"] / ips["peer"], 3),
+                )
+                rows.append(row)
+                print(
+                    f"{pair_name:12s} {mode:8s} {precision:5s} convvit {row['convvit_img_s']:9.2f} img/s   "
+                    f"{pair.peer_name} {row['peer_img_s']:9.2f} img/s   ratio {row['ratio']:.3f}",
+                    flush=True,
+                )
+    return rows
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pairs", nargs="+", default=["deit_small"], choices=sorted(PAIRS))
+    parser.add_argument("--modes", nargs="+", default=["forward", "train"], choices=["forward", "train"])
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--img-size", type=int, default=224)
+    parser.add_argument("--num-classes", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=5, help="alternating timing rounds; the median is reported")
+    parser.add_argument("--iters", type=int, default=2, help="steps per timing")
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: all cores)")
+    parser.add_argument("--csv", default=None, help="also write the rows to this CSV file")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch_size}, {args.img_size} px")
+    rows = run(args)
+    if args.csv:
+        with open(args.csv, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
