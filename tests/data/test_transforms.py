@@ -1,3 +1,5 @@
+import random
+
 import numpy as np
 import pytest
 import torch
@@ -5,7 +7,7 @@ from PIL import Image
 
 from convvit.data import BatchTrainTransform, build_eval_transform, build_train_transform
 from convvit.data.datasets import rgb_to_luma
-from convvit.data.transforms import BatchEvalTransform, resolve_crop_mode
+from convvit.data.transforms import BatchEvalTransform, build_color_transform, resolve_crop_mode
 
 MEAN3, STD3 = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
 
@@ -35,7 +37,7 @@ def test_eval_transform_large_center_crops():
     # 0.875 crop at 224: a 256x256 image is resized to 256 and its center 224 kept
     img = rand_image((256, 256))
     out = build_eval_transform(224, 3, MEAN3, STD3)(img)
-    center = np.asarray(img)[16:240, 16:240]
+    center = np.array(img)[16:240, 16:240]
     ref = (torch.from_numpy(center).permute(2, 0, 1).float() / 255 - torch.tensor(MEAN3)[:, None, None]) \
         / torch.tensor(STD3)[:, None, None]
     torch.testing.assert_close(out, ref)
@@ -99,6 +101,23 @@ def test_batch_transforms_match_per_image_pipeline_without_randomness():
         img = Image.fromarray(x[i].permute(1, 2, 0).numpy())
         torch.testing.assert_close(batch[i], per_image(img))
         torch.testing.assert_close(evals[i], eval_tf(img))
+
+
+@pytest.mark.parametrize("in_chans", [1, 3])
+def test_batch_transform_with_randaugment_equals_per_image(in_chans):
+    # crop/flip off, so both pipelines draw the same python/numpy random numbers for RandAugment, in order
+    mean, std = (MEAN3, STD3) if in_chans == 3 else ((0.3,), (0.3,))
+    x = torch.randint(0, 256, (6, in_chans, 20, 20), dtype=torch.uint8)
+    kw = dict(crop_padding=0, hflip=0.0)
+    color = build_color_transform(20, mean, auto_augment="rand-m9-mstd0.5-inc1")
+    random.seed(3), np.random.seed(3)
+    batch = BatchTrainTransform(20, mean, std, color=color, **kw)(x)
+    per_image = build_train_transform(20, in_chans, mean, std, auto_augment="rand-m9-mstd0.5-inc1", **kw)
+    random.seed(3), np.random.seed(3)
+    for i in range(6):
+        img = Image.fromarray(x[i].permute(1, 2, 0).squeeze(-1).numpy())
+        torch.testing.assert_close(batch[i], per_image(img))
+    assert not torch.allclose(batch, BatchTrainTransform(20, mean, std, **kw)(x))  # RandAugment did something
 
 
 def test_batch_resize_close_to_pil():

@@ -23,7 +23,8 @@ from convvit.data.readers import (
     find_image_classes, read_cifar, read_fashion_mnist, scan_image_folder,
 )
 from convvit.data.transforms import (
-    BatchEvalTransform, BatchTrainTransform, build_eval_transform, build_train_transform, default_crop_pct,
+    BatchEvalTransform, BatchTrainTransform, build_color_transform, build_eval_transform, build_train_transform,
+    default_crop_pct,
     resolve_crop_mode,
 )
 
@@ -115,7 +116,8 @@ class ImageDataModule(L.LightningDataModule):
     flips, ``color_jitter``, ``auto_augment`` (timm strings, e.g. "rand-m9-mstd0.5-inc1", "augmix-m5-w4-d2",
     "original", "v0"), random erasing ``re_prob``, repeated augmentation ``repeated_aug`` > 1. Evaluation:
     resize and center crop ``crop_pct`` (default 0.875 above 64 px, 1.0 below), see :func:`build_eval_transform`.
-    In-memory datasets with the padded crop and no auto_augment/color_jitter are augmented a batch at a time.
+    In-memory datasets with the padded crop are augmented a batch at a time (auto_augment and color jitter
+    still per image), see :class:`BatchTrainTransform`.
 
     ``num_classes``, ``class_names``, ``in_chans``, ``img_size``, ``mean`` and ``std`` are available right after
     construction. ``predict_paths`` (files or folders) gives ``predict_dataloader`` batches ``(images, indices)``
@@ -376,11 +378,13 @@ class ImageDataModule(L.LightningDataModule):
     def _tensor_dataset(self, images: torch.Tensor, labels: torch.Tensor, train: bool) -> TensorImageDataset:
         h = self.hparams
         if train:
-            batched = self.crop_mode == "padded" and not h.auto_augment and not h.color_jitter
-            if batched:
+            if self.crop_mode == "padded":
+                color = build_color_transform(self.img_size, self.mean, h.color_jitter, h.auto_augment,
+                                              h.interpolation)
                 return TensorImageDataset(images, labels, self.in_chans, batch_transform=BatchTrainTransform(
                     self.img_size, self.mean, self.std, crop_padding=h.crop_padding, hflip=h.hflip, vflip=h.vflip,
-                    interpolation=h.interpolation, re_prob=h.re_prob, re_mode=h.re_mode, re_count=h.re_count))
+                    interpolation=h.interpolation, re_prob=h.re_prob, re_mode=h.re_mode, re_count=h.re_count,
+                    color=color))
             return TensorImageDataset(images, labels, self.in_chans, transform=self.train_transform)
         if self.crop_pct == 1.0:
             return TensorImageDataset(images, labels, self.in_chans, batch_transform=BatchEvalTransform(

@@ -12,6 +12,7 @@ from PIL import Image
 from torch.utils.data import Dataset, default_collate
 
 from convvit.data.images import BadImageError, load_image
+from convvit.data.transforms import one_thread
 
 __all__ = ["ImageFileDataset", "SkipNoneCollate", "TensorImageDataset", "make_synthetic", "rgb_to_luma"]
 
@@ -68,9 +69,10 @@ class TensorImageDataset(Dataset):
     def __getitems__(self, indices: Sequence[int]) -> list:
         if self.batch_transform is None:
             return [self[i] for i in indices]
-        index = torch.as_tensor(indices, dtype=torch.long)
-        x = self.batch_transform(self._select(index))
-        return list(zip(x.unbind(0), self.labels[index].unbind(0)))
+        with one_thread():
+            index = torch.as_tensor(indices, dtype=torch.long)
+            x = self.batch_transform(self._select(index))
+            return list(zip(x.unbind(0), self.labels[index].unbind(0)))
 
 
 def make_synthetic(

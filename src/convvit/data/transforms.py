@@ -5,14 +5,17 @@ Two crop styles: ``"resized"`` (timm's RandomResizedCrop, for ImageNet-like imag
 ``"resized"`` above. The augmentations after the crop (RandAugment/AutoAugment/AugMix, color jitter,
 normalisation, random erasing) are timm's own.
 
-For uint8 tensor datasets (Fashion-MNIST, CIFAR, synthetic) the padded pipeline without PIL-only augmentations
-also exists as :class:`BatchTrainTransform`, which augments a whole batch in a few tensor ops (same
-distribution as the per-image pipeline, far less CPU per image).
+For uint8 tensor datasets (Fashion-MNIST, CIFAR, synthetic) the padded pipeline also exists as
+:class:`BatchTrainTransform`: crop, flips, normalisation and erasing as a few tensor ops per batch, only the
+PIL-only augmentations (auto_augment, color jitter) per image. Same steps and distribution as the per-image
+pipeline, a fraction of the CPU per image.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -25,8 +28,8 @@ from torchvision import transforms
 from convvit.data.images import convert_image
 
 __all__ = [
-    "BatchEvalTransform", "BatchTrainTransform", "ConvertImage", "build_eval_transform", "build_train_transform",
-    "resolve_crop_mode",
+    "BatchEvalTransform", "BatchTrainTransform", "ConvertImage", "build_color_transform", "build_eval_transform",
+    "build_train_transform", "one_thread", "resolve_crop_mode",
 ]
 
 CROP_MODES = ("padded", "resized")
@@ -81,6 +84,24 @@ def _fix_posterize(transform) -> None:
             op.aug_fn = _posterize
 
 
+def build_color_transform(
+        img_size: int,
+        mean: Sequence[float],
+        color_jitter: float | Sequence[float] | None = None,
+        auto_augment: str | None = None,
+        interpolation: str = "bicubic",
+) -> Callable[[Image.Image], Image.Image] | None:
+    """timm's per-image PIL stage that follows the crop: auto_augment (RandAugment/AutoAugment/AugMix) or
+    color jitter (off while auto_augment is set, as in timm). None when there is nothing to do."""
+    _, secondary, _ = create_transform(
+        img_size, is_training=True, color_jitter=color_jitter, auto_augment=auto_augment,
+        interpolation=interpolation, mean=mean, separate=True,
+    )
+    for t in secondary.transforms:
+        _fix_posterize(t)
+    return secondary if secondary.transforms else None
+
+
 def build_train_transform(
         img_size: int,
         in_chans: int,
@@ -113,8 +134,7 @@ def build_train_transform(
         color_jitter=color_jitter, auto_augment=auto_augment, interpolation=interpolation, mean=mean, std=std,
         re_prob=re_prob, re_mode=re_mode, re_count=re_count, separate=True,
     )
-    for t in secondary.transforms:
-        _fix_posterize(t)
+    secondary = build_color_transform(img_size, mean, color_jitter, auto_augment, interpolation)
     if crop_mode == "padded":
         primary = [
             transforms.Resize(img_size, interpolation=str_to_interp_mode(interpolation)),
@@ -124,7 +144,8 @@ def build_train_transform(
         primary += [transforms.RandomVerticalFlip(vflip)] if vflip > 0 else []
     else:
         primary = list(primary.transforms)
-    return transforms.Compose([ConvertImage(in_chans), *primary, *secondary.transforms, *final.transforms])
+    secondary = secondary.transforms if secondary is not None else []
+    return transforms.Compose([ConvertImage(in_chans), *primary, *secondary, *final.transforms])
 
 
 def build_eval_transform(
@@ -150,6 +171,22 @@ def build_eval_transform(
 
 
 # ------------------------------------------------------------------------------------------------- batched tensors
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Run small tensor ops on one thread: splitting a batch of 28 px images across threads costs more than it
+    saves, badly so on a busy machine (measured 30x slower with 2 threads, 4 busy processes, 2 cores). DataLoader
+    workers already run on one thread; this matters for ``num_workers=0``."""
+    threads = torch.get_num_threads()
+    if threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _resize_batch(x: torch.Tensor, img_size: int, interpolation: str) -> torch.Tensor:
     """Resize a uint8 (B, C, H, W) batch of square images to img_size (antialiased, like PIL)."""
     if x.shape[-1] == img_size and x.shape[-2] == img_size:
@@ -168,10 +205,21 @@ class _BatchNormalize:
         return torch.addcmul(self.shift, x.float(), self.scale)
 
 
+def _pil_each(x: torch.Tensor, fn: Callable[[Image.Image], Image.Image]) -> torch.Tensor:
+    """Apply a PIL transform to every image of a uint8 (B, C, H, W) batch."""
+    out = []
+    for img in x.permute(0, 2, 3, 1).numpy():  # (H, W, C) each
+        pil = Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img)
+        arr = torch.from_numpy(np.array(fn(pil), dtype=np.uint8))
+        out.append(arr.unsqueeze(0) if arr.ndim == 2 else arr.permute(2, 0, 1))
+    return torch.stack(out)
+
+
 class BatchTrainTransform:
     """The padded-crop training pipeline on a uint8 batch (B, C, H, W): resize (if needed), pad ``padding`` and
-    random-crop back, random flips, normalise, timm RandomErasing. Same distribution as
-    :func:`build_train_transform` with crop_mode='padded' and no auto_augment/color_jitter."""
+    random-crop back, random flips (all as batch tensor ops), then ``color`` per image if given (timm's
+    auto_augment / color jitter, see :func:`build_color_transform`), then normalise and timm RandomErasing on the
+    batch. Same steps and distribution as :func:`build_train_transform` with crop_mode='padded'."""
 
     def __init__(
             self,
@@ -185,13 +233,19 @@ class BatchTrainTransform:
             re_prob: float = 0.0,
             re_mode: str = "pixel",
             re_count: int = 1,
+            color: Callable[[Image.Image], Image.Image] | None = None,
     ):
         self.img_size, self.padding, self.hflip, self.vflip = img_size, crop_padding, hflip, vflip
+        self.color = color
         self.interpolation = interpolation
         self.normalize = _BatchNormalize(mean, std)
         self.erase = RandomErasing(re_prob, mode=re_mode, max_count=re_count, device="cpu") if re_prob > 0 else None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        with one_thread():
+            return self._augment(x)
+
+    def _augment(self, x: torch.Tensor) -> torch.Tensor:
         x = _resize_batch(x, self.img_size, self.interpolation)
         b, _, h, w = x.shape
         if self.padding > 0:
@@ -206,6 +260,8 @@ class BatchTrainTransform:
         if self.vflip > 0:
             flip = torch.rand(b) < self.vflip
             x = torch.where(flip.view(b, 1, 1, 1), x.flip(-2), x)
+        if self.color is not None:
+            x = _pil_each(x, self.color)
         x = self.normalize(x)
         if self.erase is not None:
             x = self.erase(x)
@@ -213,7 +269,7 @@ class BatchTrainTransform:
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(img_size={self.img_size}, padding={self.padding}, hflip={self.hflip}, "
-                f"vflip={self.vflip}, erase={self.erase})")
+                f"vflip={self.vflip}, color={self.color}, erase={self.erase})")
 
 
 class BatchEvalTransform:
@@ -225,7 +281,8 @@ class BatchEvalTransform:
         self.normalize = _BatchNormalize(mean, std)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return self.normalize(_resize_batch(x, self.img_size, self.interpolation))
+        with one_thread():
+            return self.normalize(_resize_batch(x, self.img_size, self.interpolation))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(img_size={self.img_size})"
