@@ -1,4 +1,5 @@
 import logging
+from pathlib import Path
 
 import lightning as L
 import numpy as np
@@ -273,3 +274,46 @@ def test_lightning_fit_records_hparams(tmp_path):
     ckpt = torch.load(next(tmp_path.rglob("*.ckpt")), weights_only=False)
     assert ckpt["datamodule_hyper_parameters"]["dataset"] == "synthetic"
     assert ckpt["datamodule_hyper_parameters"]["img_size"] == 8
+
+
+def test_download_uses_torchvision_only_when_files_are_missing(tmp_path, fakes, monkeypatch):
+    import torchvision.datasets as tvd
+
+    calls = []
+
+    def fake_fashion_mnist(root, train, download):  # stands in for the network: writes torchvision's layout
+        calls.append((root, train, download))
+        fakes.make_fashion_mnist(Path(root) / "FashionMNIST" / "raw", gz=False)
+
+    def fake_cifar10(root, train, download):
+        calls.append((root, train, download))
+        fakes.make_cifar(Path(root), 10)
+
+    monkeypatch.setattr(tvd, "FashionMNIST", fake_fashion_mnist)
+    monkeypatch.setattr(tvd, "CIFAR10", fake_cifar10)
+    dm = ImageDataModule("fashion_mnist", str(tmp_path / "fm"), download=True, **SMALL)
+    dm.prepare_data()
+    assert [c[1:] for c in calls] == [(True, True), (False, True)]
+    dm.setup("fit")
+    assert len(dm.train_set) == 20
+    ImageDataModule("fashion_mnist", str(tmp_path / "fm"), download=True, **SMALL).prepare_data()
+    assert len(calls) == 2  # files present: nothing downloaded
+    ImageDataModule("fashion_mnist", str(tmp_path / "fm"), **SMALL).prepare_data()
+    assert len(calls) == 2
+    # CIFAR: path may name the batches folder; torchvision is given its parent
+    calls.clear()
+    dm = ImageDataModule("cifar10", str(tmp_path / "c" / "cifar-10-batches-py"), download=True, **SMALL)
+    dm.prepare_data()
+    assert calls == [(str(tmp_path / "c"), True, True)]
+    dm.setup("fit")
+    assert len(dm.train_set) == 20
+
+
+def test_state_dict_records_bad_images(image_folder):
+    _corrupt(image_folder)
+    dm = ImageDataModule("imagefolder", str(image_folder), img_size=8, batch_size=7, num_workers=0,
+                         skip_bad_images=True)
+    assert dm.state_dict() == {}
+    batches(dm.train_dataloader())
+    assert [Path(p).name for p in dm.state_dict()["bad_images"]] == ["broken.jpg"]
+    dm.load_state_dict(dm.state_dict())

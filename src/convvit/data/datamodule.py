@@ -314,6 +314,13 @@ class ImageDataModule(L.LightningDataModule):
             self.setup("predict")
         return self._loader(self.predict_set, train=False)
 
+    def state_dict(self) -> dict:
+        """Saved in checkpoints: the unreadable images skipped so far (a record, not restored)."""
+        return {"bad_images": [str(p) for p in self.bad_images]} if self.num_bad_images else {}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        pass
+
     def teardown(self, stage: str | None = None) -> None:
         if self.num_bad_images:
             shown = ", ".join(str(p) for p in self.bad_images[:5])
