@@ -116,7 +116,7 @@ class FinalWeights(L.Callback):
         info = dict(
             name=hp.name, num_classes=hp.num_classes, in_chans=hp.in_chans, img_size=img_size,
             class_names=hp.class_names or [str(i) for i in range(hp.num_classes)],
-            mean=hp.mean, std=hp.std, weights=choice,
+            mean=hp.mean, std=hp.std, crop_pct=hp.crop_pct, interpolation=hp.interpolation, weights=choice,
         )
         self.path = export_safetensors(model, run_dir(trainer) / self.filename, info)
         rank_zero_info(f"final weights ({choice}): {self.path}")

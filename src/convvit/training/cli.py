@@ -15,6 +15,7 @@ import functools
 import os
 import re
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
@@ -24,7 +25,7 @@ LIGHTNING_COMMANDS = ("fit", "validate", "test")
 COMMANDS = (*LIGHTNING_COMMANDS, "predict", "export")
 DEFAULT_ROOT_DIR = "runs"
 # Linked from the data module into the model (they are not set on the model directly).
-DATA_TO_MODEL = ("num_classes", "class_names", "in_chans", "img_size", "mean", "std")
+DATA_TO_MODEL = ("num_classes", "class_names", "in_chans", "img_size", "mean", "std", "crop_pct")
 
 _USAGE = """usage: convvit {fit,validate,test,predict,export} ...
 
@@ -50,7 +51,7 @@ def _lightning_cli_class():
     from convvit.data import ImageDataModule
     from convvit.training.callbacks import FinalWeights, LearningCurves
     from convvit.training.checkpoint_io import AtomicCheckpointIO
-    from convvit.training.module import ImageClassifier
+    from convvit.training.module import ImageClassifier, latest_checkpoint
 
     class ConvvitCLI(LightningCLI):
         """LightningCLI with convvit's links, run directory, loggers, checkpointing and end-of-fit test."""
@@ -63,7 +64,10 @@ def _lightning_cli_class():
                 seed_everything_default=0,
                 save_config_kwargs={"overwrite": True},
                 auto_configure_optimizers=False,
-                parser_kwargs={"prog": "convvit", "env_prefix": "CONVVIT"},
+                parser_kwargs={
+                    "prog": "convvit", "env_prefix": "CONVVIT", "exit_on_error": False,
+                    **{cmd: {"exit_on_error": False} for cmd in LIGHTNING_COMMANDS},
+                },
                 trainer_defaults={
                     "default_root_dir": DEFAULT_ROOT_DIR,
                     "max_epochs": 10,
@@ -75,15 +79,25 @@ def _lightning_cli_class():
         def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
             for key in DATA_TO_MODEL:
                 parser.link_arguments(f"data.{key}", f"model.{key}", apply_on="instantiate")
+            parser.link_arguments("data", "model.interpolation", _data_interpolation, apply_on="instantiate")
             parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
             parser.set_defaults(
                 {
                     "checkpoint.monitor": "val/acc1",
                     "checkpoint.mode": "max",
                     "checkpoint.save_top_k": 1,
-                    "checkpoint.save_last": True,
                     "checkpoint.filename": "epoch{epoch:03d}-acc{val/acc1:.4f}",
                     "checkpoint.auto_insert_metric_name": False,
+                }
+            )
+            # The latest state, always (Lightning's save_last only follows the top-k saves): resume from it.
+            parser.add_lightning_class_args(ModelCheckpoint, "last_checkpoint")
+            parser.set_defaults(
+                {
+                    "last_checkpoint.filename": "last",
+                    "last_checkpoint.monitor": None,
+                    "last_checkpoint.save_top_k": 1,
+                    "last_checkpoint.enable_version_counter": False,
                 }
             )
             parser.add_argument(
@@ -126,11 +140,11 @@ def _lightning_cli_class():
             if trainer.interrupted:
                 return
             ckpt = trainer.checkpoint_callback
-            if ckpt is not None and trainer.is_global_zero:
-                if ckpt.best_model_path:
-                    rank_zero_info(f"best checkpoint: {ckpt.best_model_path}")
-                if ckpt.last_model_path:
-                    rank_zero_info(f"last checkpoint: {ckpt.last_model_path}")
+            if ckpt is not None and ckpt.best_model_path:
+                rank_zero_info(f"best checkpoint: {ckpt.best_model_path}")
+            last = latest_checkpoint(trainer)
+            if last:
+                rank_zero_info(f"last checkpoint: {last}")
             if not self._get(self.config, "test_after_fit") or not _has_test_split(self.datamodule):
                 return
             results = trainer.test(self.model, datamodule=self.datamodule, verbose=False)
@@ -142,6 +156,10 @@ def _lightning_cli_class():
                 print(line, flush=True)
 
     return ConvvitCLI
+
+
+def _data_interpolation(datamodule: Any) -> str:
+    return datamodule.hparams.interpolation
 
 
 def _has_test_split(datamodule: Any) -> bool:
@@ -172,6 +190,30 @@ def _argv(argv: Sequence[str]) -> Iterator[None]:
         yield
     finally:
         sys.argv = saved
+
+
+def _suggest(message: str) -> str:
+    """' (did you mean model.lr?)' for an unknown option, from the signatures the CLI is built on."""
+    import difflib
+    import inspect
+
+    match = re.search(r"(?:option '|arguments: --)([\w.]+)", message)
+    if not match or "." not in match.group(1):
+        return ""
+    group, key = match.group(1).split(".", 1)
+    from lightning.pytorch import Trainer
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from convvit.data import ImageDataModule
+    from convvit.training.module import ImageClassifier
+
+    owners = {"model": ImageClassifier, "data": ImageDataModule, "trainer": Trainer, "checkpoint": ModelCheckpoint}
+    if group not in owners:
+        close = difflib.get_close_matches(group, list(owners), n=1)
+        return f" (did you mean {close[0]}.{key}?)" if close else ""
+    names = [n for n in inspect.signature(owners[group].__init__).parameters if n != "self"]
+    close = difflib.get_close_matches(key, names, n=3, cutoff=0.6)
+    return f" (did you mean {' or '.join(f'{group}.{c}' for c in close)}?)" if close else ""
 
 
 def _predict_parser() -> argparse.ArgumentParser:
@@ -217,9 +259,19 @@ def _run_export(argv: Sequence[str]) -> int:
     return 0
 
 
+# Lightning warnings that are expected here and say nothing useful to a convvit user.
+_QUIET = (
+    r"Found \d+ module\(s\) in eval mode",  # the EMA copy is kept in eval mode on purpose
+    r"Experiment logs directory .* exists and is not empty",  # CSV and TensorBoard share the run directory
+    r".*isinstance\(treespec, LeafSpec\)",
+)
+
+
 def _run_lightning(argv: Sequence[str]) -> int:
     cli_class = _lightning_cli_class()
-    with _argv(argv):
+    with _argv(argv), warnings.catch_warnings():
+        for message in _QUIET:
+            warnings.filterwarnings("ignore", message=message)
         cli_class(args=None)
     return 0
 
@@ -244,6 +296,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exit_:  # argparse/jsonargparse: --help, --print_config, bad arguments
         code = exit_.code
         return code if isinstance(code, int) else (0 if code is None else 1)
+    except argparse.ArgumentError as err:  # jsonargparse: unknown key, bad value, missing file
+        print(f"convvit {command}: error: {err}{_suggest(str(err))}", file=sys.stderr)
+        print(f"Run `convvit {command} --help` to list the options.", file=sys.stderr)
+        return 2
     except (NonFiniteLossError, ClassMismatchError, FileNotFoundError, NotADirectoryError, ValueError) as err:
         if os.environ.get("CONVVIT_DEBUG"):
             raise

@@ -82,6 +82,8 @@ def load_trained_model(ckpt_path: str | os.PathLike, weights: str = "auto") -> t
         img_size=tuple(img_size) if isinstance(img_size, (list, tuple)) else (img_size, img_size),
         mean=tuple(hp["mean"]) if hp.get("mean") is not None else None,
         std=tuple(hp["std"]) if hp.get("std") is not None else None,
+        crop_pct=hp.get("crop_pct"),
+        interpolation=hp.get("interpolation", "bicubic"),
         weights=choice,
     )
     return model, info
@@ -100,6 +102,9 @@ def weights_metadata(info: dict[str, Any]) -> dict[str, str]:
     for key in ("mean", "std"):
         if info.get(key) is not None:
             meta[key] = json.dumps(list(info[key]))
+    for key in ("crop_pct", "interpolation"):
+        if info.get(key) is not None:
+            meta[key] = str(info[key])
     return meta
 
 

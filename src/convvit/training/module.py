@@ -7,6 +7,7 @@ evaluated beside the raw weights, top-1/top-5 on validation and test.
 from __future__ import annotations
 
 import math
+import os
 import random
 from typing import Any, Sequence
 
@@ -23,7 +24,7 @@ from torchmetrics.classification import MulticlassAccuracy
 import convvit
 from convvit.training.optim import build_optimizer, decays_model_no_weight_decay, warmup_cosine
 
-__all__ = ["ImageClassifier", "NonFiniteLossError", "ClassMismatchError"]
+__all__ = ["ImageClassifier", "NonFiniteLossError", "ClassMismatchError", "latest_checkpoint"]
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -46,8 +47,8 @@ class ImageClassifier(L.LightningModule):
 
     Args:
         name: registered model name (``convvit models`` lists them).
-        num_classes, in_chans, img_size, class_names, mean, std: set from the data module (linked by the
-            CLI); stored in every checkpoint so that predict/export need nothing else.
+        num_classes, in_chans, img_size, class_names, mean, std, crop_pct, interpolation: set from the data
+            module (linked by the CLI); stored in every checkpoint so that predict/export need nothing else.
         drop_path_rate: stochastic depth.
         model_kwargs: further constructor arguments of the model (e.g. ``global_pool``).
         init_checkpoint: weights to start from (any file ``convvit.create_model(checkpoint_path=...)``
@@ -79,6 +80,8 @@ class ImageClassifier(L.LightningModule):
         class_names: list[str] | None = None,
         mean: tuple[float, ...] | None = None,
         std: tuple[float, ...] | None = None,
+        crop_pct: float | None = None,
+        interpolation: str = "bicubic",
         drop_path_rate: float = 0.0,
         model_kwargs: dict[str, Any] | None = None,
         init_checkpoint: str | None = None,
@@ -189,9 +192,7 @@ class ImageClassifier(L.LightningModule):
             bad = self.trainer.strategy.reduce_boolean_decision(bad, all=False)
         if not bad:
             return
-        ckpt = getattr(self.trainer.checkpoint_callback, "last_model_path", "") or getattr(
-            self.trainer.checkpoint_callback, "best_model_path", ""
-        )
+        ckpt = latest_checkpoint(self.trainer)
         where = (
             f"The last good checkpoint is {ckpt}: resume from it with --ckpt_path {ckpt}"
             if ckpt
@@ -297,6 +298,17 @@ class ImageClassifier(L.LightningModule):
         rng = checkpoint.get("convvit", {}).get("rng_states")
         if rng and self._trainer is not None and self.trainer.state.fn == "fit":
             _set_rng_states(rng)
+
+
+def latest_checkpoint(trainer: L.Trainer) -> str:
+    """The most recently written checkpoint file of the trainer's ModelCheckpoint callbacks ("" if none)."""
+    paths = {
+        p
+        for cb in trainer.checkpoint_callbacks
+        for p in (getattr(cb, "last_model_path", ""), getattr(cb, "best_model_path", ""))
+        if p and os.path.isfile(p)
+    }
+    return max(paths, key=os.path.getmtime, default="")
 
 
 def _collect_rng_states() -> dict[str, Any]:

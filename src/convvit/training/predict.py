@@ -49,7 +49,11 @@ def predict_images(
     model.to(device)
     top_k = min(top_k, info["num_classes"])
     files = list_images(list(paths))
-    transform = build_eval_transform(info["img_size"], info["in_chans"], info["mean"], info["std"])
+    height, width = info["img_size"]
+    if height != width:
+        raise ValueError(f"predict needs a square input size, the checkpoint's model takes {height}x{width}")
+    mean, std = info["mean"] or model.pretrained_cfg["mean"], info["std"] or model.pretrained_cfg["std"]
+    transform = build_eval_transform(height, info["in_chans"], mean, std, info["crop_pct"], info["interpolation"])
     names = info["class_names"]
     rows: list[dict[str, object]] = []
     for chunk in _batches(files, batch_size):

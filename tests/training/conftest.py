@@ -1,0 +1,57 @@
+"""Shared helpers for the training tests: tiny synthetic runs through the real CLI entry point."""
+from __future__ import annotations
+
+import contextlib
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from convvit.training.cli import main
+
+MODEL = "vit_c_nano_32px"
+# 64 synthetic 16 px RGB images in batches of 16: 4 optimizer steps per epoch, 16 validation images.
+TINY = [
+    "--model.name", MODEL,
+    "--data.dataset", "synthetic", "--data.img_size", "16", "--data.synthetic_size", "64",
+    "--data.batch_size", "16", "--data.num_workers", "0",
+    "--trainer.max_epochs", "1", "--trainer.accelerator", "cpu", "--trainer.log_every_n_steps", "1",
+    "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+]
+STEPS_PER_EPOCH = 4
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Tiny models run fastest on one thread, and a second OpenMP thread stalls badly on a shared 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    with one_thread():
+        yield
+
+
+def fit(root: Path, *extra: str) -> int:
+    """``convvit fit`` on the tiny synthetic setup, writing under ``root``; returns the exit status."""
+    return main(["fit", *TINY, "--trainer.default_root_dir", str(root), *extra])
+
+
+def run_dir(root: Path, version: int = 0, name: str = f"synthetic-{MODEL}") -> Path:
+    return Path(root) / name / f"version_{version}"
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory) -> Path:
+    """One finished 2-epoch run with EMA (shared by the predict / export / evaluation tests)."""
+    root = tmp_path_factory.mktemp("trained")
+    with one_thread():
+        assert fit(root, "--trainer.max_epochs", "2", "--model.ema", "true", "--model.lr", "3e-3") == 0
+    return run_dir(root)

@@ -1,0 +1,60 @@
+"""Checkpoints are written atomically: a failure (or kill) mid-save leaves the previous checkpoint intact."""
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+
+from convvit.training.checkpoint_io import AtomicCheckpointIO
+
+from conftest import STEPS_PER_EPOCH, fit, run_dir
+
+
+class _DiskFull(OSError):
+    pass
+
+
+def _failing_save(real_save, fail_on_call: int):
+    """torch.save that writes half of the bytes of its ``fail_on_call``-th checkpoint file, then fails."""
+    calls = {"n": 0}
+
+    def save(obj, f, *args, **kwargs):
+        if isinstance(f, io.BufferedWriter):  # a checkpoint file being written (not a path or an in-memory buffer)
+            calls["n"] += 1
+            if calls["n"] == fail_on_call:
+                buffer = io.BytesIO()
+                real_save(obj, buffer, *args, **kwargs)
+                f.write(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+                raise _DiskFull("simulated failure in the middle of writing a checkpoint")
+        return real_save(obj, f, *args, **kwargs)
+
+    return save
+
+
+def test_failed_save_keeps_the_previous_file(tmp_path, monkeypatch):
+    io_plugin = AtomicCheckpointIO()
+    path = tmp_path / "ckpts" / "last.ckpt"
+    io_plugin.save_checkpoint({"step": 1, "w": torch.ones(1000)}, path)
+    before = path.read_bytes()
+    monkeypatch.setattr(torch, "save", _failing_save(torch.save, fail_on_call=1))
+    with pytest.raises(_DiskFull):
+        io_plugin.save_checkpoint({"step": 2, "w": torch.zeros(1000)}, path)
+    assert path.read_bytes() == before
+    assert [p.name for p in path.parent.iterdir()] == ["last.ckpt"]  # no temporary file left behind
+    assert io_plugin.load_checkpoint(path)["step"] == 1
+
+
+def test_run_killed_while_saving_resumes_from_the_previous_checkpoint(tmp_path, monkeypatch):
+    # save the latest state after every step; the 3rd save (after step 3) fails half-way through
+    every_step = ["--last_checkpoint.every_n_train_steps", "1", "--checkpoint.save_top_k", "0",
+                  "--trainer.max_epochs", "2", "--test_after_fit", "false"]
+    with monkeypatch.context() as m:
+        m.setattr(torch, "save", _failing_save(torch.save, fail_on_call=3))
+        with pytest.raises(_DiskFull):
+            fit(tmp_path, *every_step)
+    ckpt_path = run_dir(tmp_path) / "checkpoints" / "last.ckpt"
+    assert torch.load(ckpt_path, weights_only=True)["global_step"] == 2  # the previous checkpoint, intact
+    assert fit(tmp_path, *every_step, "--ckpt_path", str(ckpt_path)) == 0
+    resumed = torch.load(run_dir(tmp_path, version=1) / "checkpoints" / "last.ckpt", weights_only=True)
+    assert resumed["global_step"] == 2 * STEPS_PER_EPOCH

@@ -1,0 +1,164 @@
+"""`convvit fit | validate | test` through convvit.training.cli.main on tiny synthetic data and image folders."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from PIL import Image
+from safetensors import safe_open
+
+from convvit.training.cli import main
+from convvit.training.module import ImageClassifier
+
+from conftest import STEPS_PER_EPOCH, TINY, fit, run_dir
+
+
+def _metrics(run: Path) -> list[dict[str, str]]:
+    with open(run / "metrics.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def _last(rows: list[dict[str, str]], key: str) -> float:
+    return float([r[key] for r in rows if r.get(key)][-1])
+
+
+def test_fit_writes_a_complete_run_directory(trained_run, capsys):
+    run = trained_run
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["model"]["name"] == "vit_c_nano_32px" and config["trainer"]["max_epochs"] == 2
+    ckpts = sorted(p.name for p in (run / "checkpoints").glob("*.ckpt"))
+    assert "last.ckpt" in ckpts and any(n.startswith("epoch") for n in ckpts)  # top-k + last
+    assert list(run.glob("events.out.tfevents.*"))  # TensorBoard
+    assert (run / "curves.png").stat().st_size > 1000
+    rows = _metrics(run)
+    for key in ("train/loss_step", "val/acc1", "val/acc5", "val/acc1_ema", "test/acc1", "test/acc5", "test/acc1_ema"):
+        assert 0 <= _last(rows, key) < 100, key
+
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    hp = ckpt["hyper_parameters"]
+    assert hp["num_classes"] == 10 and hp["class_names"] == [f"class_{i}" for i in range(10)]
+    assert hp["in_chans"] == 3 and hp["img_size"] == 16
+    assert ckpt["global_step"] == 2 * STEPS_PER_EPOCH and ckpt["epoch"] == 1
+    assert any(k.startswith("ema_model.") for k in ckpt["state_dict"])
+
+    with safe_open(str(run / "final.safetensors"), "pt") as f:
+        meta = f.metadata()
+    assert json.loads(meta["class_names"]) == hp["class_names"] and meta["architecture"] == "vit_c_nano_32px"
+
+
+def _image_folder(root: Path, classes=("cat", "dog", "eel"), per_class=6) -> Path:
+    g = torch.Generator().manual_seed(0)
+    for split in ("train", "val"):
+        for c, name in enumerate(classes):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                pixels = (torch.rand(20, 20, 3, generator=g) * 80 + c * 80).to(torch.uint8).numpy()
+                mode = "L" if i % 3 == 0 else "RGB"  # mixed modes convert to the model's channels
+                Image.fromarray(pixels).convert(mode).save(folder / f"{i}.png")
+    return root
+
+
+def test_fit_on_an_image_folder(tmp_path):
+    data = _image_folder(tmp_path / "images")
+    args = list(TINY)
+    args[args.index("--data.dataset") + 1] = "imagefolder"
+    rc = main(["fit", *args, "--data.path", str(data), "--data.batch_size", "6", "--trainer.limit_train_batches", "2",
+               "--trainer.default_root_dir", str(tmp_path / "runs"), "--name", "folder", "--test_after_fit", "false"])
+    assert rc == 0
+    ckpt = torch.load(tmp_path / "runs/folder/version_0/checkpoints/last.ckpt", weights_only=True)
+    assert ckpt["hyper_parameters"]["class_names"] == ["cat", "dog", "eel"]
+    assert ckpt["state_dict"]["model.head.weight"].shape[0] == 3
+    assert ckpt["global_step"] == 2
+
+
+def test_unknown_config_key_is_a_clear_error(tmp_path, capsys):
+    config = tmp_path / "bad.yaml"
+    config.write_text("model:\n  name: vit_c_nano_32px\n  lrr: 0.1\n")
+    assert main(["fit", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "model.lrr" in err and "did you mean model.lr" in err
+    assert main(["fit", "--data.batchsize", "8"]) == 2
+    assert "data.batchsize" in capsys.readouterr().err
+
+
+def test_print_config_and_short_options(capsys):
+    rc = main(["fit", "--model.name", "vit_p_nano_32px", "--data.dataset", "cifar10", "--data.batch_size", "7",
+               "--trainer.precision", "bf16-mixed", "--print_config"])
+    assert rc == 0
+    config = yaml.safe_load(capsys.readouterr().out)
+    assert config["model"]["name"] == "vit_p_nano_32px"
+    assert config["data"]["dataset"] == "cifar10" and config["data"]["batch_size"] == 7
+    assert config["trainer"]["precision"] == "bf16-mixed"
+    assert config["checkpoint"]["monitor"] == "val/acc1"
+
+
+def test_checkpoint_with_other_classes_is_refused(trained_run, tmp_path, capsys):
+    ckpt = trained_run / "checkpoints" / "last.ckpt"
+    rc = main(["validate", *TINY, "--data.synthetic_num_classes", "4", "--ckpt_path", str(ckpt),
+               "--trainer.default_root_dir", str(tmp_path)])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "trained on 10 classes" in err and "the data has 4 classes" in err and "class_3" in err
+
+
+def test_validate_and_test_reload_the_checkpoint(trained_run, tmp_path):
+    ckpt = trained_run / "checkpoints" / "last.ckpt"
+    for command in ("validate", "test"):
+        assert main([command, *TINY, "--ckpt_path", str(ckpt), "--trainer.default_root_dir", str(tmp_path)]) == 0
+    fitted = _last(_metrics(trained_run), "test/acc1")
+    retested = _last(_metrics(run_dir(tmp_path, version=1)), "test/acc1")
+    assert retested == pytest.approx(fitted)
+
+
+def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
+    forward = ImageClassifier.forward
+
+    def poisoned(self, x):
+        out = forward(self, x)
+        return out * float("nan") if self.training and self.global_step >= 3 else out
+
+    monkeypatch.setattr(ImageClassifier, "forward", poisoned)
+    rc = fit(tmp_path, "--last_checkpoint.every_n_train_steps", "1")
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "at step 3" in err and "last.ckpt" in err
+    ckpt = torch.load(run_dir(tmp_path) / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["global_step"] == 3
+    assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
+
+
+def test_resume_is_exact(tmp_path, monkeypatch):
+    """An interrupted run resumed with --ckpt_path ends bit-identical to an uninterrupted one
+    (weights, EMA, optimizer state, schedule, step), with Mixup/CutMix and EMA on."""
+    recipe = ["--trainer.max_epochs", "2", "--model.ema", "true", "--model.mixup_alpha", "0.8",
+              "--model.cutmix_alpha", "1.0", "--model.warmup_epochs", "1", "--test_after_fit", "false"]
+    assert fit(tmp_path / "a", *recipe) == 0
+
+    start = ImageClassifier.on_train_epoch_start
+
+    def interrupt_at_epoch_1(self):
+        if self.current_epoch == 1:
+            raise KeyboardInterrupt
+        start(self)
+
+    with monkeypatch.context() as m:
+        m.setattr(ImageClassifier, "on_train_epoch_start", interrupt_at_epoch_1)
+        assert fit(tmp_path / "b", *recipe) == 1  # Lightning exits with 1 after a KeyboardInterrupt
+    ckpt = run_dir(tmp_path / "b") / "checkpoints" / "last.ckpt"
+    assert torch.load(ckpt, weights_only=True)["global_step"] == STEPS_PER_EPOCH
+    assert fit(tmp_path / "b", *recipe, "--ckpt_path", str(ckpt)) == 0
+
+    a = torch.load(run_dir(tmp_path / "a") / "checkpoints" / "last.ckpt", weights_only=True)
+    b = torch.load(run_dir(tmp_path / "b", version=1) / "checkpoints" / "last.ckpt", weights_only=True)
+    assert (a["epoch"], a["global_step"]) == (b["epoch"], b["global_step"]) == (1, 2 * STEPS_PER_EPOCH)
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    for key in a["state_dict"]:
+        assert torch.equal(a["state_dict"][key], b["state_dict"][key]), key
+    assert a["lr_schedulers"] == b["lr_schedulers"]
+    for sa, sb in zip(a["optimizer_states"][0]["state"].values(), b["optimizer_states"][0]["state"].values()):
+        assert all(torch.equal(sa[k], sb[k]) for k in sa)

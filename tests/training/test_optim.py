@@ -1,0 +1,70 @@
+import math
+
+import pytest
+import torch
+
+import convvit
+from convvit.training.optim import WarmupCosine, build_optimizer, decays_model_no_weight_decay, warmup_cosine
+
+
+def _decay_of(optimizer: torch.optim.Optimizer, model: torch.nn.Module) -> dict[str, float]:
+    by_id = {id(p): g["weight_decay"] for g in optimizer.param_groups for p in g["params"]}
+    return {name: by_id[id(p)] for name, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("exclude", [False, True])
+def test_no_decay_groups(exclude):
+    model = convvit.create_model("vit_c_nano_32px", num_classes=3, img_size=16)
+    decay = _decay_of(build_optimizer(model, "adamw", 1e-3, 0.2, exclude_no_weight_decay=exclude), model)
+    assert decay["blocks.0.attn.qkv.weight"] == 0.2
+    assert decay["blocks.0.attn.qkv.bias"] == 0.0
+    assert decay["blocks.0.norm1.weight"] == 0.0  # norm gains
+    assert all(v == 0.0 for k, v in decay.items() if k.endswith(".bias") or ".bn" in k or "norm" in k)
+    # pycls decays the position embedding and class token; timm excludes model.no_weight_decay()
+    assert decay["pos_embed"] == decay["cls_token"] == (0.0 if exclude else 0.2)
+
+
+def test_family_defaults():
+    assert decays_model_no_weight_decay("vit_c_4gf") and decays_model_no_weight_decay("vit_p_1gf")
+    assert not decays_model_no_weight_decay("deit_tiny")
+    assert not decays_model_no_weight_decay("convit_tiny")
+    assert not decays_model_no_weight_decay("cvt_13")
+
+
+def test_sgd_nesterov_and_momentum():
+    model = torch.nn.Linear(4, 2)
+    opt = build_optimizer(model, "sgd", 0.1, 1e-5, momentum=0.8, nesterov=True)
+    assert isinstance(opt, torch.optim.SGD)
+    assert opt.defaults["nesterov"] and opt.defaults["momentum"] == 0.8
+    assert not build_optimizer(model, "sgd", 0.1, nesterov=False).defaults["nesterov"]
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        build_optimizer(model, "lamb")
+
+
+def test_warmup_cosine_shape():
+    f = WarmupCosine(total_steps=110, warmup_steps=10, start_factor=0.1, min_factor=0.005)
+    assert f(0) == pytest.approx(0.1)
+    assert f(5) == pytest.approx(0.55)
+    assert f(10) == pytest.approx(1.0)
+    assert f(60) == pytest.approx(0.005 + 0.995 * 0.5)  # half way down the cosine
+    assert f(110) == pytest.approx(0.005) and f(500) == pytest.approx(0.005)
+    values = [f(t) for t in range(10, 111)]
+    assert all(a >= b for a, b in zip(values, values[1:]))
+
+
+def test_warmup_cosine_scheduler_state_round_trip():
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=2.0)
+    sched = warmup_cosine(opt, total_steps=20, warmup_steps=4)
+    for _ in range(7):
+        opt.step()
+        sched.step()
+    state = sched.state_dict()
+    opt2 = torch.optim.SGD([p], lr=2.0)
+    sched2 = warmup_cosine(opt2, total_steps=999, warmup_steps=0)
+    sched2.load_state_dict(state)  # the schedule object's settings come back with the state
+    assert sched2.lr_lambdas[0].total_steps == 20
+    sched.step()
+    sched2.step()
+    assert opt2.param_groups[0]["lr"] == pytest.approx(opt.param_groups[0]["lr"])
+    assert opt.param_groups[0]["lr"] == pytest.approx(2.0 * 0.5 * (1 + math.cos(math.pi * 4 / 16)))
