@@ -6,6 +6,7 @@ the median images/s of each is reported with the ratio convvit / peer (> 1.0: co
 
     python benchmarks/throughput.py                      # deit_small vs timm, batch 32, 224 px
     python benchmarks/throughput.py --pairs deit_small --rounds 7 --csv docs/throughput.csv
+    python benchmarks/throughput.py --pairs convit_tiny cvt_13   # vs timm convit_tiny, HF CvT-13
 """
 from __future__ import annotations
 
@@ -47,8 +48,29 @@ def _convvit(name: str) -> Callable[[int, int], nn.Module]:
     return lambda img_size, num_classes: convvit.create_model(name, img_size=img_size, num_classes=num_classes)
 
 
+class _Logits(nn.Module):
+    """Wrap a Hugging Face image classifier so it returns the logits tensor."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(pixel_values=x).logits
+
+
+def _hf_cvt_13(img_size: int, num_classes: int) -> nn.Module:
+    from transformers import CvtConfig, CvtForImageClassification
+
+    # CvtConfig's defaults are CvT-13's (64/192/384 wide, 1/2/10 blocks, 1/3/6 heads).
+    return _Logits(CvtForImageClassification(CvtConfig(num_labels=num_classes)))
+
+
 PAIRS: dict[str, Pair] = {
     "deit_small": Pair(_convvit("deit_small"), _timm("deit_small_patch16_224"), "timm deit_small_patch16_224"),
+    "convit_tiny": Pair(_convvit("convit_tiny"), _timm("convit_tiny"), "timm convit_tiny"),
+    # convvit's default cvt_13 (official QuickGELU) against Hugging Face's (nn.GELU): what each user gets.
+    "cvt_13": Pair(_convvit("cvt_13"), _hf_cvt_13, "HF CvtForImageClassification (CvT-13)"),
 }
 
 

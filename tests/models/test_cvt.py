@@ -185,3 +185,18 @@ def test_cvt_names_are_registered_into_timm():
 
     model = timm.create_model("cvt_13", num_classes=3)
     assert isinstance(model, CvT) and model.num_classes == 3
+
+
+def test_folded_quick_gelu_mlp_matches_the_plain_one():
+    from convvit.models.cvt import QuickGELUMlp
+    from convvit.models.layers import Mlp
+
+    plain = Mlp(16, 64, act_layer=QuickGELU)
+    folded = QuickGELUMlp(16, 64, act_layer=QuickGELU)
+    folded.load_state_dict(plain.state_dict())
+    x = torch.randn(3, 5, 16, requires_grad=True)
+    assert torch.allclose(folded(x), plain(x), atol=1e-6)
+    g_plain = torch.autograd.grad(plain(x).square().sum(), [x, plain.fc1.weight])
+    g_folded = torch.autograd.grad(folded(x).square().sum(), [x, folded.fc1.weight])
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(g_plain, g_folded))
+    assert isinstance(_small().stages[0].blocks[0].mlp, QuickGELUMlp)

@@ -23,10 +23,12 @@ from timm.layers import trunc_normal_
 from timm.models._features import feature_take_indices
 from torch.utils.checkpoint import checkpoint
 
-from convvit.models.layers import Block, get_act_layer
+from convvit.models.layers import Block, Mlp, QuickGELU, get_act_layer
 from convvit.models.registry import build_with_cfg, model_cfg, register_model
 
-__all__ = ["CvT", "ConvAttention", "ConvEmbed", "ConvProjection", "CvTStage"]
+__all__ = ["CvT", "ConvAttention", "ConvEmbed", "ConvProjection", "CvTStage", "QuickGELUMlp"]
+
+_QUICK_GELU_ALPHA = 1.702
 
 
 class ConvEmbed(nn.Module):
@@ -118,6 +120,20 @@ class ConvAttention(nn.Module):
         return self.proj_drop(self.proj(x))
 
 
+class QuickGELUMlp(Mlp):
+    """``fc2(QuickGELU(fc1(x)))`` computed as ``fc2'(silu(fc1'(x)))``: one pass over the hidden activations, not three.
+
+    ``x * sigmoid(a x) = silu(a x) / a``, so ``a`` is folded into fc1's weights and ``1 / a`` into fc2's
+    on the fly (a cost per parameter, not per token). Same keys and the same function as
+    ``Mlp(act_layer=QuickGELU)``.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = _QUICK_GELU_ALPHA
+        h = F.silu(F.linear(x, self.fc1.weight * a, self.fc1.bias * a))
+        return self.drop(F.linear(self.drop(h), self.fc2.weight * (1.0 / a), self.fc2.bias))
+
+
 class CvTStage(nn.Module):
     """Token embedding, optional class token, and blocks; maps (B, C, H, W) -> (B, D, H', W') and the class token."""
 
@@ -164,6 +180,10 @@ class CvTStage(nn.Module):
             )
             for j in range(depth)
         )
+        for block in self.blocks:
+            if isinstance(block.mlp.act, QuickGELU):
+                hidden = block.mlp.fc1.out_features
+                block.mlp = QuickGELUMlp(embed_dim, hidden, act_layer=QuickGELU, drop=proj_drop)
 
     def forward_tokens(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         """(B, C, H, W) -> tokens (B, [1 +] N, D) after the blocks, class token first, and the grid."""
