@@ -6,14 +6,19 @@ with RandAugment (per-image), and CIFAR-style synthetic 32 px RGB; each with 0 a
 
     python benchmarks/dataloader.py                  # all cases, prints a table, writes runs/benchmarks/dataloader.csv
     python benchmarks/dataloader.py --batches 100 --workers 2 --cases fmnist synthetic32
+    python benchmarks/dataloader.py --model vit_c_nano_32px --cases fmnist --batches 60   # + training overhead
 
 Figures are steady-state images/s over ``--batches`` batches after the first one (whose time, worker start-up
-included, is reported separately as ``first_batch_s``).
+included, is reported separately as ``first_batch_s``). With ``--model NAME`` each case also times training
+steps (forward, backward, AdamW) of that model fed by the loader, against the same steps on one batch held in
+memory (no loader at all): ``train_images_per_s`` vs ``train_no_loader_images_per_s`` is what loading costs
+the training run on this machine, whose cores the loader workers share with training.
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import os
 import time
 from pathlib import Path
@@ -58,6 +63,23 @@ def measure(loader: DataLoader, batches: int) -> tuple[float, float]:
     return n / (time.perf_counter() - start), first
 
 
+def train_rate(model: torch.nn.Module, batches, steps: int) -> float:
+    """Training images/s of ``model`` over ``steps`` steps drawn from the iterable ``batches`` (after 2 warm-up)."""
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    it = iter(batches)
+    n = 0
+    for i in range(steps + 2):
+        if i == 2:
+            n, start = 0, time.perf_counter()
+        x, y = next(it)
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        n += len(x)
+    return n / (time.perf_counter() - start)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
@@ -66,21 +88,37 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=150, help="batches timed per case (after the first)")
     parser.add_argument("--path", default=None, help="Fashion-MNIST folder (default: the Debian package's)")
     parser.add_argument("--csv", default="runs/benchmarks/dataloader.csv")
+    parser.add_argument("--model", default=None, help="also time training steps of this convvit model")
     args = parser.parse_args()
 
     print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, "
           f"batch {args.batch_size}, {args.batches} batches per case")
-    print(f"{'case':<18} {'workers':>7} {'images/s':>10} {'first_batch_s':>14}")
+    header = f"{'case':<18} {'workers':>7} {'images/s':>10} {'first_batch_s':>14}"
+    print(header + (f" {'train_img/s':>12} {'no_loader':>10}" if args.model else ""))
     rows = []
     for case in args.cases:
         kwargs, per_image = CASES[case]
+        model = no_loader = None
         for workers in args.workers:
             loader = train_loader(dict(kwargs), per_image, args.batch_size, workers, args.path)
             rate, first = measure(loader, args.batches)
+            row = dict(case=case, workers=workers, batch_size=args.batch_size, images_per_s=round(rate),
+                       first_batch_s=round(first, 3))
+            line = f"{case:<18} {workers:>7} {rate:>10,.0f} {first:>14.2f}"
+            if args.model:
+                if model is None:
+                    import convvit
+
+                    x, y = next(iter(loader))
+                    model = convvit.create_model(args.model, num_classes=10, img_size=x.shape[-1],
+                                                 in_chans=x.shape[1])
+                    no_loader = train_rate(model, itertools.repeat((x, y)), args.batches)
+                row.update(train_images_per_s=round(train_rate(model, loader, args.batches)),
+                           train_no_loader_images_per_s=round(no_loader))
+                line += f" {row['train_images_per_s']:>12,} {row['train_no_loader_images_per_s']:>10,}"
             del loader
-            rows.append(dict(case=case, workers=workers, batch_size=args.batch_size, images_per_s=round(rate),
-                             first_batch_s=round(first, 3)))
-            print(f"{case:<18} {workers:>7} {rate:>10,.0f} {first:>14.2f}", flush=True)
+            rows.append(row)
+            print(line, flush=True)
     if args.csv:
         Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
         with open(args.csv, "w", newline="") as f:
