@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -117,14 +118,21 @@ class ImageFileDataset(Dataset):
             raise ValueError(f"{len(paths)} paths but {len(labels)} labels")
         if on_bad not in ("substitute", "drop"):
             raise ValueError(f"on_bad must be 'substitute' or 'drop', got {on_bad!r}")
-        # paths as one numpy array of str: no per-object refcount pages touched in forked workers
-        self.paths = np.array([str(p) for p in paths])
+        # one numpy bytes array: 1 byte per character, and no per-object refcounts for forked workers to copy
+        self._paths = np.array([os.fsencode(p) for p in paths], dtype=np.bytes_)
         self.labels = torch.as_tensor(list(labels), dtype=torch.long)
         self.in_chans, self.transform, self.skip_bad, self.on_bad = in_chans, transform, skip_bad, on_bad
-        self.bad = torch.zeros(len(self.paths), dtype=torch.bool).share_memory_()
+        self.bad = torch.zeros(len(self._paths), dtype=torch.bool).share_memory_()
 
     def __len__(self) -> int:
-        return len(self.paths)
+        return len(self._paths)
+
+    def path(self, index: int) -> Path:
+        return Path(os.fsdecode(self._paths[index]))
+
+    @property
+    def paths(self) -> list[Path]:
+        return [Path(os.fsdecode(p)) for p in self._paths]
 
     @property
     def num_bad(self) -> int:
@@ -133,18 +141,18 @@ class ImageFileDataset(Dataset):
 
     @property
     def bad_paths(self) -> list[Path]:
-        return [Path(self.paths[i]) for i in self.bad.nonzero().flatten().tolist()]
+        return [self.path(i) for i in self.bad.nonzero().flatten().tolist()]
 
     def _load(self, index: int):
         if self.bad[index]:
             return None
         try:
-            img = load_image(self.paths[index], self.in_chans)
+            img = load_image(self.path(index), self.in_chans)
         except BadImageError as e:
             if not self.skip_bad:
                 raise
             self.bad[index] = True
-            _logger.warning("skipping unreadable image '%s' (%s)", self.paths[index], e.__cause__ or e)
+            _logger.warning("skipping unreadable image '%s' (%s)", self.path(index), e.__cause__ or e)
             return None
         return (self.transform(img) if self.transform is not None else img), int(self.labels[index])
 
@@ -156,7 +164,7 @@ class ImageFileDataset(Dataset):
             sample = self._load((index + offset) % len(self))
             if sample is not None:
                 return sample
-        raise BadImageError(f"none of the {len(self)} images could be read (first: '{self.paths[0]}')")
+        raise BadImageError(f"none of the {len(self)} images could be read (first: '{self.path(0)}')")
 
 
 class SkipNoneCollate:
