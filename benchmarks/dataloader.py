@@ -20,6 +20,7 @@ import argparse
 import csv
 import itertools
 import os
+import resource
 import time
 from pathlib import Path
 
@@ -40,7 +41,7 @@ CASES = {
 def train_loader(kwargs: dict, per_image: bool, batch_size: int, workers: int, path: str | None) -> DataLoader:
     if path and kwargs["dataset"] == "fashion_mnist":
         kwargs = {**kwargs, "path": path}
-    dm = ImageDataModule(batch_size=batch_size, num_workers=workers, **kwargs)
+    dm = ImageDataModule(batch_size=batch_size, num_workers=workers, persistent_workers=False, **kwargs)
     dm.setup("fit")
     if not per_image:
         return dm.train_dataloader()
@@ -49,9 +50,17 @@ def train_loader(kwargs: dict, per_image: bool, batch_size: int, workers: int, p
     return dm.train_dataloader()
 
 
-def measure(loader: DataLoader, batches: int) -> tuple[float, float]:
-    """(images/s over ``batches`` batches after the first, seconds to the first batch)."""
-    start = time.perf_counter()
+def _cpu_seconds() -> float:
+    """CPU time of this process plus its finished (joined) children, i.e. the loader workers."""
+    me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime
+
+
+def measure(loader: DataLoader, batches: int) -> tuple[float, float, float]:
+    """(images/s over ``batches`` batches after the first, seconds to the first batch, CPU microseconds per
+    image over the whole run, workers included). Wall-clock rates depend on what else runs on the machine;
+    CPU time per image much less so."""
+    cpu0, start = _cpu_seconds(), time.perf_counter()
     it = iter(loader)
     next(it)
     first = time.perf_counter() - start
@@ -60,7 +69,10 @@ def measure(loader: DataLoader, batches: int) -> tuple[float, float]:
         n += len(x)
         if i + 1 == batches:
             break
-    return n / (time.perf_counter() - start), first
+    rate = n / (time.perf_counter() - start)
+    it._shutdown_workers() if hasattr(it, "_shutdown_workers") else None  # join workers: their CPU time counts
+    del it
+    return rate, first, (_cpu_seconds() - cpu0) / (n + loader.batch_size) * 1e6
 
 
 def train_rate(model: torch.nn.Module, batches, steps: int) -> float:
@@ -93,7 +105,8 @@ def main() -> None:
 
     print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, "
           f"batch {args.batch_size}, {args.batches} batches per case")
-    header = f"{'case':<18} {'workers':>7} {'images/s':>10} {'first_batch_s':>14}"
+    print(f"load average {os.getloadavg()[0]:.1f} (other processes share these cores: compare cpu_us_per_image)")
+    header = f"{'case':<18} {'workers':>7} {'images/s':>10} {'cpu_us/image':>13} {'first_batch_s':>14}"
     print(header + (f" {'train_img/s':>12} {'no_loader':>10}" if args.model else ""))
     rows = []
     for case in args.cases:
@@ -101,10 +114,10 @@ def main() -> None:
         model = no_loader = None
         for workers in args.workers:
             loader = train_loader(dict(kwargs), per_image, args.batch_size, workers, args.path)
-            rate, first = measure(loader, args.batches)
+            rate, first, cpu = measure(loader, args.batches)
             row = dict(case=case, workers=workers, batch_size=args.batch_size, images_per_s=round(rate),
-                       first_batch_s=round(first, 3))
-            line = f"{case:<18} {workers:>7} {rate:>10,.0f} {first:>14.2f}"
+                       cpu_us_per_image=round(cpu, 1), first_batch_s=round(first, 3))
+            line = f"{case:<18} {workers:>7} {rate:>10,.0f} {cpu:>13.1f} {first:>14.2f}"
             if args.model:
                 if model is None:
                     import convvit
