@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import difflib
-import logging
-import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,7 +28,6 @@ from convvit.data.transforms import (
 
 __all__ = ["DATASETS", "ImageDataModule", "RepeatAugSampler"]
 
-_logger = logging.getLogger("convvit.data")
 
 DATASETS = ("imagefolder", "fashion_mnist", "cifar10", "cifar100", "synthetic")
 _DEFAULT_IMG_SIZE = {"fashion_mnist": 28, "cifar10": 32, "cifar100": 32, "synthetic": 32, "imagefolder": 224}

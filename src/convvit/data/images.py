@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-__all__ = ["IMG_EXTENSIONS", "BadImageError", "convert_image", "is_image_file", "list_images", "load_image"]
+__all__ = [
+    "IMG_EXTENSIONS", "BadImageError", "convert_image", "is_image_file", "list_images", "load_image", "walk_images",
+]
 
 _logger = logging.getLogger(__name__)
 
@@ -83,7 +85,8 @@ def load_image(path: str | os.PathLike, in_chans: int = 3) -> Image.Image:
         ) from e
 
 
-def _walk_images(folder: Path) -> list[Path]:
+def walk_images(folder: Path) -> list[Path]:
+    """Image files under ``folder`` at any depth (hidden files and folders skipped), unsorted."""
     found = []
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
@@ -103,7 +106,7 @@ def list_images(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[
     found: set[Path] = set()
     for p in paths:
         if p.is_dir():
-            found.update(_walk_images(p))
+            found.update(walk_images(p))
         elif p.is_file():
             if is_image_file(p):
                 found.add(p)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from convvit.data.images import IMG_EXTENSIONS, _walk_images
+from convvit.data.images import IMG_EXTENSIONS, walk_images
 
 __all__ = [
     "CIFAR10_CLASSES", "CIFAR100_CLASSES", "FASHION_MNIST_CLASSES",
@@ -190,7 +190,7 @@ def scan_image_folder(folder: str | os.PathLike, classes: list[str] | None = Non
     index = {c: i for i, c in enumerate(classes)}
     paths, labels, empty = [], [], []
     for c in found:
-        files = sorted(_walk_images(folder / c))
+        files = sorted(walk_images(folder / c))
         if not files:
             empty.append(c)
         paths += files
