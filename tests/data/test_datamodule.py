@@ -30,7 +30,8 @@ def test_imagefolder_loaders(image_folder):
     dm.setup("fit")
     x, y = next(iter(dm.train_dataloader()))
     assert x.shape == (4, 3, 16, 16) and y.dtype == torch.long
-    vx, vy = torch.cat([b[0] for b in batches(dm.val_dataloader())]), torch.cat([b[1] for b in batches(dm.val_dataloader())])
+    val = batches(dm.val_dataloader())
+    vx, vy = torch.cat([b[0] for b in val]), torch.cat([b[1] for b in val])
     assert vx.shape == (6, 3, 16, 16) and vy.tolist() == [0, 0, 0, 1, 1, 1]
     # class 0 images are red, class 1 green: the eval transform keeps that
     assert vx[0, 0].mean() > vx[0, 1].mean() and vx[5, 1].mean() > vx[5, 0].mean()
@@ -240,7 +241,8 @@ def test_unknown_dataset_lists_valid_ones():
 def test_repeated_aug_sampler():
     dm = ImageDataModule("synthetic", synthetic_size=40, repeated_aug=3, batch_size=5, num_workers=0)
     loader = dm.train_dataloader()
-    assert isinstance(loader.sampler, RepeatAugSampler) and isinstance(loader.sampler, torch.utils.data.DistributedSampler)
+    assert isinstance(loader.sampler, RepeatAugSampler)
+    assert isinstance(loader.sampler, torch.utils.data.DistributedSampler)  # so Lightning does not wrap it again
     # two ranks together see every sample 3 times (timm's sampler, DeiT's repeated augmentation)
     ranks = [list(RepeatAugSampler(dm.train_set, 3, num_replicas=2, rank=r, shuffle=True)) for r in (0, 1)]
     assert len(ranks[0]) == len(ranks[1]) == 20

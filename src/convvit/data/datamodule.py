@@ -413,9 +413,9 @@ class ImageDataModule(L.LightningDataModule):
         if self.hparams.val_fraction > 0:
             return root  # flat layout ROOT/CLASS/*, validation split off it
         subdirs = sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
+        has = f"it has {', '.join(subdirs[:5])}{' ...' if len(subdirs) > 5 else ''}" if subdirs else "it is empty"
         raise FileNotFoundError(
-            f"data folder '{root}' has no 'train' sub-folder"
-            + (f" (it has {', '.join(subdirs[:5])}{' ...' if len(subdirs) > 5 else ''})" if subdirs else " (it is empty)")
+            f"data folder '{root}' has no 'train' sub-folder ({has})"
             + ". Fix: lay it out as ROOT/train/CLASS/*.jpg and ROOT/val/CLASS/*.jpg, or, for ROOT/CLASS/*.jpg, "
             "set --data.val_fraction (e.g. 0.1) to hold out a validation split."
         )

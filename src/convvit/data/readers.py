@@ -182,10 +182,10 @@ def scan_image_folder(folder: str | os.PathLike, classes: list[str] | None = Non
         classes = found
     elif found != sorted(classes):
         missing, extra = sorted(set(classes) - set(found)), sorted(set(found) - set(classes))
+        problems = ([f"missing {missing}"] if missing else []) + ([f"not in training {extra}"] if extra else [])
         raise ValueError(
-            f"the classes in '{folder}' differ from the training classes: "
-            + "; ".join(s for s in (f"missing {missing}" if missing else "", f"not in training {extra}" if extra else "") if s)
-            + ". Fix: every split must have the same class folders (an empty folder is not allowed either)."
+            f"the classes in '{folder}' differ from the training classes: {'; '.join(problems)}. "
+            "Fix: every split must have the same class folders (an empty folder is not allowed either)."
         )
     index = {c: i for i, c in enumerate(classes)}
     paths, labels, empty = [], [], []
@@ -197,7 +197,7 @@ def scan_image_folder(folder: str | os.PathLike, classes: list[str] | None = Non
         labels += [index[c]] * len(files)
     if empty:
         raise ValueError(
-            f"class folder(s) without images in '{folder}': {', '.join(empty)} (looked for {' '.join(IMG_EXTENSIONS)}). "
-            "Fix: add images to them or remove the folders."
+            f"class folder(s) without images in '{folder}': {', '.join(empty)} "
+            f"(looked for {' '.join(IMG_EXTENSIONS)}). Fix: add images to them or remove the folders."
         )
     return paths, labels
