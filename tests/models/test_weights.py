@@ -175,6 +175,7 @@ def test_hugging_face_file_or_folder_loads_and_converts_with_labels(tmp_path):
                                     embed_dim=[16, 32, 48], num_heads=[1, 2, 3], depth=[1, 2, 3])  # HF needs depth[i] > i
     reference = transformers.CvtForImageClassification(config).eval()
     reference.save_pretrained(tmp_path / "hf")
+    reference.save_pretrained(tmp_path / "hf_bin", safe_serialization=False)  # pytorch_model.bin
     arch = dict(embed_dims=(16, 32, 48), num_heads=(1, 2, 3), depths=(1, 2, 3), act_layer="gelu")
     out = convert_checkpoint(tmp_path / "hf" / "model.safetensors", tmp_path / "cvt.safetensors", "cvt_13", **arch)
     meta = read_checkpoint_metadata(out)
@@ -182,11 +183,14 @@ def test_hugging_face_file_or_folder_loads_and_converts_with_labels(tmp_path):
     assert meta["source_format"] == "hf_cvt"
     converted = convvit.create_model("cvt_13", num_classes=3, checkpoint_path=out, **arch).eval()
     from_folder = convvit.create_model("cvt_13", num_classes=3, checkpoint_path=tmp_path / "hf", **arch).eval()
+    from_bin = convvit.create_model("cvt_13", num_classes=3, checkpoint_path=tmp_path / "hf_bin" / "pytorch_model.bin",
+                                    **arch).eval()
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         expected = reference(pixel_values=x).logits
         assert (converted(x) - expected).abs().max().item() < 1e-4
         assert (from_folder(x) - expected).abs().max().item() < 1e-4
+        assert (from_bin(x) - expected).abs().max().item() < 1e-4
 
 
 def test_convert_keeps_a_fine_tuned_head_and_resolution(tmp_path):
