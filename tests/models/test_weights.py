@@ -89,6 +89,12 @@ def test_timm_training_checkpoint_with_argparse_args_loads(tmp_path):
     target = _convit()
     load_checkpoint(target, tmp_path / "checkpoint.pth.tar")
     assert _same_weights(model, target)
+    ema = _convit()
+    torch.save({"state_dict": model.state_dict(), "state_dict_ema": ema.state_dict()}, tmp_path / "ema.pth.tar")
+    load_checkpoint(target, tmp_path / "ema.pth.tar", use_ema=True)
+    assert _same_weights(ema, target)
+    with pytest.raises(CheckpointError, match="no EMA"):
+        load_checkpoint(target, tmp_path / "checkpoint.pth.tar", use_ema=True)
 
 
 def test_other_num_classes_resets_the_head_and_says_so(tmp_path, caplog):
@@ -175,7 +181,8 @@ def test_hugging_face_file_or_folder_loads_and_converts_with_labels(tmp_path):
                                     embed_dim=[16, 32, 48], num_heads=[1, 2, 3], depth=[1, 2, 3])  # HF needs depth[i] > i
     reference = transformers.CvtForImageClassification(config).eval()
     reference.save_pretrained(tmp_path / "hf")
-    reference.save_pretrained(tmp_path / "hf_bin", safe_serialization=False)  # pytorch_model.bin
+    (tmp_path / "hf_bin").mkdir()  # the older pytorch_model.bin format: a torch.save'd state dict
+    torch.save(reference.state_dict(), tmp_path / "hf_bin" / "pytorch_model.bin")
     arch = dict(embed_dims=(16, 32, 48), num_heads=(1, 2, 3), depths=(1, 2, 3), act_layer="gelu")
     out = convert_checkpoint(tmp_path / "hf" / "model.safetensors", tmp_path / "cvt.safetensors", "cvt_13", **arch)
     meta = read_checkpoint_metadata(out)

@@ -255,6 +255,7 @@ def _plain_metadata(values: Mapping[str, Any]) -> dict[str, str]:
 def _extract(obj: Any, use_ema: bool) -> tuple[dict[str, torch.Tensor], str, dict[str, str]]:
     """Find the model weights in a loaded checkpoint: ``(state_dict, container description, metadata)``."""
     meta: dict[str, str] = {}
+    took_ema = False
     if _is_state_dict(obj):
         state, container = dict(obj), "plain state dict"
     elif isinstance(obj, Mapping):
@@ -266,6 +267,7 @@ def _extract(obj: Any, use_ema: bool) -> tuple[dict[str, torch.Tensor], str, dic
         for key in order:
             if _is_state_dict(obj.get(key)):
                 state, container = dict(obj[key]), f'weights under "{key}"'
+                took_ema = key in ("state_dict_ema", "model_ema")
                 break
         else:
             raise CheckpointError(
@@ -293,7 +295,7 @@ def _extract(obj: Any, use_ema: bool) -> tuple[dict[str, torch.Tensor], str, dic
             if dropped:
                 _logger.info("ignoring %d non-model entries of the checkpoint (e.g. %s)", len(dropped), dropped[0])
             state = _strip(state, "model.")
-    elif use_ema:
+    elif use_ema and not took_ema:
         raise CheckpointError("use_ema=True, but the checkpoint has no EMA weights")
     return state, container, meta
 
