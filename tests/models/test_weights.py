@@ -201,10 +201,11 @@ def test_hugging_face_file_or_folder_loads_and_converts_with_labels(tmp_path):
 
 
 def test_convert_keeps_a_fine_tuned_head_and_resolution(tmp_path):
-    reference = timm.create_model("convit_tiny", img_size=32, num_classes=7).eval()
+    arch = dict(depth=3, local_up_to_layer=2)
+    reference = timm.create_model("convit_tiny", img_size=32, num_classes=7, **arch).eval()
     torch.save({"model": reference.state_dict()}, tmp_path / "ft.pth")
-    out = convert_checkpoint(tmp_path / "ft.pth", tmp_path / "ft.safetensors", "convit_tiny")
-    model = convvit.create_model("convit_tiny", img_size=32, num_classes=7, checkpoint_path=out).eval()
+    out = convert_checkpoint(tmp_path / "ft.pth", tmp_path / "ft.safetensors", "convit_tiny", **arch)
+    model = convvit.create_model("convit_tiny", img_size=32, num_classes=7, checkpoint_path=out, **arch).eval()
     x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
         assert (reference(x) - model(x)).abs().max().item() < 1e-5
