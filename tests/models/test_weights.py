@@ -187,7 +187,7 @@ def test_hugging_face_file_or_folder_loads_and_converts_with_labels(tmp_path):
     out = convert_checkpoint(tmp_path / "hf" / "model.safetensors", tmp_path / "cvt.safetensors", "cvt_13", **arch)
     meta = read_checkpoint_metadata(out)
     assert meta["num_classes"] == "3" and json.loads(meta["class_names"]) == ["ant", "bee", "cow"]
-    assert meta["source_format"] == "hf_cvt"
+    assert meta["source_format"] == "hf_cvt" and meta["act_layer"] == "gelu"
     converted = convvit.create_model("cvt_13", num_classes=3, checkpoint_path=out, **arch).eval()
     from_folder = convvit.create_model("cvt_13", num_classes=3, checkpoint_path=tmp_path / "hf", **arch).eval()
     from_bin = convvit.create_model("cvt_13", num_classes=3, checkpoint_path=tmp_path / "hf_bin" / "pytorch_model.bin",

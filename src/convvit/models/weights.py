@@ -596,7 +596,7 @@ def _load_state(
     wrong_shape = [k for k in state if k in target and state[k].shape != target[k].shape]
     if wrong_shape:
         raise _mismatch_error(path, model, fmt, meta, missing, unexpected, wrong_shape, state)
-    if fmt == "hf_cvt" and _uses_quick_gelu(model):
+    if (fmt == "hf_cvt" or meta.get("act_layer") == "gelu") and _uses_quick_gelu(model):
         _logger.warning(
             "%s: Hugging Face CvT uses GELU, this model QuickGELU (the official CvT's); build it with "
             "act_layer='gelu' to reproduce the Hugging Face outputs exactly.", path,
@@ -642,6 +642,8 @@ def convert_checkpoint(src: PathLike, dst: PathLike, model_name: str, **model_kw
     _load_state(model, dict(state), info, src, strict=True)
     metadata = {k: v for k, v in info["metadata"].items() if k in ("class_names",)}
     metadata["source_format"] = info["format"]
+    if info["format"] == "hf_cvt":  # Hugging Face's CvT was trained with GELU: say so to whoever loads it
+        metadata["act_layer"] = "gelu"
     metadata["source_file"] = Path(src).name
     save_weights(model, dst, metadata=metadata)
     return Path(dst)
