@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
+from lightning.pytorch.utilities import rank_zero_info
 
 from convvit.training.export import choose_weights, export_safetensors
 
@@ -52,10 +52,10 @@ class LearningCurves(L.Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.history = [dict(r) for r in state_dict.get("history", [])]
 
-    @rank_zero_only
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.history:
-            path = plot_curves(self.history, run_dir(trainer) / self.filename)
+        folder = run_dir(trainer)  # on every rank: finding the run directory is a collective call
+        if self.history and trainer.is_global_zero:
+            path = plot_curves(self.history, folder / self.filename)
             rank_zero_info(f"curves: {path}")
 
 
@@ -100,6 +100,7 @@ class FinalWeights(L.Callback):
         self.path: Path | None = None
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        folder = run_dir(trainer)  # on every rank: finding the run directory is a collective call
         if trainer.interrupted or not trainer.is_global_zero:
             return
         metrics = trainer.callback_metrics
@@ -118,5 +119,5 @@ class FinalWeights(L.Callback):
             class_names=hp.class_names or [str(i) for i in range(hp.num_classes)],
             mean=hp.mean, std=hp.std, crop_pct=hp.crop_pct, interpolation=hp.interpolation, weights=choice,
         )
-        self.path = export_safetensors(model, run_dir(trainer) / self.filename, info)
+        self.path = export_safetensors(model, folder / self.filename, info)
         rank_zero_info(f"final weights ({choice}): {self.path}")

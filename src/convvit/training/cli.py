@@ -1,31 +1,23 @@
 """``convvit fit | validate | test | predict | export``.
 
-fit/validate/test are a LightningCLI over :class:`~convvit.training.module.ImageClassifier` and
-:class:`convvit.data.ImageDataModule`: ``--config FILE.yaml``, dotted overrides (``--model.name``,
-``--data.dataset``, ``--trainer.max_epochs``, ...), ``--print_config``, ``--ckpt_path`` to resume.
-The model's class count, class names, input channels, image size and normalisation come from the data.
-predict and export are small argparse commands over :mod:`convvit.training.predict` and
-:mod:`convvit.training.export`.
+fit/validate/test run :class:`convvit.training.lightning_cli.ConvvitCLI` (LightningCLI conventions:
+``--config FILE.yaml``, dotted overrides, ``--print_config``, ``--ckpt_path`` to resume); predict and
+export are small argparse commands over :mod:`convvit.training.predict` and :mod:`convvit.training.export`.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
 import os
 import re
 import sys
 import warnings
-from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence
+from typing import Iterator, Sequence
 
-__all__ = ["main", "ConvvitCLI", "DEFAULT_ROOT_DIR"]
+__all__ = ["main", "COMMANDS"]
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test")
 COMMANDS = (*LIGHTNING_COMMANDS, "predict", "export")
-DEFAULT_ROOT_DIR = "runs"
-# Linked from the data module into the model (they are not set on the model directly).
-DATA_TO_MODEL = ("num_classes", "class_names", "in_chans", "img_size", "mean", "std", "crop_pct")
 
 _USAGE = """usage: convvit {fit,validate,test,predict,export} ...
 
@@ -37,148 +29,6 @@ _USAGE = """usage: convvit {fit,validate,test,predict,export} ...
 
 `convvit COMMAND --help` lists every option; fit/validate/test also take --print_config.
 """
-
-
-@functools.lru_cache(maxsize=None)
-def _lightning_cli_class():
-    """Build the LightningCLI subclass lazily (importing Lightning costs seconds)."""
-    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
-    from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
-    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
-    from lightning.pytorch.plugins.io import CheckpointIO
-    from lightning.pytorch.utilities import rank_zero_info
-
-    from convvit.data import ImageDataModule
-    from convvit.training.callbacks import FinalWeights, LearningCurves
-    from convvit.training.checkpoint_io import AtomicCheckpointIO
-    from convvit.training.module import ImageClassifier, latest_checkpoint
-
-    class ConvvitCLI(LightningCLI):
-        """LightningCLI with convvit's links, run directory, loggers, checkpointing and end-of-fit test."""
-
-        def __init__(self, args: Sequence[str] | None = None) -> None:
-            super().__init__(
-                ImageClassifier,
-                ImageDataModule,
-                args=args,
-                seed_everything_default=0,
-                save_config_kwargs={"overwrite": True},
-                auto_configure_optimizers=False,
-                parser_kwargs={
-                    "prog": "convvit", "env_prefix": "CONVVIT", "exit_on_error": False,
-                    **{cmd: {"exit_on_error": False} for cmd in LIGHTNING_COMMANDS},
-                },
-                trainer_defaults={
-                    "default_root_dir": DEFAULT_ROOT_DIR,
-                    "max_epochs": 10,
-                    "log_every_n_steps": 20,
-                    "callbacks": [LearningRateMonitor("step"), LearningCurves(), FinalWeights()],
-                },
-            )
-
-        def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-            for key in DATA_TO_MODEL:
-                parser.link_arguments(f"data.{key}", f"model.{key}", apply_on="instantiate")
-            parser.link_arguments("data", "model.interpolation", _data_interpolation, apply_on="instantiate")
-            parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-            parser.set_defaults(
-                {
-                    "checkpoint.monitor": "val/acc1",
-                    "checkpoint.mode": "max",
-                    "checkpoint.save_top_k": 1,
-                    "checkpoint.filename": "epoch{epoch:03d}-acc{val/acc1:.4f}",
-                    "checkpoint.auto_insert_metric_name": False,
-                }
-            )
-            # The latest state, always (Lightning's save_last only follows the top-k saves): resume from it.
-            parser.add_lightning_class_args(ModelCheckpoint, "last_checkpoint")
-            parser.set_defaults(
-                {
-                    "last_checkpoint.filename": "last",
-                    "last_checkpoint.monitor": None,
-                    "last_checkpoint.save_top_k": 1,
-                    "last_checkpoint.enable_version_counter": False,
-                }
-            )
-            parser.add_argument(
-                "--name", type=Optional[str], default=None,
-                help="Run name: each run writes to DEFAULT_ROOT_DIR/NAME/version_N (default: DATASET-MODEL).",
-            )
-            parser.add_argument(
-                "--test_after_fit", type=bool, default=True,
-                help="After fit, evaluate the final weights on the test split (when the data has one) and print it.",
-            )
-
-        def instantiate_trainer(self, **kwargs: Any):
-            cfg = self._get(self.config_init, "trainer")
-            if cfg.get("logger") in (None, True):
-                root = cfg.get("default_root_dir") or DEFAULT_ROOT_DIR
-                name = self._get(self.config, "name") or self._default_run_name()
-                version = _next_version(Path(root) / name)
-                kwargs["logger"] = [
-                    TensorBoardLogger(root, name=name, version=version, default_hp_metric=False),
-                    CSVLogger(root, name=name, version=version),
-                ]
-            plugins = cfg.get("plugins") or []
-            plugins = list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
-            if not any(isinstance(p, CheckpointIO) for p in plugins):
-                kwargs["plugins"] = [*plugins, AtomicCheckpointIO()]
-            return super().instantiate_trainer(**kwargs)
-
-        def _default_run_name(self) -> str:
-            data = self._get(self.config, "data")
-            model = self._get(self.config, "model")
-            return f"{data.get('dataset', 'data')}-{model.get('name', 'model')}"
-
-        def before_fit(self) -> None:
-            strategy = type(self.trainer.strategy).__name__
-            if self.model.has_ema and "FSDP" in strategy:
-                raise ValueError("--model.ema true is not supported with FSDP; use DDP or turn EMA off")
-
-        def after_fit(self) -> None:
-            trainer = self.trainer
-            if trainer.interrupted:
-                return
-            ckpt = trainer.checkpoint_callback
-            if ckpt is not None and ckpt.best_model_path:
-                rank_zero_info(f"best checkpoint: {ckpt.best_model_path}")
-            last = latest_checkpoint(trainer)
-            if last:
-                rank_zero_info(f"last checkpoint: {last}")
-            if not self._get(self.config, "test_after_fit") or not _has_test_split(self.datamodule):
-                return
-            results = trainer.test(self.model, datamodule=self.datamodule, verbose=False)
-            metrics = results[0] if results else {}
-            if trainer.is_global_zero and "test/acc1" in metrics:
-                line = f"test top-1 {100 * metrics['test/acc1']:.2f}%  top-5 {100 * metrics['test/acc5']:.2f}%"
-                if "test/acc1_ema" in metrics:
-                    line += f"  |  EMA top-1 {100 * metrics['test/acc1_ema']:.2f}%  top-5 {100 * metrics['test/acc5_ema']:.2f}%"
-                print(line, flush=True)
-
-    return ConvvitCLI
-
-
-def _data_interpolation(datamodule: Any) -> str:
-    return datamodule.hparams.interpolation
-
-
-def _has_test_split(datamodule: Any) -> bool:
-    has_test = getattr(datamodule, "has_test", None)
-    if has_test is not None:
-        return bool(has_test() if callable(has_test) else has_test)
-    return True
-
-
-def _next_version(run_root: Path) -> int:
-    """The next free ``version_N`` under ``run_root`` (what Lightning's loggers pick, decided once for both)."""
-    versions = [int(m.group(1)) for p in run_root.glob("version_*") if (m := re.fullmatch(r"version_(\d+)", p.name))]
-    return max(versions, default=-1) + 1
-
-
-def __getattr__(name: str) -> Any:
-    if name == "ConvvitCLI":
-        return _lightning_cli_class()
-    raise AttributeError(name)
 
 
 @contextlib.contextmanager
@@ -264,15 +114,17 @@ _QUIET = (
     r"Found \d+ module\(s\) in eval mode",  # the EMA copy is kept in eval mode on purpose
     r"Experiment logs directory .* exists and is not empty",  # CSV and TensorBoard share the run directory
     r".*isinstance\(treespec, LeafSpec\)",
+    r"It is recommended to use `self.log\('train/loss'",  # the epoch mean of the training loss is per rank
 )
 
 
 def _run_lightning(argv: Sequence[str]) -> int:
-    cli_class = _lightning_cli_class()
+    from convvit.training.lightning_cli import ConvvitCLI
+
     with _argv(argv), warnings.catch_warnings():
         for message in _QUIET:
             warnings.filterwarnings("ignore", message=message)
-        cli_class(args=None)
+        ConvvitCLI(args=None)
     return 0
 
 

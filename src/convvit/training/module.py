@@ -42,6 +42,29 @@ def _describe_classes(num_classes: int, names: Sequence[str] | None) -> str:
     return f"{num_classes} classes [{shown}]"
 
 
+class _ModelEma(ModelEmaV3):
+    """timm's ModelEmaV3, picklable for spawned processes (DDP spawn).
+
+    A ``torch.Generator`` pickles its state as a temporary tensor, which torch.multiprocessing shares by file
+    descriptor and frees before the child reads it ("unable to resize file"). Its state travels as bytes instead.
+    """
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        gen = state.pop("_sr_generator", None)
+        if gen is not None:
+            state["_sr_generator_state"] = (str(gen.device), gen.get_state().numpy().tobytes())
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        saved = state.pop("_sr_generator_state", None)
+        self.__dict__.update(state)
+        if saved is not None:
+            device, rng = saved
+            self._sr_generator = torch.Generator(device=device)
+            self._sr_generator.set_state(torch.frombuffer(bytearray(rng), dtype=torch.uint8))
+
+
 class ImageClassifier(L.LightningModule):
     """Image classification with a registered convvit model.
 
@@ -128,8 +151,10 @@ class ImageClassifier(L.LightningModule):
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.ema_model = (
-            ModelEmaV3(self.model, decay=ema_decay, use_warmup=ema_warmup, warmup_power=3 / 4) if ema else None
+            _ModelEma(self.model, decay=ema_decay, use_warmup=ema_warmup, warmup_power=3 / 4) if ema else None
         )
+        if self.ema_model is not None:
+            self.ema_model.requires_grad_(False)  # updated by averaging, never by gradients (and ignored by DDP)
 
         self.mixup = None
         if mixup_alpha > 0 or cutmix_alpha > 0:
