@@ -277,10 +277,14 @@ class ImageClassifier(L.LightningModule):
             self.model, hp.optimizer, self.effective_lr(), hp.weight_decay, hp.momentum, hp.nesterov, hp.betas,
             exclude_no_weight_decay=exclude,
         )
-        total_steps = max(int(self.trainer.estimated_stepping_batches), 1)
-        steps_per_epoch = max(math.ceil(self.trainer.num_training_batches / self.trainer.accumulate_grad_batches), 1)
-        if not math.isfinite(total_steps) or total_steps > 10**12:
+        total_steps = self.trainer.estimated_stepping_batches
+        if not math.isfinite(total_steps):
             raise ValueError("set --trainer.max_epochs or --trainer.max_steps: the lr schedule needs a length")
+        total_steps = max(int(total_steps), 1)
+        if not math.isfinite(self.trainer.num_training_batches):  # max_epochs=-1: the loader is not set up yet
+            self.trainer.fit_loop.setup_data()
+        batches = self.trainer.num_training_batches
+        steps_per_epoch = max(math.ceil(batches / self.trainer.accumulate_grad_batches), 1) if math.isfinite(batches) else 1
         scheduler = warmup_cosine(
             optimizer,
             total_steps=total_steps,
