@@ -211,6 +211,12 @@ class ImageClassifier(L.LightningModule):
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=x.shape[0])
         return loss
 
+    def on_train_epoch_end(self) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        bad = getattr(datamodule, "num_bad_images", 0)
+        if bad:  # images skipped with --data.skip_bad_images true
+            self.log("data/bad_images", float(bad), rank_zero_only=True)
+
     def _check_finite(self, loss: torch.Tensor, batch_idx: int) -> None:
         bad = not bool(torch.isfinite(loss.detach()))
         if self.trainer.world_size > 1:  # every rank must stop together, or the others hang in all-reduce
