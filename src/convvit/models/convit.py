@@ -23,9 +23,9 @@ from timm.layers import resample_abs_pos_embed, trunc_normal_
 from timm.models._features import feature_take_indices
 from torch.utils.checkpoint import checkpoint
 
-from convvit.models.layers import Attention, Block
+from convvit.models.layers import Attention, Block, TokenClassifier, check_global_pool
 from convvit.models.registry import build_with_cfg, model_cfg, register_model
-from convvit.models.stems import PatchifyStem
+from convvit.models.stems import PatchifyStem, token_grid
 
 __all__ = ["ConViT", "GatedPositionalAttention", "relative_positions"]
 
@@ -122,7 +122,7 @@ class GatedPositionalAttention(nn.Module):
         return self.proj_drop(self.proj(x))
 
 
-class ConViT(nn.Module):
+class ConViT(TokenClassifier, nn.Module):
     """ConViT: a DeiT whose first ``local_up_to_layer`` blocks use gated positional self-attention.
 
     Args:
@@ -160,8 +160,7 @@ class ConViT(nn.Module):
         dynamic_img_size: bool = False,
     ) -> None:
         super().__init__()
-        if global_pool not in ("token", "avg", ""):
-            raise ValueError(f"global_pool must be 'token', 'avg' or '', got {global_pool!r}")
+        global_pool = check_global_pool(global_pool, has_class_token=True)
         if not 0 <= local_up_to_layer <= depth:
             raise ValueError(f"local_up_to_layer must be in [0, depth={depth}], got {local_up_to_layer}")
         self.num_classes = num_classes
@@ -240,31 +239,10 @@ class ConViT(nn.Module):
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.grad_checkpointing = enable
 
-    @torch.jit.ignore
-    def get_classifier(self) -> nn.Module:
-        return self.head
-
-    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        self.num_classes = num_classes
-        if global_pool is not None:
-            if global_pool not in ("token", "avg", ""):
-                raise ValueError(f"global_pool must be 'token', 'avg' or '', got {global_pool!r}")
-            self.global_pool = global_pool
-        self.head = nn.Linear(self.embed_dim, num_classes) if num_classes > 0 else nn.Identity()
-
     # ------------------------------------------------------------------ forward
     def _embed(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
         """Patch tokens with position embedding (B, N, D), the relative positions and the grid."""
-        H, W = x.shape[-2:]
-        if (H, W) != self.img_size:
-            if not self.dynamic_img_size:
-                raise ValueError(
-                    f"input is {H}x{W} but the model was built for {self.img_size[0]}x{self.img_size[1]}; "
-                    f"build it with img_size=({H}, {W}) or dynamic_img_size=True"
-                )
-            if H % self.patch_size or W % self.patch_size:
-                raise ValueError(f"input {H}x{W} is not divisible by the patch size {self.patch_size}")
-        grid = (H // self.patch_size, W // self.patch_size)
+        grid = token_grid(*x.shape[-2:], self.img_size, self.patch_size, self.dynamic_img_size)
         x = self.patch_embed(x)  # (B, N, D)
         if self.pos_embed is not None:
             pos_embed = self.pos_embed
@@ -297,17 +275,6 @@ class ConViT(nn.Module):
         for i in range(len(self.blocks)):
             x = self._block(i, x, rel_pos)
         return self._finish(x)
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        if self.global_pool == "token":
-            x = x[:, 0]
-        elif self.global_pool == "avg":
-            x = x[:, self.num_prefix_tokens :].mean(dim=1)
-        x = self.head_drop(x)
-        return x if pre_logits else self.head(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
     def forward_intermediates(
         self,

@@ -23,7 +23,7 @@ from timm.layers import trunc_normal_
 from timm.models._features import feature_take_indices
 from torch.utils.checkpoint import checkpoint
 
-from convvit.models.layers import Block, Mlp, QuickGELU, get_act_layer
+from convvit.models.layers import Block, Mlp, QuickGELU, TokenClassifier, check_global_pool, get_act_layer
 from convvit.models.registry import build_with_cfg, model_cfg, register_model
 
 __all__ = ["CvT", "ConvAttention", "ConvEmbed", "ConvProjection", "CvTStage", "QuickGELUMlp"]
@@ -204,7 +204,7 @@ class CvTStage(nn.Module):
         return x_map, (x[:, :1] if n_prefix else None)
 
 
-class CvT(nn.Module):
+class CvT(TokenClassifier, nn.Module):
     """Convolutional vision Transformer (three stages; no position embedding, so any input size).
 
     Args:
@@ -252,10 +252,7 @@ class CvT(nn.Module):
                                  patch_strides=patch_strides, patch_paddings=patch_paddings).items():
             if len(values) != num_stages:
                 raise ValueError(f"{name} has {len(values)} entries but there are {num_stages} stages (embed_dims)")
-        if global_pool not in ("token", "avg", ""):
-            raise ValueError(f"global_pool must be 'token', 'avg' or '', got {global_pool!r}")
-        if global_pool == "token" and not cls_token:
-            raise ValueError("global_pool='token' needs cls_token=True")
+        global_pool = check_global_pool(global_pool, has_class_token=cls_token)
         if isinstance(drop_path_rate, (int, float)):
             drop_path_rate = [0.0] * (num_stages - 1) + [float(drop_path_rate)]
         self.num_classes = num_classes
@@ -322,20 +319,6 @@ class CvT(nn.Module):
         for stage in self.stages:
             stage.grad_checkpointing = enable
 
-    @torch.jit.ignore
-    def get_classifier(self) -> nn.Module:
-        return self.head
-
-    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        self.num_classes = num_classes
-        if global_pool is not None:
-            if global_pool not in ("token", "avg", ""):
-                raise ValueError(f"global_pool must be 'token', 'avg' or '', got {global_pool!r}")
-            if global_pool == "token" and not self.num_prefix_tokens:
-                raise ValueError("global_pool='token' needs a class token; this model was built without one")
-            self.global_pool = global_pool
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
-
     # ------------------------------------------------------------------ forward
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> normalised tokens of the last stage (B, [1 +] N, D), class token first."""
@@ -343,17 +326,6 @@ class CvT(nn.Module):
             x, _ = stage(x)
         x, _ = self.stages[-1].forward_tokens(x)
         return self.norm(x)
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        if self.global_pool == "token":
-            x = x[:, 0]
-        elif self.global_pool == "avg":
-            x = x[:, self.num_prefix_tokens :].mean(dim=1)
-        x = self.head_drop(x)
-        return x if pre_logits else self.head(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
     def forward_intermediates(
         self,

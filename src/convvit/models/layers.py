@@ -8,7 +8,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import DropPath
 
-__all__ = ["Attention", "Block", "DropPath", "Mlp", "QuickGELU", "get_act_layer", "get_norm_layer"]
+__all__ = [
+    "Attention", "Block", "DropPath", "Mlp", "QuickGELU", "TokenClassifier", "check_global_pool", "get_act_layer",
+    "get_norm_layer",
+]
 
 
 class QuickGELU(nn.Module):
@@ -128,3 +131,56 @@ class Block(nn.Module):
         x = x + self.drop_path1(self.attn(self.norm1(x), *attn_args))
         x = x + self.drop_path2(self.mlp(self.norm2(x)))
         return x
+
+
+def check_global_pool(global_pool: str, has_class_token: bool) -> str:
+    """Validate a pooling name: ``"token"`` (class token), ``"avg"`` (``"pooled"``: mean of patch tokens) or ``""``."""
+    global_pool = {"pooled": "avg", "mean": "avg"}.get(global_pool, global_pool)
+    if global_pool not in ("token", "avg", ""):
+        raise ValueError(f"global_pool must be 'token', 'avg' (or 'pooled') or '', got {global_pool!r}")
+    if global_pool == "token" and not has_class_token:
+        raise ValueError(
+            "global_pool='token' needs a class token, and this model has none: build it with one "
+            "(class_token=True for ViT, cls_token=True for CvT) or use global_pool='avg'"
+        )
+    return global_pool
+
+
+class TokenClassifier:
+    """The classifier half of timm's model contract, shared by the token models (ViT, ConViT, CvT).
+
+    A subclass (also an ``nn.Module``) sets ``global_pool``, ``num_prefix_tokens``, ``num_features``,
+    ``num_classes``, ``head_drop`` and ``head``, and implements ``forward_features``.
+    """
+
+    global_pool: str
+    num_prefix_tokens: int
+    num_features: int
+    num_classes: int
+    head_drop: nn.Module
+    head: nn.Module
+
+    @torch.jit.ignore
+    def get_classifier(self) -> nn.Module:
+        return self.head
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        self.num_classes = num_classes
+        if global_pool is not None:
+            self.global_pool = check_global_pool(global_pool, self.num_prefix_tokens > 0)
+        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+
+    def pool(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, prefix + N, D) -> (B, D): the class token, the mean of the other tokens, or nothing."""
+        if self.global_pool == "token":
+            return x[:, 0]
+        if self.global_pool == "avg":
+            return x[:, self.num_prefix_tokens :].mean(dim=1)
+        return x
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = self.head_drop(self.pool(x))
+        return x if pre_logits else self.head(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))

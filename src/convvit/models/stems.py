@@ -20,7 +20,7 @@ from timm.layers import LayerNorm2d
 
 from convvit.models.layers import get_act_layer, get_norm_layer
 
-__all__ = ["ConvStem", "PatchifyStem"]
+__all__ = ["ConvStem", "PatchifyStem", "token_grid"]
 
 
 def _pair(x: int | Sequence[int]) -> tuple[int, int]:
@@ -34,6 +34,19 @@ def _check_img_size(img_size: tuple[int, int], stride: int, what: str) -> tuple[
             f"use a multiple of {stride} (e.g. {math.ceil(img_size[0] / stride) * stride})"
         )
     return img_size[0] // stride, img_size[1] // stride
+
+
+def token_grid(height: int, width: int, img_size: tuple[int, int], stride: int, dynamic: bool) -> tuple[int, int]:
+    """The token grid of a ``height x width`` input for a model built for ``img_size``, or a clear error."""
+    if (height, width) != tuple(img_size):
+        if not dynamic:
+            raise ValueError(
+                f"input is {height}x{width} but the model was built for {img_size[0]}x{img_size[1]}; "
+                f"build it with img_size=({height}, {width}) or dynamic_img_size=True"
+            )
+        if height % stride or width % stride:
+            raise ValueError(f"input {height}x{width} is not divisible by the stem's total stride {stride}")
+    return height // stride, width // stride
 
 
 class PatchifyStem(nn.Module):

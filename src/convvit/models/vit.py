@@ -24,14 +24,14 @@ from timm.layers import resample_abs_pos_embed, trunc_normal_
 from timm.models._features import feature_take_indices
 from torch.utils.checkpoint import checkpoint
 
-from convvit.models.layers import Attention, Block
+from convvit.models.layers import Attention, Block, TokenClassifier, check_global_pool
 from convvit.models.registry import build_with_cfg, model_cfg, register_model
-from convvit.models.stems import ConvStem, PatchifyStem
+from convvit.models.stems import ConvStem, PatchifyStem, token_grid
 
 __all__ = ["VisionTransformer"]
 
 
-class VisionTransformer(nn.Module):
+class VisionTransformer(TokenClassifier, nn.Module):
     """Pre-LN vision transformer (class token or mean pooling, learned position embedding).
 
     Args:
@@ -81,7 +81,8 @@ class VisionTransformer(nn.Module):
         weight_init: str = "pycls",
     ) -> None:
         super().__init__()
-        global_pool = self._check_pool(global_pool)
+        has_class_token = global_pool == "token" if class_token is None else class_token
+        global_pool = check_global_pool(global_pool, has_class_token)
         if weight_init not in ("pycls", "timm"):
             raise ValueError(f"weight_init must be 'pycls' or 'timm', got {weight_init!r}")
         self.num_classes = num_classes
@@ -103,9 +104,6 @@ class VisionTransformer(nn.Module):
         self.img_size = self.patch_embed.img_size
         self.patch_size = self.patch_embed.patch_size
 
-        has_class_token = global_pool == "token" if class_token is None else class_token
-        if global_pool == "token" and not has_class_token:
-            raise ValueError("global_pool='token' needs a class token (class_token=True)")
         self.num_prefix_tokens = 1 if has_class_token else 0
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim)) if has_class_token else None
         self.pos_embed = nn.Parameter(torch.zeros(1, self.patch_embed.num_patches + self.num_prefix_tokens, embed_dim))
@@ -179,13 +177,6 @@ class VisionTransformer(nn.Module):
                     nn.init.zeros_(m.bias)
 
     # ------------------------------------------------------------------ timm contract
-    @staticmethod
-    def _check_pool(global_pool: str) -> str:
-        global_pool = {"pooled": "avg", "mean": "avg"}.get(global_pool, global_pool)
-        if global_pool not in ("token", "avg", ""):
-            raise ValueError(f"global_pool must be 'token', 'avg' (or 'pooled') or '', got {global_pool!r}")
-        return global_pool
-
     @torch.jit.ignore
     def no_weight_decay(self) -> set[str]:
         """Parameters timm's optimizer factory keeps out of weight decay (pycls decays them; see training)."""
@@ -202,19 +193,6 @@ class VisionTransformer(nn.Module):
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.grad_checkpointing = enable
 
-    @torch.jit.ignore
-    def get_classifier(self) -> nn.Module:
-        return self.head
-
-    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        self.num_classes = num_classes
-        if global_pool is not None:
-            global_pool = self._check_pool(global_pool)
-            if global_pool == "token" and self.cls_token is None:
-                raise ValueError("global_pool='token' needs a class token; this model was built without one")
-            self.global_pool = global_pool
-        self.head = nn.Linear(self.embed_dim, num_classes) if num_classes > 0 else nn.Identity()
-
     # ------------------------------------------------------------------ forward
     def _pos_embed(self, x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
         pos_embed = self.pos_embed
@@ -227,17 +205,9 @@ class VisionTransformer(nn.Module):
         return self.pos_drop(x + pos_embed)
 
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
-        H, W = x.shape[-2:]
-        if (H, W) != self.img_size:
-            if not self.dynamic_img_size:
-                raise ValueError(
-                    f"input is {H}x{W} but the model was built for {self.img_size[0]}x{self.img_size[1]}; "
-                    f"build it with img_size=({H}, {W}) or dynamic_img_size=True"
-                )
-            if H % self.patch_size or W % self.patch_size:
-                raise ValueError(f"input {H}x{W} is not divisible by the stem's total stride {self.patch_size}")
+        grid = token_grid(*x.shape[-2:], self.img_size, self.patch_size, self.dynamic_img_size)
         x = self.patch_embed(x)  # (B, N, D)
-        return self._pos_embed(x, (H // self.patch_size, W // self.patch_size))
+        return self._pos_embed(x, grid)
 
     def _run_blocks(self, x: torch.Tensor) -> torch.Tensor:
         if self.grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting():
@@ -249,20 +219,6 @@ class VisionTransformer(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> normalised tokens (B, prefix + N, D)."""
         return self.norm(self._run_blocks(self._embed(x)))
-
-    def pool(self, x: torch.Tensor) -> torch.Tensor:
-        if self.global_pool == "token":
-            return x[:, 0]
-        if self.global_pool == "avg":
-            return x[:, self.num_prefix_tokens :].mean(dim=1)
-        return x
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.head_drop(self.pool(x))
-        return x if pre_logits else self.head(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
     def forward_intermediates(
         self,
