@@ -23,7 +23,7 @@ from timm.layers import resample_abs_pos_embed, trunc_normal_
 from timm.models._features import feature_take_indices
 from torch.utils.checkpoint import checkpoint
 
-from convvit.models.layers import Attention, Block, TokenClassifier, check_global_pool
+from convvit.models.layers import Attention, Block, PlainTokenModel, check_global_pool
 from convvit.models.registry import build_with_cfg, model_cfg, register_model
 from convvit.models.stems import PatchifyStem, token_grid
 
@@ -122,7 +122,7 @@ class GatedPositionalAttention(nn.Module):
         return self.proj_drop(self.proj(x))
 
 
-class ConViT(TokenClassifier, nn.Module):
+class ConViT(PlainTokenModel, nn.Module):
     """ConViT: a DeiT whose first ``local_up_to_layer`` blocks use gated positional self-attention.
 
     Args:
@@ -222,22 +222,6 @@ class ConViT(TokenClassifier, nn.Module):
         for m in self.modules():
             if isinstance(m, GatedPositionalAttention):
                 m.local_init()
-
-    # ------------------------------------------------------------------ timm contract
-    @torch.jit.ignore
-    def no_weight_decay(self) -> set[str]:
-        return {"pos_embed", "cls_token"}
-
-    @torch.jit.ignore
-    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
-        return dict(
-            stem=r"^cls_token|^pos_embed|^patch_embed",
-            blocks=[(r"^blocks\.(\d+)", None), (r"^norm", (99999,))],
-        )
-
-    @torch.jit.ignore
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        self.grad_checkpointing = enable
 
     # ------------------------------------------------------------------ forward
     def _embed(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from timm.layers import DropPath
 
 __all__ = [
-    "Attention", "Block", "DropPath", "Mlp", "QuickGELU", "TokenClassifier", "check_global_pool", "get_act_layer",
+    "Attention", "Block", "DropPath", "Mlp", "QuickGELU", "PlainTokenModel", "TokenClassifier", "check_global_pool", "get_act_layer",
     "get_norm_layer",
 ]
 
@@ -184,3 +184,26 @@ class TokenClassifier:
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
+
+
+class PlainTokenModel(TokenClassifier):
+    """timm's contract for a single-stage token model (ViT, ConViT): ``patch_embed``, ``cls_token``,
+    ``pos_embed``, ``blocks.N`` and ``norm``, with a ``grad_checkpointing`` flag read by ``forward_features``."""
+
+    grad_checkpointing: bool
+
+    @torch.jit.ignore
+    def no_weight_decay(self) -> set[str]:
+        """Parameters timm's optimizer factory keeps out of weight decay (pycls decays them; see training)."""
+        return {"pos_embed", "cls_token"}
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> dict:
+        return dict(
+            stem=r"^cls_token|^pos_embed|^patch_embed",
+            blocks=[(r"^blocks\.(\d+)", None), (r"^norm", (99999,))],
+        )
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.grad_checkpointing = enable

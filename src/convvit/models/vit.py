@@ -24,14 +24,14 @@ from timm.layers import resample_abs_pos_embed, trunc_normal_
 from timm.models._features import feature_take_indices
 from torch.utils.checkpoint import checkpoint
 
-from convvit.models.layers import Attention, Block, TokenClassifier, check_global_pool
+from convvit.models.layers import Attention, Block, PlainTokenModel, check_global_pool
 from convvit.models.registry import build_with_cfg, model_cfg, register_model
 from convvit.models.stems import ConvStem, PatchifyStem, token_grid
 
 __all__ = ["VisionTransformer"]
 
 
-class VisionTransformer(TokenClassifier, nn.Module):
+class VisionTransformer(PlainTokenModel, nn.Module):
     """Pre-LN vision transformer (class token or mean pooling, learned position embedding).
 
     Args:
@@ -175,23 +175,6 @@ class VisionTransformer(TokenClassifier, nn.Module):
                 trunc_normal_(m.weight, std=0.02)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
-
-    # ------------------------------------------------------------------ timm contract
-    @torch.jit.ignore
-    def no_weight_decay(self) -> set[str]:
-        """Parameters timm's optimizer factory keeps out of weight decay (pycls decays them; see training)."""
-        return {"pos_embed", "cls_token"}
-
-    @torch.jit.ignore
-    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
-        return dict(
-            stem=r"^cls_token|^pos_embed|^patch_embed",
-            blocks=[(r"^blocks\.(\d+)", None), (r"^norm", (99999,))],
-        )
-
-    @torch.jit.ignore
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        self.grad_checkpointing = enable
 
     # ------------------------------------------------------------------ forward
     def _pos_embed(self, x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
