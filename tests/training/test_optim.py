@@ -4,7 +4,13 @@ import pytest
 import torch
 
 import convvit
-from convvit.training.optim import WarmupCosine, build_optimizer, decays_model_no_weight_decay, warmup_cosine
+from convvit.training.optim import (
+    WarmupCosine,
+    build_optimizer,
+    decays_model_no_weight_decay,
+    fused_supported,
+    warmup_cosine,
+)
 
 
 def _decay_of(optimizer: torch.optim.Optimizer, model: torch.nn.Module) -> dict[str, float]:
@@ -39,6 +45,32 @@ def test_sgd_nesterov_and_momentum():
     assert not build_optimizer(model, "sgd", 0.1, nesterov=False).defaults["nesterov"]
     with pytest.raises(ValueError, match="optimizer must be one of"):
         build_optimizer(model, "lamb")
+
+
+@pytest.mark.parametrize("name", ["adamw", "sgd"])
+def test_fused_step_matches_the_per_parameter_loop(name):
+    torch.manual_seed(0)
+    ref = convvit.create_model("vit_c_nano_32px", num_classes=3, img_size=16)
+    fused = convvit.create_model("vit_c_nano_32px", num_classes=3, img_size=16)
+    fused.load_state_dict(ref.state_dict())
+    opt_ref = build_optimizer(ref, name, 1e-2, 0.05, fused=False)
+    opt_fused = build_optimizer(fused, name, 1e-2, 0.05)
+    assert opt_fused.defaults["fused"] and not opt_ref.defaults["fused"]  # fused by default on the CPU
+    x = torch.randn(4, 3, 16, 16)
+    for _ in range(3):
+        for model, opt in ((ref, opt_ref), (fused, opt_fused)):
+            opt.zero_grad()
+            model(x).square().mean().backward()
+            opt.step()
+    for (k, a), b in zip(ref.state_dict().items(), fused.state_dict().values()):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6, msg=k)
+
+
+def test_fused_supported():
+    assert fused_supported(torch.nn.Linear(2, 2).parameters())
+    assert not fused_supported([])
+    assert not fused_supported([torch.zeros(2, dtype=torch.long)])
+    assert not fused_supported([torch.zeros(2, device="meta")])
 
 
 def test_warmup_cosine_shape():
