@@ -331,17 +331,25 @@ def vit_c_36gf(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
     return _create("vit_c_36gf", _vit_c(1024, 4096, 16, 13, **_C_STEM_18GF), pretrained, **kwargs)
 
 
-# Small-image variants (28-32 px, e.g. Fashion-MNIST, CIFAR): patch size 4. The ViT_C stem
-# (strides 2, 1, 2) costs about one transformer block, so ViT_C again has one block fewer at equal flops.
-_SMALL_C_STEMS = {64: ((16, 32, 80), (2, 1, 2)), 192: ((48, 96, 192), (2, 1, 2))}
+# Small-image variants (28-32 px, e.g. Fashion-MNIST, CIFAR): patch size 4, ViT_C stem strides 2, 1, 2.
+# Each ViT_C has its ViT_P twin's flops: the stem replaces `blocks` transformer blocks. The tiny stem costs
+# one block, as in the paper. The nano stem is heavier (~40% of the flops, 3 blocks), because a 64-wide block
+# is so cheap that a one-block stem is only 16-32-80 channels wide. Measured on Fashion-MNIST with
+# configs/fashion_mnist/vit_c.yaml: 4 epochs 90.32% top-1 (stem 32-64-128, 5 blocks) vs 89.46% (stem
+# 16-32-80, 7 blocks), and 1.21x the training images/s on a 2-core CPU (convolutions run closer to peak
+# than 64-wide matmuls). The registered nano stem ends at 112 channels to match ViT_P's flops within 0.2%.
+_SMALL_C_STEMS = {  # embed_dim: (stem channels, stem strides, blocks the stem replaces)
+    64: ((32, 64, 112), (2, 1, 2), 3),
+    192: ((48, 96, 192), (2, 1, 2), 1),
+}
 
 
 def _small(embed_dim: int, heads: int, depth_p: int, conv: bool) -> dict[str, Any]:
     mlp_dim = 3 * embed_dim
     if not conv:
         return dict(embed_dim=embed_dim, mlp_dim=mlp_dim, num_heads=heads, depth=depth_p, patch_size=4, img_size=32)
-    channels, strides = _SMALL_C_STEMS[embed_dim]
-    return {**_vit_c(embed_dim, mlp_dim, heads, depth_p - 1, channels, strides), "img_size": 32}
+    channels, strides, blocks = _SMALL_C_STEMS[embed_dim]
+    return {**_vit_c(embed_dim, mlp_dim, heads, depth_p - blocks, channels, strides), "img_size": 32}
 
 
 @register_model(cfg=_cfg(**_SMALL_IMAGE_CFG))
@@ -352,7 +360,7 @@ def vit_p_nano_32px(pretrained: bool = False, **kwargs: Any) -> VisionTransforme
 
 @register_model(cfg=_cfg(first_conv=_CONV_FIRST, **_SMALL_IMAGE_CFG))
 def vit_c_nano_32px(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
-    """Small-image ViT_C: stem 16-32-80 (strides 2,1,2) + 1x1, 64 wide, 7 blocks -- vit_p_nano_32px's flops."""
+    """Small-image ViT_C: stem 32-64-112 (strides 2,1,2) + 1x1, 64 wide, 5 blocks -- vit_p_nano_32px's flops."""
     return _create("vit_c_nano_32px", _small(64, 2, 8, conv=True), pretrained, **kwargs)
 
 
