@@ -55,11 +55,13 @@ class StepTimer(L.Callback):
                 json.dump({"steps": trainer.global_step - self.warmup, "seconds": seconds}, f)
 
 
+# convvit data options of each --augment choice (the timm side gets the same from create_loader's arguments).
+AUGMENTATIONS = {"none": dict(hflip=0.0, crop_padding=0), "timm": dict(hflip=0.5, crop_mode="resized")}
+
+
 def _aug_overrides(args) -> list[str]:
-    """convvit data options for the chosen augmentation."""
-    if args.augment == "none":
-        return ["--data.hflip", "0", "--data.crop_padding", "0"]
-    return ["--data.hflip", "0.5", "--data.crop_mode", "resized"]
+    """The chosen augmentation as `convvit fit` options."""
+    return [arg for key, value in AUGMENTATIONS[args.augment].items() for arg in (f"--data.{key}", str(value))]
 
 
 class PILImages(torch.utils.data.Dataset):
@@ -90,9 +92,10 @@ def timm_loader(args):
     return loader, dm.num_classes, dm.in_chans, dm.img_size
 
 
-def plain_loop(args) -> float:
-    """images/s of a hand-written loop on timm's data pipeline: same model, optimizer groups, loss."""
-    loader, num_classes, in_chans, img_size = timm_loader(args)
+def plain_loop(args, timm_data) -> float:
+    """images/s of a hand-written loop on timm's data pipeline (``timm_loader``'s result): same model,
+    optimizer groups, loss."""
+    loader, num_classes, in_chans, img_size = timm_data
     model = convvit.create_model(args.model, num_classes=num_classes, in_chans=in_chans, img_size=img_size)
     opt = build_optimizer(model, "adamw", args.lr, 0.05, exclude_no_weight_decay=False)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
@@ -145,14 +148,13 @@ def _loader_rate(loader, images: int) -> float:
     return n / (time.perf_counter() - start)
 
 
-def loaders_only(args) -> tuple[float, float]:
+def loaders_only(args, timm_data) -> tuple[float, float]:
     """images/s of the training loaders alone (decoding + augmentation + collation): convvit's and timm's."""
     images = (args.warmup + args.steps) * args.batch_size
-    aug = dict(hflip=0.0, crop_padding=0) if args.augment == "none" else dict(hflip=0.5, crop_mode="resized")
     dm = ImageDataModule(dataset=args.dataset, batch_size=args.batch_size, num_workers=args.num_workers,
-                         img_size=args.img_size, **aug)
+                         img_size=args.img_size, **AUGMENTATIONS[args.augment])
     dm.setup("fit")
-    return _loader_rate(dm.train_dataloader(), images), _loader_rate(timm_loader(args)[0], images)
+    return _loader_rate(dm.train_dataloader(), images), _loader_rate(timm_data[0], images)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -175,14 +177,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.model} on {args.dataset}, augment {args.augment}, batch {args.batch_size}, "
           f"{args.num_workers} loader workers, "
           f"{args.threads} threads, {args.steps} timed steps per run", flush=True)
+    timm_data = timm_loader(args)  # read and set up once; each round iterates it afresh
     ratios = []
     for r in range(args.rounds):
-        plain = plain_loop(args)
+        plain = plain_loop(args, timm_data)
         ours = convvit_fit(args)
         ratios.append(ours / plain)
         print(f"round {r + 1}: plain loop {plain:7.0f} img/s   convvit fit {ours:7.0f} img/s   "
               f"ratio {ours / plain:.3f}", flush=True)
-    ours, timm_rate = loaders_only(args)
+    ours, timm_rate = loaders_only(args, timm_data)
     print(f"median ratio convvit/plain: {statistics.median(ratios):.3f} (goal >= 0.95)")
     print(f"data loader alone: convvit {ours:.0f} img/s, timm {timm_rate:.0f} img/s")
     return 0

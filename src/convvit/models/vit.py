@@ -338,18 +338,16 @@ def vit_c_36gf(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
 # configs/fashion_mnist/vit_c.yaml: 4 epochs 90.32% top-1 (stem 32-64-128, 5 blocks) vs 89.46% (stem
 # 16-32-80, 7 blocks), and 1.21x the training images/s on a 2-core CPU (convolutions run closer to peak
 # than 64-wide matmuls). The registered nano stem ends at 112 channels to match ViT_P's flops within 0.2%.
-_SMALL_C_STEMS = {  # embed_dim: (stem channels, stem strides, blocks the stem replaces)
-    64: ((32, 64, 112), (2, 1, 2), 3),
-    192: ((48, 96, 192), (2, 1, 2), 1),
-}
+_SMALL_C_STRIDES = (2, 1, 2)
+_SMALL_C_STEMS = {64: ((32, 64, 112), 3), 192: ((48, 96, 192), 1)}  # embed_dim: (stem channels, blocks replaced)
 
 
 def _small(embed_dim: int, heads: int, depth_p: int, conv: bool) -> dict[str, Any]:
     mlp_dim = 3 * embed_dim
     if not conv:
         return dict(embed_dim=embed_dim, mlp_dim=mlp_dim, num_heads=heads, depth=depth_p, patch_size=4, img_size=32)
-    channels, strides, blocks = _SMALL_C_STEMS[embed_dim]
-    return {**_vit_c(embed_dim, mlp_dim, heads, depth_p - blocks, channels, strides), "img_size": 32}
+    channels, blocks = _SMALL_C_STEMS[embed_dim]
+    return {**_vit_c(embed_dim, mlp_dim, heads, depth_p - blocks, channels, _SMALL_C_STRIDES), "img_size": 32}
 
 
 @register_model(cfg=_cfg(**_SMALL_IMAGE_CFG))

@@ -21,11 +21,11 @@ from lightning.pytorch.utilities import rank_zero_info
 from convvit.data import ImageDataModule
 from convvit.training.callbacks import FinalWeights, LearningCurves
 from convvit.training.checkpoint_io import AtomicCheckpointIO
+from convvit.training.cli import LIGHTNING_COMMANDS
 from convvit.training.module import ImageClassifier, latest_checkpoint
 
 __all__ = ["ConvvitCLI", "DEFAULT_ROOT_DIR", "DATA_TO_MODEL"]
 
-LIGHTNING_COMMANDS = ("fit", "validate", "test")
 DEFAULT_ROOT_DIR = "runs"
 # Linked from the data module into the model (they are not set on the model directly).
 DATA_TO_MODEL = ("num_classes", "class_names", "in_chans", "img_size", "mean", "std", "crop_pct")
