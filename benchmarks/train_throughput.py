@@ -97,6 +97,8 @@ def plain_loop(args, timm_data) -> float:
     optimizer groups, loss."""
     loader, num_classes, in_chans, img_size = timm_data
     model = convvit.create_model(args.model, num_classes=num_classes, in_chans=in_chans, img_size=img_size)
+    memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
+    model.to(memory_format=memory_format)
     opt = build_optimizer(model, "adamw", args.lr, 0.05, exclude_no_weight_decay=False)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
     model.train()
@@ -105,7 +107,7 @@ def plain_loop(args, timm_data) -> float:
         for x, y in loader:
             if steps == args.warmup:
                 start = time.perf_counter()
-            loss = F.cross_entropy(model(x), y)
+            loss = F.cross_entropy(model(x.contiguous(memory_format=memory_format)), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -123,6 +125,7 @@ def convvit_fit(args) -> float:
         timer = {"class_path": f"{StepTimer.__module__}.StepTimer", "init_args": {"path": out, "warmup": args.warmup}}
         rc = convvit_main([
             "fit", "--model.name", args.model, "--model.lr", str(args.lr), "--model.weight_decay", "0.05",
+            "--model.channels_last", str(args.channels_last).lower(),
             "--data.dataset", args.dataset, "--data.batch_size", str(args.batch_size),
             "--data.num_workers", str(args.num_workers), *(["--data.img_size", str(args.img_size)] if args.img_size else []),
             "--trainer.max_steps", str(args.warmup + args.steps),
@@ -167,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--augment", choices=("none", "timm"), default="none",
                    help="none: the main job's recipe; timm: RandomResizedCrop + flip, per-image on both sides")
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--channels_last", action=argparse.BooleanOptionalAction, default=True,
+                   help="channels-last memory format on both sides (the main job's setting)")
     p.add_argument("--steps", type=int, default=60, help="timed steps per run")
     p.add_argument("--warmup", type=int, default=10, help="untimed steps first")
     p.add_argument("--rounds", type=int, default=3)
@@ -175,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     print(f"{args.model} on {args.dataset}, augment {args.augment}, batch {args.batch_size}, "
-          f"{args.num_workers} loader workers, "
+          f"{args.num_workers} loader workers, channels-last {args.channels_last}, "
           f"{args.threads} threads, {args.steps} timed steps per run", flush=True)
     timm_data = timm_loader(args)  # read and set up once; each round iterates it afresh
     ratios = []
