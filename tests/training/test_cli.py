@@ -86,6 +86,15 @@ def test_unknown_config_key_is_a_clear_error(tmp_path, capsys):
     assert "data.batchsize" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("option, value", [("optimizer", "adam"), ("lr_schedule", "cosin")])
+def test_bad_recipe_choice_is_a_clear_error(tmp_path, capsys, option, value):
+    rc = main(["fit", "--data.dataset", "synthetic", "--trainer.default_root_dir", str(tmp_path),
+               f"--model.{option}", value])
+    assert rc == 1
+    assert f"--model.{option} must be one of" in capsys.readouterr().err
+    assert not any(tmp_path.rglob("*.ckpt"))
+
+
 def test_print_config_and_short_options(capsys):
     rc = main(["fit", "--model.name", "vit_p_nano_32px", "--data.dataset", "cifar10", "--data.batch_size", "7",
                "--trainer.precision", "bf16-mixed", "--print_config"])
@@ -136,7 +145,8 @@ def test_resume_is_exact(tmp_path, monkeypatch):
     """An interrupted run resumed with --ckpt_path ends bit-identical to an uninterrupted one
     (weights, EMA, optimizer state, schedule, step), with Mixup/CutMix and EMA on."""
     recipe = ["--trainer.max_epochs", "2", "--model.ema", "true", "--model.mixup_alpha", "0.8",
-              "--model.cutmix_alpha", "1.0", "--model.warmup_epochs", "1", "--test_after_fit", "false"]
+              "--model.cutmix_alpha", "1.0", "--model.warmup_epochs", "1", "--model.lr_schedule", "linear",
+              "--test_after_fit", "false"]
     assert fit(tmp_path / "a", *recipe) == 0
 
     start = ImageClassifier.on_train_epoch_start

@@ -5,11 +5,11 @@ import torch
 
 import convvit
 from convvit.training.optim import (
-    WarmupCosine,
+    WarmupDecay,
     build_optimizer,
     decays_model_no_weight_decay,
     fused_supported,
-    warmup_cosine,
+    warmup_decay,
 )
 
 
@@ -74,7 +74,7 @@ def test_fused_supported():
 
 
 def test_warmup_cosine_shape():
-    f = WarmupCosine(total_steps=110, warmup_steps=10, start_factor=0.1, min_factor=0.005)
+    f = WarmupDecay(total_steps=110, warmup_steps=10, start_factor=0.1, min_factor=0.005)
     assert f(0) == pytest.approx(0.1)
     assert f(5) == pytest.approx(0.55)
     assert f(10) == pytest.approx(1.0)
@@ -84,19 +84,49 @@ def test_warmup_cosine_shape():
     assert all(a >= b for a, b in zip(values, values[1:]))
 
 
+def test_warmup_linear_shape():
+    f = WarmupDecay(total_steps=110, warmup_steps=10, start_factor=0.1, min_factor=0.0, shape="linear")
+    assert f(5) == pytest.approx(0.55)  # the same warmup
+    assert f(10) == pytest.approx(1.0)
+    assert f(35) == pytest.approx(0.75) and f(60) == pytest.approx(0.5) and f(85) == pytest.approx(0.25)
+    assert f(110) == pytest.approx(0.0) and f(500) == pytest.approx(0.0)
+    cosine = WarmupDecay(total_steps=110, warmup_steps=10, start_factor=0.1, min_factor=0.0)
+    assert f(35) < cosine(35) and f(85) > cosine(85)  # lower early, higher late: a different curve
+
+
+def test_unknown_lr_schedule_is_refused():
+    with pytest.raises(ValueError, match="unknown lr schedule 'step'.*cosine, linear"):
+        WarmupDecay(total_steps=10, shape="step")
+
+
 def test_warmup_cosine_scheduler_state_round_trip():
     p = torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.SGD([p], lr=2.0)
-    sched = warmup_cosine(opt, total_steps=20, warmup_steps=4)
+    sched = warmup_decay(opt, total_steps=20, warmup_steps=4)
     for _ in range(7):
         opt.step()
         sched.step()
     state = sched.state_dict()
     opt2 = torch.optim.SGD([p], lr=2.0)
-    sched2 = warmup_cosine(opt2, total_steps=999, warmup_steps=0)
+    sched2 = warmup_decay(opt2, total_steps=999, warmup_steps=0)
     sched2.load_state_dict(state)  # the schedule object's settings come back with the state
     assert sched2.lr_lambdas[0].total_steps == 20
     sched.step()
     sched2.step()
     assert opt2.param_groups[0]["lr"] == pytest.approx(opt.param_groups[0]["lr"])
     assert opt.param_groups[0]["lr"] == pytest.approx(2.0 * 0.5 * (1 + math.cos(math.pi * 4 / 16)))
+
+
+def test_linear_schedule_state_round_trip():
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=1.0)
+    sched = warmup_decay(opt, total_steps=10, shape="linear")
+    for _ in range(3):
+        opt.step()
+        sched.step()
+    opt2 = torch.optim.SGD([p], lr=1.0)
+    sched2 = warmup_decay(opt2, total_steps=10)  # built as cosine: the saved shape wins
+    sched2.load_state_dict(sched.state_dict())
+    sched2.step()
+    assert sched2.lr_lambdas[0].shape == "linear"
+    assert opt2.param_groups[0]["lr"] == pytest.approx(0.6)

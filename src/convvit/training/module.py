@@ -1,7 +1,7 @@
 """The LightningModule: any registered convvit model as an image classifier, with the papers' recipes.
 
 Loss (cross-entropy, label smoothing, Mixup/CutMix soft targets -- timm's implementations), AdamW/SGD
-with the no-decay parameter groups, per-step warmup + half-cosine schedule, an EMA of the weights
+with the no-decay parameter groups, per-step warmup then cosine or linear decay, an EMA of the weights
 evaluated beside the raw weights, top-1/top-5 on validation and test.
 """
 from __future__ import annotations
@@ -22,7 +22,13 @@ from timm.utils import ModelEmaV3
 from torchmetrics.classification import MulticlassAccuracy
 
 import convvit
-from convvit.training.optim import build_optimizer, decays_model_no_weight_decay, warmup_cosine
+from convvit.training.optim import (
+    LR_SCHEDULES,
+    OPTIMIZERS,
+    build_optimizer,
+    decays_model_no_weight_decay,
+    warmup_decay,
+)
 
 __all__ = ["ImageClassifier", "NonFiniteLossError", "ClassMismatchError", "latest_checkpoint"]
 
@@ -84,7 +90,8 @@ class ImageClassifier(L.LightningModule):
             weight decay. Default: per family -- decayed for ViT_P/ViT_C as in pycls, excluded otherwise as
             in timm/DeiT/ConViT/CvT. Norm gains and biases are never decayed.
         warmup_epochs, warmup_start_factor: linear warmup from ``warmup_start_factor * lr`` (may be fractional).
-        min_lr_factor: the half-cosine ends at ``min_lr_factor * lr``. The schedule steps every iteration.
+        min_lr_factor, lr_schedule: after warmup the lr decays to ``min_lr_factor * lr`` along a half cosine
+            (``cosine``) or a straight line (``linear``). The schedule steps every iteration.
         mixup_alpha, cutmix_alpha, mixup_prob, mixup_switch_prob: timm Mixup/CutMix (one of the two per
             batch when both alphas are > 0); off when both alphas are 0.
         label_smoothing: label smoothing (folded into the Mixup targets when Mixup is on).
@@ -119,6 +126,7 @@ class ImageClassifier(L.LightningModule):
         warmup_epochs: float = 0.0,
         warmup_start_factor: float = 0.1,
         min_lr_factor: float = 0.0,
+        lr_schedule: str = "cosine",
         mixup_alpha: float = 0.0,
         cutmix_alpha: float = 0.0,
         mixup_prob: float = 1.0,
@@ -131,6 +139,10 @@ class ImageClassifier(L.LightningModule):
         compile: bool = False,
     ) -> None:
         super().__init__()
+        if optimizer not in OPTIMIZERS:  # checked here so that a typo fails before any data is read
+            raise ValueError(f"--model.optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
+        if lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"--model.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {lr_schedule!r}")
         if class_names is not None and len(class_names) != num_classes:
             raise ValueError(f"class_names has {len(class_names)} entries but num_classes is {num_classes}")
         if class_names is not None:
@@ -291,12 +303,13 @@ class ImageClassifier(L.LightningModule):
             self.trainer.fit_loop.setup_data()
         batches = self.trainer.num_training_batches
         steps_per_epoch = max(math.ceil(batches / self.trainer.accumulate_grad_batches), 1) if math.isfinite(batches) else 1
-        scheduler = warmup_cosine(
+        scheduler = warmup_decay(
             optimizer,
             total_steps=total_steps,
             warmup_steps=round(hp.warmup_epochs * steps_per_epoch),
             start_factor=hp.warmup_start_factor,
             min_factor=hp.min_lr_factor,
+            shape=hp.lr_schedule,
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 

@@ -1,4 +1,4 @@
-"""Optimizers with the papers' weight-decay groups, and the per-step warmup + half-cosine schedule.
+"""Optimizers with the papers' weight-decay groups, and the per-step warmup + cosine or linear decay schedule.
 
 The optimizers themselves come from timm's factory (``timm.optim.create_optimizer_v2``); this module
 only decides which parameters are decayed and how the learning rate moves.
@@ -12,8 +12,8 @@ import torch
 import torch.nn as nn
 from timm.optim import create_optimizer_v2, param_groups_weight_decay
 
-__all__ = ["OPTIMIZERS", "decays_model_no_weight_decay", "build_optimizer", "fused_supported", "WarmupCosine",
-           "warmup_cosine"]
+__all__ = ["OPTIMIZERS", "decays_model_no_weight_decay", "build_optimizer", "fused_supported", "LR_SCHEDULES",
+           "WarmupDecay", "warmup_decay"]
 
 OPTIMIZERS = ("adamw", "sgd")
 
@@ -71,35 +71,46 @@ def fused_supported(params: Iterable[torch.Tensor]) -> bool:
     return all(type(p.data) is torch.Tensor and p.is_floating_point() for p in params)
 
 
-class WarmupCosine:
-    """LR factor at optimizer step ``t``: linear warmup from ``start_factor`` to 1 over ``warmup_steps``,
-    then a half cosine from 1 down to ``min_factor`` at ``total_steps`` (held there after).
+LR_SCHEDULES = ("cosine", "linear")
+
+
+class WarmupDecay:
+    """LR factor at optimizer step ``t``: linear warmup from ``start_factor`` to 1 over ``warmup_steps``, then a
+    decay from 1 down to ``min_factor`` at ``total_steps`` (held there after) -- a half cosine (``"cosine"``) or a
+    straight line (``"linear"``, which spends more of a short budget at low learning rates).
 
     A plain callable object (not a closure) so that ``LambdaLR.state_dict`` saves it with the checkpoint.
     """
 
-    def __init__(self, total_steps: int, warmup_steps: int = 0, start_factor: float = 0.1, min_factor: float = 0.0):
+    def __init__(self, total_steps: int, warmup_steps: int = 0, start_factor: float = 0.1, min_factor: float = 0.0,
+                 shape: str = "cosine"):
         if total_steps < 1:
             raise ValueError(f"total_steps must be >= 1, got {total_steps}")
+        if shape not in LR_SCHEDULES:
+            raise ValueError(f"unknown lr schedule {shape!r}: choose one of {', '.join(LR_SCHEDULES)}")
         self.total_steps = int(total_steps)
         self.warmup_steps = int(min(max(warmup_steps, 0), total_steps))
         self.start_factor = float(start_factor)
         self.min_factor = float(min_factor)
+        self.shape = shape
 
     def __call__(self, step: int) -> float:
         if step < self.warmup_steps:
             return self.start_factor + (1.0 - self.start_factor) * step / self.warmup_steps
         decay_steps = max(self.total_steps - self.warmup_steps, 1)
         progress = min((step - self.warmup_steps) / decay_steps, 1.0)
-        return self.min_factor + (1.0 - self.min_factor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+        remaining = 1.0 - progress if self.shape == "linear" else 0.5 * (1.0 + math.cos(math.pi * progress))
+        return self.min_factor + (1.0 - self.min_factor) * remaining
 
 
-def warmup_cosine(
+def warmup_decay(
     optimizer: torch.optim.Optimizer,
     total_steps: int,
     warmup_steps: int = 0,
     start_factor: float = 0.1,
     min_factor: float = 0.0,
+    shape: str = "cosine",
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """A per-step :class:`WarmupCosine` schedule on ``optimizer`` (call ``.step()`` after every update)."""
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupCosine(total_steps, warmup_steps, start_factor, min_factor))
+    """A per-step :class:`WarmupDecay` schedule on ``optimizer`` (call ``.step()`` after every update)."""
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, WarmupDecay(total_steps, warmup_steps, start_factor, min_factor, shape))
