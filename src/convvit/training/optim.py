@@ -77,7 +77,7 @@ LR_SCHEDULES = ("cosine", "linear")
 class WarmupDecay:
     """LR factor at optimizer step ``t``: linear warmup from ``start_factor`` to 1 over ``warmup_steps``, then a
     decay from 1 down to ``min_factor`` at ``total_steps`` (held there after) -- a half cosine (``"cosine"``) or a
-    straight line (``"linear"``, which spends more of a short budget at low learning rates).
+    straight line (``"linear"``: lower than the cosine in the first half of the decay, higher in the second).
 
     A plain callable object (not a closure) so that ``LambdaLR.state_dict`` saves it with the checkpoint.
     """
