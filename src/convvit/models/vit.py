@@ -339,9 +339,9 @@ def vit_c_36gf(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
 # 16-32-80, 7 blocks), and 1.21x the training images/s on a 2-core CPU (convolutions run closer to peak
 # than 64-wide matmuls). The registered nano stem ends at 112 channels to match ViT_P's flops within 0.2%.
 # The nano pair has 4 heads of 16: 90.53% vs 90.21% with 2 heads of 32 (same recipe, channels-last, 4 epochs)
-# at the same flops and speed. It has 7 / 4 blocks rather than 8 / 5: a 10-minute CPU budget buys more from
-# epochs than from depth (linear-decay recipe: 5 blocks x 5 epochs 91.20%, 4 x 5 91.13% at 12% fewer flops,
-# 3 x 6 91.15%; other screens: README, "Results").
+# at the same flops and speed. It has 6 / 3 blocks rather than 8 / 5: a 10-minute CPU budget buys more from
+# epochs than from depth (linear-decay recipe: 5 blocks x 5 epochs 91.20%, 4 x 5 91.13% / 90.94% (seeds 0, 1),
+# 3 x 6 91.15% / 91.40% at about the 4 x 5 wall time; other screens: README, "Results").
 _SMALL_C_STRIDES = (2, 1, 2)
 _SMALL_C_STEMS = {64: ((32, 64, 112), 3), 192: ((48, 96, 192), 1)}  # embed_dim: (stem channels, blocks replaced)
 
@@ -356,14 +356,14 @@ def _small(embed_dim: int, heads: int, depth_p: int, conv: bool) -> dict[str, An
 
 @register_model(cfg=_cfg(**_SMALL_IMAGE_CFG))
 def vit_p_nano_32px(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
-    """Small-image ViT_P: 4x4 patchify, 64 wide, 7 blocks, 4 heads of 16 (~0.3M params)."""
-    return _create("vit_p_nano_32px", _small(64, 4, 7, conv=False), pretrained, **kwargs)
+    """Small-image ViT_P: 4x4 patchify, 64 wide, 6 blocks, 4 heads of 16 (~0.3M params)."""
+    return _create("vit_p_nano_32px", _small(64, 4, 6, conv=False), pretrained, **kwargs)
 
 
 @register_model(cfg=_cfg(first_conv=_CONV_FIRST, **_SMALL_IMAGE_CFG))
 def vit_c_nano_32px(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
-    """Small-image ViT_C: stem 32-64-112 (strides 2,1,2) + 1x1, 64 wide, 4 blocks, 4 heads -- vit_p_nano_32px's flops."""
-    return _create("vit_c_nano_32px", _small(64, 4, 7, conv=True), pretrained, **kwargs)
+    """Small-image ViT_C: stem 32-64-112 (strides 2,1,2) + 1x1, 64 wide, 3 blocks, 4 heads -- vit_p_nano_32px's flops."""
+    return _create("vit_c_nano_32px", _small(64, 4, 6, conv=True), pretrained, **kwargs)
 
 
 @register_model(cfg=_cfg(**_SMALL_IMAGE_CFG))
