@@ -204,7 +204,9 @@ class ImageClassifier(L.LightningModule):
         """Class logits of the raw (non-EMA) model. ``x``: (B, in_chans, H, W) normalised images."""
         if self.hparams.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return (self._compiled or self.model)(x)
+        # `is None`, not `or`: a compiled module's truthiness calls __len__, which torch.compile's wrapper refuses.
+        model = self.model if self._compiled is None else self._compiled
+        return model(x)
 
     def setup(self, stage: str) -> None:
         if self.hparams.compile and self._compiled is None:
