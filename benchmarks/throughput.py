@@ -71,6 +71,8 @@ PAIRS: dict[str, Pair] = {
     "convit_tiny": Pair(_convvit("convit_tiny"), _timm("convit_tiny"), "timm convit_tiny"),
     # convvit's default cvt_13 (official QuickGELU) against Hugging Face's (nn.GELU): what each user gets.
     "cvt_13": Pair(_convvit("cvt_13"), _hf_cvt_13, "HF CvtForImageClassification (CvT-13)"),
+    # The paper's twins at equal flops: what the convolutional stem costs or saves per image.
+    "vit_c_4gf": Pair(_convvit("vit_c_4gf"), _convvit("vit_p_4gf"), "convvit vit_p_4gf (patchify twin)"),
 }
 
 

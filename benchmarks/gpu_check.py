@@ -1,0 +1,435 @@
+"""GPU check: convvit's training step against timm and Hugging Face on one GPU, in one command.
+
+What it measures, each figure printed beside the machine it came from:
+
+* the GPU (name, memory, multiprocessors), torch / CUDA / cuDNN versions, and a measured bf16 matrix-product
+  ceiling (8192^3, median of 10 after warm-up);
+* training steps (AdamW, cross-entropy, bf16 autocast, channels-last, ``torch.compile`` on both sides, batch 256,
+  224 px), convvit and its peer timed alternately after warm-up, several rounds, median images/s and the ratio
+  convvit / peer (> 1.0: convvit is faster). Pairs: deit_small / timm deit_small_patch16_224, convit_tiny /
+  timm convit_tiny, cvt_13 / Hugging Face CvT-13, and vit_c_4gf / vit_p_4gf (the paper's twins);
+* peak memory of each model's steady-state training step (its own weights, gradients, optimizer state and
+  activations: allocations of the other resident models are subtracted);
+* model FLOP utilisation of vit_c_4gf training: 3 x forward flops (2 x the paper's multiply-adds) per image,
+  against the GPU's dense bf16 datasheet peak and against the measured matrix-product ceiling;
+* the image-folder loader (convvit's ImageDataModule, the paper's AutoAugment training transform, one worker per
+  CPU core) over JPEGs written for the check, in images/s beside vit_c_4gf's training images/s: is it the
+  bottleneck?
+
+    python benchmarks/gpu_check.py                     # on a CUDA machine, a few minutes
+    python benchmarks/gpu_check.py --smoke             # tiny sizes on CPU (what the tests run)
+    python benchmarks/gpu_check.py --pairs deit_small --csv /tmp/gpu.csv
+
+The rows go to ``--csv`` (default benchmarks/results/gpu.csv) in long form: section, item, value, unit, detail.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from multiprocessing import Pool
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from throughput import PAIRS  # noqa: E402  (the same pairs as the CPU benchmark)
+
+import convvit  # noqa: E402
+from convvit.models.complexity import count_complexity  # noqa: E402
+
+DEFAULT_PAIRS = ("deit_small", "convit_tiny", "cvt_13", "vit_c_4gf")
+
+# Dense (no structured sparsity) bf16 tensor-core peaks from NVIDIA's datasheets, in TFLOP/s. The H200 has the
+# H100 SXM's compute (989.4) with more memory; PCIe/NVL parts run lower clocks.
+DATASHEET_BF16_TFLOPS = {
+    "H200": 989.4, "H100 SXM": 989.4, "H100 80GB HBM3": 989.4, "H100 NVL": 835.0, "H100 PCIe": 756.0,
+    "A100": 312.0, "L40S": 362.1, "L4": 121.0, "A10": 125.0,
+}
+
+
+def datasheet_peak(gpu_name: str) -> tuple[float | None, str]:
+    """The dense bf16 peak (TFLOP/s) for a GPU name as CUDA reports it, and which datasheet entry matched."""
+    for key in sorted(DATASHEET_BF16_TFLOPS, key=len, reverse=True):  # most specific first
+        if all(word in gpu_name for word in key.split()):
+            return DATASHEET_BF16_TFLOPS[key], key
+    return None, ""
+
+
+class Recorder:
+    """Collects the rows of the CSV and prints each as it comes."""
+
+    def __init__(self, device_name: str) -> None:
+        self.device_name = device_name
+        self.rows: list[dict] = []
+
+    def add(self, section: str, item: str, value, unit: str = "", detail: str = "") -> None:
+        value = round(value, 4) if isinstance(value, float) else value
+        self.rows.append(dict(device=self.device_name, section=section, item=item, value=value, unit=unit,
+                              detail=detail))
+        print(f"  {section:8s} {item:44s} {value!s:>12} {unit:10s} {detail}", flush=True)
+
+    def write(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=["device", "section", "item", "value", "unit", "detail"])
+            writer.writeheader()
+            writer.writerows(self.rows)
+        os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------------------------------- machine
+def describe_machine(device: torch.device) -> tuple[str, dict[str, str]]:
+    info = {"torch": torch.__version__, "python": platform.python_version(), "cpu_cores": str(os.cpu_count())}
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        name = props.name
+        info.update(gpu=name, memory_gib=f"{props.total_memory / 2**30:.1f}", multiprocessors=str(props.multi_processor_count),
+                    capability=f"{props.major}.{props.minor}", cuda=str(torch.version.cuda),
+                    cudnn=str(torch.backends.cudnn.version()))
+    else:
+        name = _cpu_model()
+        info.update(cpu=name)
+    for pkg in ("timm", "transformers", "lightning"):
+        try:
+            info[pkg] = __import__(pkg).__version__
+        except ImportError:
+            info[pkg] = "not installed"
+    return name, info
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_ceiling_tflops(device: torch.device, n: int, repeats: int = 10) -> float:
+    """Median bf16 rate of an n x n x n matrix product on random data (never zeros: they run faster)."""
+    a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ b
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        a @ b
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return 2 * n**3 / statistics.median(times) / 1e12
+
+
+# ------------------------------------------------------------------------------------------------ train steps
+def _memory_allocated(device: torch.device) -> int:
+    return torch.cuda.memory_allocated(device) if device.type == "cuda" else 0
+
+
+def _peak_allocated(device: torch.device) -> int:
+    return torch.cuda.max_memory_allocated(device) if device.type == "cuda" else 0
+
+
+def make_train_step(model: nn.Module, batch: torch.Tensor, target: torch.Tensor, compile: bool) -> Callable[[], None]:
+    """One AdamW step of ``model`` on a fixed batch under bf16 autocast (channels-last where the input is)."""
+    device = batch.device
+    model.to(device=device, memory_format=torch.channels_last).train()
+    fused = device.type == "cuda"
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=fused)
+    forward = torch.compile(model) if compile else model
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16)
+
+    def step() -> None:
+        with autocast:
+            loss = F.cross_entropy(forward(batch), target)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return step
+
+
+def _time_steps(step: Callable[[], None], iters: int, device: torch.device) -> float:
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(iters):
+        step()
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def time_pair(pair_name: str, args: argparse.Namespace, device: torch.device, rec: Recorder) -> dict[str, float]:
+    """Build, compile and warm up both models of a pair one after the other, then time them alternately."""
+    pair = PAIRS[pair_name]
+    torch.manual_seed(0)
+    batch = torch.randn(args.batch_size, 3, args.img_size, args.img_size, device=device)
+    batch = batch.contiguous(memory_format=torch.channels_last)
+    target = torch.randint(0, args.num_classes, (args.batch_size,), device=device)
+    builders = {"convvit": pair.ours, "peer": pair.peer}
+    steps, resident, peak = {}, {}, {}
+    for side, build in builders.items():
+        before = _memory_allocated(device)
+        start = time.perf_counter()
+        steps[side] = make_train_step(build(args.img_size, args.num_classes), batch, target, args.compile)
+        for _ in range(args.warmup - 1):  # the first steps compile and autotune
+            steps[side]()
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        steps[side]()  # a steady-state step: its peak is the model's working footprint
+        _sync(device)
+        warm_s = time.perf_counter() - start
+        peak[side] = _peak_allocated(device) - before
+        resident[side] = _memory_allocated(device) - before  # weights + optimizer state, kept while the other runs
+        rec.add("warmup", f"{pair_name} {side}", warm_s, "s", f"build + compile + {args.warmup} steps")
+    times: dict[str, list[float]] = {side: [] for side in steps}
+    for r in range(args.rounds):
+        order = list(steps) if r % 2 == 0 else list(reversed(steps))
+        for side in order:
+            times[side].append(_time_steps(steps[side], args.iters, device))
+    ips = {side: args.batch_size * args.iters / statistics.median(t) for side, t in times.items()}
+    spread = {side: (args.batch_size * args.iters / max(t), args.batch_size * args.iters / min(t))
+              for side, t in times.items()}
+    detail = f"batch {args.batch_size}, {args.img_size} px, bf16 autocast, channels-last, compile={args.compile}"
+    rec.add("train", f"{pair_name} convvit", ips["convvit"], "img/s",
+            f"{detail}; rounds {spread['convvit'][0]:.0f}-{spread['convvit'][1]:.0f}")
+    rec.add("train", f"{pair_name} peer: {pair.peer_name}", ips["peer"], "img/s",
+            f"rounds {spread['peer'][0]:.0f}-{spread['peer'][1]:.0f}")
+    rec.add("train", f"{pair_name} ratio convvit/peer", ips["convvit"] / ips["peer"], "x",
+            f"median of {args.rounds} interleaved rounds of {args.iters} steps")
+    if device.type == "cuda":
+        rec.add("memory", f"{pair_name} convvit", peak["convvit"] / 2**30, "GiB", "peak of a training step")
+        rec.add("memory", f"{pair_name} peer: {pair.peer_name}", peak["peer"] / 2**30, "GiB",
+                "peak of a training step")
+    del steps
+    return ips
+
+
+def report_mfu(ips: float, args: argparse.Namespace, ceilings: dict[str, tuple[float, str]], rec: Recorder) -> None:
+    """Model FLOP utilisation of vit_c_4gf training: 3 x the forward pass's FLOPs (2 per multiply-add) per image."""
+    macs = count_complexity("vit_c_4gf", img_size=args.img_size, num_classes=args.num_classes)["flops"]
+    achieved = ips * 3 * 2 * macs / 1e12
+    rec.add("mfu", "vit_c_4gf training", achieved, "TFLOP/s",
+            f"{ips:.0f} img/s x 3 x 2 x {macs / 1e9:.3f} G multiply-adds")
+    for label, (peak, source) in ceilings.items():
+        rec.add("mfu", f"vit_c_4gf vs {label}", 100 * achieved / peak, "%", f"{peak:.1f} TFLOP/s ({source})")
+
+
+# ---------------------------------------------------------------------------------------------------- loader
+def _write_jpeg(job: tuple[str, int, int, int]) -> None:
+    """A smooth random photo-like JPEG (low-frequency noise upsampled, plus grain) of an ImageNet-like size."""
+    from PIL import Image
+    import numpy as np
+
+    path, seed, width, height = job
+    rng = np.random.default_rng(seed)
+    coarse = Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8))
+    img = np.asarray(coarse.resize((width, height), Image.BICUBIC), dtype=np.int16)
+    img = np.clip(img + rng.integers(-12, 13, img.shape), 0, 255).astype(np.uint8)
+    Image.fromarray(img).save(path, quality=90)
+
+
+def make_image_folder(root: Path, num_images: int, num_classes: int, size: tuple[int, int], workers: int) -> None:
+    jobs = []
+    for i in range(num_images):
+        folder = root / "train" / f"class_{i % num_classes:03d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        jobs.append((str(folder / f"{i:06d}.jpg"), i, *size))
+    with Pool(workers) as pool:
+        pool.map(_write_jpeg, jobs, chunksize=16)
+
+
+def loader_images_per_s(args: argparse.Namespace, device: torch.device, rec: Recorder) -> float:
+    from convvit.data import ImageDataModule
+
+    workers = args.loader_workers or os.cpu_count() or 1
+    with tempfile.TemporaryDirectory(prefix="convvit-gpu-check-") as tmp:
+        root = Path(tmp)
+        start = time.perf_counter()
+        make_image_folder(root, args.loader_images, 16, tuple(args.loader_image_size), workers)
+        rec.add("loader", "jpeg folder written", time.perf_counter() - start, "s",
+                f"{args.loader_images} JPEGs of {args.loader_image_size[0]}x{args.loader_image_size[1]} px")
+        data = ImageDataModule(
+            dataset="imagefolder", path=str(root), img_size=args.img_size, batch_size=args.batch_size,
+            num_workers=workers, auto_augment="original", val_fraction=0.01, pin_memory=device.type == "cuda",
+        )
+        data.setup("fit")
+        loader = data.train_dataloader()
+        batches, start = 0, None
+        while batches < args.loader_batches:
+            for images, _ in loader:
+                if start is None:  # the first batch pays for the workers' start
+                    start = time.perf_counter()
+                else:
+                    batches += 1
+                if batches >= args.loader_batches:
+                    break
+        ips = batches * args.batch_size / (time.perf_counter() - start)
+        rec.add("loader", "imagefolder train loader", ips, "img/s",
+                f"AutoAugment 'original' + RandomResizedCrop + flip, {workers} workers, batch {args.batch_size}")
+        decode_on_device(root, args, device, rec)
+    return ips
+
+
+def decode_on_device(root: Path, args: argparse.Namespace, device: torch.device, rec: Recorder) -> float:
+    """What decoding on the GPU would give: nvJPEG batch decode, then the same augmentation on device tensors.
+
+    File reading stays on the CPU (one thread); decode, RandomResizedCrop, flip and AutoAugment run per image on
+    ``device``. A measurement of the alternative, not convvit's loader.
+    """
+    from torchvision.io import decode_jpeg, read_file
+    from torchvision.transforms import v2
+
+    files = sorted(root.rglob("*.jpg"))[: 4 * args.batch_size]
+    encoded = [read_file(str(f)) for f in files]
+    augment = v2.Compose([
+        v2.RandomResizedCrop(args.img_size, antialias=True), v2.RandomHorizontalFlip(),
+        v2.AutoAugment(v2.AutoAugmentPolicy.IMAGENET),
+    ])
+
+    def one_pass() -> int:
+        done = 0
+        for i in range(0, len(encoded), args.batch_size):
+            images = decode_jpeg(encoded[i:i + args.batch_size], device=device)
+            torch.stack([augment(img) for img in images])
+            done += len(images)
+        return done
+
+    one_pass()  # nvJPEG handles and kernels
+    _sync(device)
+    start = time.perf_counter()
+    count = one_pass()
+    _sync(device)
+    ips = count / (time.perf_counter() - start)
+    rec.add("loader", f"decode + augment on {device.type}", ips, "img/s",
+            "torchvision decode_jpeg + v2 RandomResizedCrop/flip/AutoAugment per image, one process")
+    return ips
+
+
+# ------------------------------------------------------------------------------------------------------ main
+def print_summary(rows: list[dict]) -> None:
+    """The pairs side by side, then utilisation and the loader: the table the README quotes."""
+    value = {(r["section"], r["item"]): r["value"] for r in rows}
+    print(f"\n{rows[0]['device']}")
+    print(f"{'pair':12s} {'convvit img/s':>14s} {'peer img/s':>11s} {'ratio':>6s} {'convvit GiB':>12s} {'peer GiB':>9s}  peer")
+    for r in rows:
+        if r["section"] == "train" and r["item"].endswith(" convvit"):
+            pair = r["item"].rsplit(" ", 1)[0]
+            peer_item = next(k[1] for k in value if k[0] == "train" and k[1].startswith(f"{pair} peer: "))
+            ratio = value[("train", f"{pair} ratio convvit/peer")]
+            mem = [value.get(("memory", item)) for item in (f"{pair} convvit", peer_item)]
+            mem_text = " ".join(f"{m:>{w}.2f}" if m is not None else f"{'-':>{w}s}" for m, w in zip(mem, (12, 9)))
+            print(f"{pair:12s} {r['value']:14.1f} {value[('train', peer_item)]:11.1f} {ratio:6.3f} {mem_text}  "
+                  f"{peer_item.split(': ', 1)[1]}")
+    for r in rows:
+        if r["section"] in ("mfu", "loader", "error", "skipped"):
+            print(f"{r['section']:8s} {r['item']:40s} {r['value']!s:>10} {r['unit']:8s} {r['detail']}")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pairs", nargs="+", default=list(DEFAULT_PAIRS), choices=sorted(PAIRS))
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--img-size", type=int, default=224)
+    parser.add_argument("--num-classes", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=5, help="alternating timing rounds; the median is reported")
+    parser.add_argument("--iters", type=int, default=10, help="training steps per timing")
+    parser.add_argument("--warmup", type=int, default=4, help="steps before timing (the first compile)")
+    parser.add_argument("--no-compile", dest="compile", action="store_false", help="eager on both sides")
+    parser.add_argument("--matmul-size", type=int, default=8192)
+    parser.add_argument("--loader-images", type=int, default=6144)
+    parser.add_argument("--loader-image-size", type=int, nargs=2, default=(500, 375), metavar=("W", "H"))
+    parser.add_argument("--loader-batches", type=int, default=40, help="batches timed after the first")
+    parser.add_argument("--loader-workers", type=int, default=None, help="default: one per CPU core")
+    parser.add_argument("--skip-loader", action="store_true")
+    parser.add_argument("--budget-s", type=float, default=420.0,
+                        help="start no further pair after this many seconds (default 420: the check fits 8 minutes)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny sizes, eager, on the CPU when there is no GPU: checks that the script runs")
+    parser.add_argument("--csv", type=Path, default=Path(__file__).resolve().parent / "results" / "gpu.csv")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.batch_size, args.img_size, args.num_classes = 2, 64, 10
+        args.rounds, args.iters, args.warmup, args.compile = 1, 1, 1, False
+        args.matmul_size, args.loader_images, args.loader_image_size = 64, 24, (80, 60)
+        args.loader_batches, args.loader_workers = 2, args.loader_workers or 1
+    return args
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    args = parse_args(argv)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.type == "cpu" and not args.smoke:
+        sys.exit("gpu_check: no CUDA GPU found; run it on a GPU machine, or add --smoke for a tiny run on the CPU")
+    torch.backends.cuda.matmul.allow_tf32 = True  # fp32 matmuls outside autocast (the optimizer) as users run them
+    torch.backends.cudnn.allow_tf32 = True
+    name, info = describe_machine(device)
+    rec = Recorder(name)
+    started = time.perf_counter()
+    print(f"gpu_check on {name}: " + ", ".join(f"{k} {v}" for k, v in info.items()), flush=True)
+    for key, value in info.items():
+        rec.add("machine", key, value)
+
+    ceilings: dict[str, tuple[float, str]] = {}
+    measured = matmul_ceiling_tflops(device, args.matmul_size)
+    rec.add("machine", f"bf16 matmul {args.matmul_size}^3", measured, "TFLOP/s", "median of 10, random data")
+    ceilings["measured bf16 matmul"] = (measured, f"{args.matmul_size}^3 torch.matmul, this run")
+    peak, entry = datasheet_peak(name) if device.type == "cuda" else (None, "")
+    if peak:
+        ceilings["datasheet dense bf16 peak"] = (peak, f"NVIDIA datasheet, {entry}")
+
+    failures: list[str] = []
+
+    def attempt(label: str, fn: Callable[[], float | dict | None]):
+        """Run one section; a failure is recorded and the rest still runs (device time is rented)."""
+        try:
+            return fn()
+        except Exception as err:
+            failures.append(f"{label}: {type(err).__name__}: {err}")
+            rec.add("error", label, f"{type(err).__name__}: {str(err).splitlines()[0][:200]}")
+            return None
+        finally:
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            rec.write(args.csv)  # what is measured so far survives a kill at the time limit
+
+    # The loader first and vit_c_4gf first among the pairs: the figures the goals need come before the budget ends.
+    loader_ips = None if args.skip_loader else attempt("loader", lambda: loader_images_per_s(args, device, rec))
+    for pair_name in sorted(args.pairs, key=lambda p: p != "vit_c_4gf"):
+        if time.perf_counter() - started > args.budget_s:
+            rec.add("skipped", pair_name, f"over the {args.budget_s:.0f} s budget")
+            continue
+        ips = attempt(pair_name, lambda: time_pair(pair_name, args, device, rec))
+        if pair_name == "vit_c_4gf" and ips:
+            report_mfu(ips["convvit"], args, ceilings, rec)
+            if loader_ips:
+                rec.add("loader", "loader / vit_c_4gf training", loader_ips / ips["convvit"], "x",
+                        "below 1.0: the loader is the bottleneck")
+    rec.add("machine", "check wall time", time.perf_counter() - started, "s")
+    rec.write(args.csv)
+    print_summary(rec.rows)
+    print(f"wrote {args.csv}")
+    if failures:
+        print("failures:\n  " + "\n  ".join(failures), file=sys.stderr)
+        sys.exit(1)
+    return rec.rows
+
+
+if __name__ == "__main__":
+    main()

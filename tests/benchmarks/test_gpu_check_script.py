@@ -1,0 +1,47 @@
+"""The GPU check stays runnable: its --smoke mode runs the whole script at tiny sizes on the CPU."""
+import csv
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_check.py"
+
+
+@pytest.fixture(scope="module")
+def gpu_check():
+    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["gpu_check"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_smoke_run_writes_every_section(gpu_check, tmp_path, capsys):
+    out = tmp_path / "gpu.csv"
+    gpu_check.main(["--smoke", "--pairs", "vit_c_4gf", "--csv", str(out)])
+    with open(out) as f:
+        rows = list(csv.DictReader(f))
+    sections = {r["section"] for r in rows}
+    assert {"machine", "warmup", "train", "mfu", "loader"} <= sections and "error" not in sections
+    ratio = next(r for r in rows if r["item"] == "vit_c_4gf ratio convvit/peer")
+    assert float(ratio["value"]) > 0
+    loader = next(r for r in rows if r["item"] == "imagefolder train loader")
+    assert float(loader["value"]) > 0
+    printed = capsys.readouterr().out
+    assert "vit_c_4gf" in printed and "convvit vit_p_4gf" in printed  # the side-by-side table
+
+
+def test_without_a_gpu_only_smoke_runs(gpu_check, monkeypatch):
+    monkeypatch.setattr(gpu_check.torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit, match="no CUDA GPU"):
+        gpu_check.main(["--pairs", "deit_small"])
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("NVIDIA H200", 989.4), ("NVIDIA H100 80GB HBM3", 989.4), ("NVIDIA H100 PCIe", 756.0),
+    ("NVIDIA A100-SXM4-80GB", 312.0), ("Some Future GPU", None),
+])
+def test_datasheet_peak_matches_cuda_names(gpu_check, name, expected):
+    assert gpu_check.datasheet_peak(name)[0] == expected
