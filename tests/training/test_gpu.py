@@ -54,7 +54,7 @@ def test_fit_on_gpu_with_bf16_ema_and_compile(gpu_run):
     # Mixed precision keeps fp32 master weights; training moved them away from the initial ones.
     assert state["model.head.weight"].dtype == torch.float32 and state["model.head.weight"].abs().sum() > 0
     with open(gpu_run / "metrics.csv") as f:
-        losses = [float(r["train/loss"]) for r in csv.DictReader(f) if r.get("train/loss")]
+        losses = [float(r["train/loss_step"]) for r in csv.DictReader(f) if r.get("train/loss_step")]
     assert losses and all(torch.isfinite(torch.tensor(losses)))
     assert (gpu_run / "final.safetensors").is_file()
 
