@@ -80,6 +80,9 @@ class EpochSummary(L.Callback):
         self._images = 0
         self._validated = False
 
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.on_train_epoch_start(trainer, pl_module)  # a run resumed mid-epoch does not start that epoch again
+
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         images = batch[0] if isinstance(batch, (tuple, list)) else batch
