@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import os
+import signal
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -67,6 +69,18 @@ def _default_stats(dataset: str, in_chans: int) -> tuple[tuple[float, ...], tupl
     if len(mean) == 1:
         return tuple(mean) * in_chans, tuple(std) * in_chans
     return (round(sum(w * m for w, m in zip(_LUMA, mean)), 4),), (round(sum(w * s for w, s in zip(_LUMA, std)), 4),)
+
+
+def _worker_init(worker_id: int, rank: int = 0) -> None:
+    """DataLoader workers leave Ctrl-C and SIGTERM to the main process, which stops training between steps and
+    shuts its workers down. (A terminal's Ctrl-C or ``kill -TERM -PGID`` reaches the whole process group; a worker
+    killed by it makes the main process raise "DataLoader worker ... killed by signal" instead.)"""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if int(os.environ.get("PL_SEED_WORKERS", 0)):  # what Lightning adds when a loader has no worker_init_fn
+        from lightning.fabric.utilities.seed import pl_worker_init_function
+
+        pl_worker_init_function(worker_id, rank)
 
 
 class RepeatAugSampler(DistributedSampler):
@@ -466,6 +480,7 @@ class ImageDataModule(L.LightningDataModule):
             shuffle=train and sampler is None,
             sampler=sampler,
             num_workers=workers,
+            worker_init_fn=functools.partial(_worker_init, rank=rank) if workers > 0 else None,
             collate_fn=collate,
             pin_memory=torch.cuda.is_available() if h.pin_memory is None else h.pin_memory,
             drop_last=train and len(dataset) >= batch_size * world,

@@ -2,6 +2,6 @@
 
 ``convvit.training.cli.main(argv)`` runs ``convvit fit | validate | test | predict | export``.
 """
-from convvit.training.module import ClassMismatchError, ImageClassifier, NonFiniteLossError
+from convvit.training.module import CheckpointConflictError, ClassMismatchError, ImageClassifier, NonFiniteLossError
 
-__all__ = ["ImageClassifier", "ClassMismatchError", "NonFiniteLossError"]
+__all__ = ["ImageClassifier", "ClassMismatchError", "CheckpointConflictError", "NonFiniteLossError"]

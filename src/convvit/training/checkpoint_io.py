@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
+import re
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -12,7 +15,40 @@ from fsspec.implementations.local import LocalFileSystem
 from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-__all__ = ["AtomicCheckpointIO", "atomic_write"]
+__all__ = ["AtomicCheckpointIO", "atomic_write", "remove_abandoned_temporaries"]
+
+# Temporary files are named ``.TARGET.HOST-PID.RANDOM.tmp``: the writer's host and pid tell a later run whether
+# a leftover file is abandoned (its writer is gone) or still being written.
+_HOST = socket.gethostname().split(".")[0] or "localhost"
+_TEMPORARY = re.compile(r"\.(?P<host>[^.]+)-(?P<pid>\d+)\.\w+\.tmp")
+
+
+def _writer_is_alive(name: str) -> bool:
+    match = _TEMPORARY.search(name)
+    if match is None:
+        return False  # an older naming without the writer: nothing is writing it any more
+    if match["host"] != _HOST:
+        return True  # another machine's process (a shared file system): it cannot be checked from here
+    try:
+        os.kill(int(match["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True
+
+
+def remove_abandoned_temporaries(folder: str | os.PathLike, target: str = "*") -> list[Path]:
+    """Delete the temporary files of ``atomic_write`` in ``folder`` (for ``target``, or any file) whose writer
+    is no longer running, e.g. killed in the middle of a save; returns the removed paths."""
+    removed = []
+    pattern = target if target == "*" else glob.escape(target)
+    for stale in Path(folder).glob(f".{pattern}.*.tmp"):
+        if not _writer_is_alive(stale.name):
+            with contextlib.suppress(OSError):
+                stale.unlink()
+                removed.append(stale)
+    return removed
 
 
 @contextlib.contextmanager
@@ -21,10 +57,8 @@ def atomic_write(path: str | os.PathLike):
     ``path`` (``os.replace``, atomic on POSIX), on any error it is removed and ``path`` is left as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a process killed mid-write
-        with contextlib.suppress(OSError):
-            stale.unlink()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_abandoned_temporaries(path.parent, path.name)  # left by a process killed mid-write
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_HOST}-{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             yield f

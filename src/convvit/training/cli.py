@@ -115,16 +115,25 @@ _QUIET = (
     r"Experiment logs directory .* exists and is not empty",  # CSV and TensorBoard share the run directory
     r".*isinstance\(treespec, LeafSpec\)",
     r"It is recommended to use `self.log\('train/loss'",  # the epoch mean of the training loss is per rank
+    r"The dirpath has changed from",  # a resumed run writes to a new version folder, always
 )
 
 
 def _run_lightning(argv: Sequence[str]) -> int:
+    from convvit.training.interrupts import catch_signals
     from convvit.training.lightning_cli import ConvvitCLI
 
-    with _argv(argv), warnings.catch_warnings():
+    with _argv(argv), warnings.catch_warnings(), catch_signals() as signals:
         for message in _QUIET:
             warnings.filterwarnings("ignore", message=message)
-        ConvvitCLI(args=None)
+        try:
+            ConvvitCLI(args=None)
+        except (SystemExit, KeyboardInterrupt):  # Lightning ends an interrupted run with one of these
+            if signals.signum is None:
+                raise
+        if signals.signum is not None:  # a scheduler or a person stopped it: not a success
+            print(f"convvit {argv[0]}: {signals.report()}", file=sys.stderr, flush=True)
+            return signals.exit_code
     return 0
 
 

@@ -2,57 +2,123 @@
 
 :class:`ConvvitCLI` trains :class:`~convvit.training.module.ImageClassifier` on
 :class:`convvit.data.ImageDataModule`. The model's class count, class names, input channels, image size and
-normalisation are linked from the data. Each run writes to ``DEFAULT_ROOT_DIR/NAME/version_N``: the resolved
-``config.yaml``, top-k and ``last.ckpt`` checkpoints (written atomically), ``metrics.csv``, TensorBoard
-events, ``curves.png`` and ``final.safetensors``; after fit the final weights are tested and the result printed.
+normalisation are linked from the data. Each run writes to its own ``DEFAULT_ROOT_DIR/NAME/version_N``
+(claimed atomically, so that runs started together never share one): the resolved ``config.yaml``, top-k
+checkpoints and ``last.ckpt`` (every epoch; written atomically), ``metrics.csv``, TensorBoard events,
+``curves.png`` and ``final.safetensors``. After fit the final weights are evaluated on the test split (the
+validation split when there is none) and the result printed.
+
+``--ckpt_path`` resumes a run as it was trained: a setting given explicitly that differs from the
+checkpoint's is an error (``--model.init_checkpoint`` starts new training from its weights instead).
 """
 from __future__ import annotations
 
-import re
+import contextlib
+import logging
+import os
+import sys
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+import torch
+import yaml
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichModelSummary
+from lightning.pytorch.callbacks import ModelSummary as LightningModelSummary
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from convvit.data import ImageDataModule
-from convvit.training.callbacks import FinalWeights, LearningCurves
+from convvit.training.callbacks import EpochSummary, FinalWeights, LastCheckpoint, LearningCurves, ModelSummary
 from convvit.training.checkpoint_io import AtomicCheckpointIO
 from convvit.training.cli import LIGHTNING_COMMANDS
-from convvit.training.module import ImageClassifier, latest_checkpoint
+from convvit.training.interrupts import StopOnSignal
+from convvit.training.module import CheckpointConflictError, ImageClassifier, latest_checkpoint
+from convvit.training.runs import (
+    claim_version_dir, default_run_name, discard_if_unused, remove_abandoned_writes, versions,
+)
 
 __all__ = ["ConvvitCLI", "DEFAULT_ROOT_DIR", "DATA_TO_MODEL"]
 
 DEFAULT_ROOT_DIR = "runs"
 # Linked from the data module into the model (they are not set on the model directly).
 DATA_TO_MODEL = ("num_classes", "class_names", "in_chans", "img_size", "mean", "std", "crop_pct")
+# Model settings a resumed run may change: they change how it runs, not what it learns (an EMA is started from
+# the loaded weights when the checkpoint has none, see ImageClassifier.on_load_checkpoint).
+RESUME_MAY_CHANGE = ("channels_last", "compile", "ema", "ema_decay", "ema_warmup")
+# Model settings that only shape training: evaluating a checkpoint (validate, test) does not look at them.
+TRAINING_ONLY = (
+    "drop_path_rate", "init_checkpoint", "optimizer", "lr", "lr_base_batch_size", "weight_decay", "momentum",
+    "nesterov", "betas", "exclude_no_weight_decay", "warmup_epochs", "warmup_start_factor", "min_lr_factor",
+    "lr_schedule", "mixup_alpha", "cutmix_alpha", "mixup_prob", "mixup_switch_prob", "label_smoothing",
+)
+# The data settings behind the linked model settings that a checkpoint fixes (its classes are checked when
+# it is loaded, see ImageClassifier.on_load_checkpoint).
+DATA_FIXED_BY_CHECKPOINT = ("in_chans", "img_size", "mean", "std", "crop_pct", "interpolation")
+# A process that DDP's launcher starts for another rank finds the run directory rank 0 claimed here.
+_RUN_DIR_ENV = "_CONVVIT_RUN_DIR"
+# where rank_zero_info logs (Lightning points it at the pytorch one when lightning.pytorch is imported)
+_LIGHTNING_INFO_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero")
+
+
+class _QuietLightning(logging.Filter):
+    """Lightning messages that say nothing to a convvit user: the advertisements for its cloud services
+    ("💡 Tip: ... litlogger") and its Ctrl-C notice (convvit prints where the run stopped instead)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).lstrip().startswith(("💡 Tip", "Detected KeyboardInterrupt"))
+
+
+@contextlib.contextmanager
+def _quiet_lightning() -> Iterator[None]:
+    quiet, loggers = _QuietLightning(), [logging.getLogger(name) for name in _LIGHTNING_INFO_LOGGERS]
+    for logger in loggers:
+        logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(quiet)
 
 
 class ConvvitCLI(LightningCLI):
     """LightningCLI with convvit's links, run directory, loggers, checkpointing and end-of-fit test."""
 
     def __init__(self, args: Sequence[str] | None = None) -> None:
-        super().__init__(
-            ImageClassifier,
-            ImageDataModule,
-            args=args,
-            seed_everything_default=0,
-            save_config_kwargs={"overwrite": True},
-            auto_configure_optimizers=False,
-            parser_kwargs={
-                "prog": "convvit", "env_prefix": "CONVVIT", "exit_on_error": False,
-                **{cmd: {"exit_on_error": False} for cmd in LIGHTNING_COMMANDS},
-            },
-            trainer_defaults={
-                "default_root_dir": DEFAULT_ROOT_DIR,
-                "max_epochs": 10,
-                "log_every_n_steps": 20,
-                "callbacks": [LearningRateMonitor("step"), LearningCurves(), FinalWeights()],
-            },
-        )
+        self._args = args if args is not None else sys.argv[1:]
+        self._run_dir: Path | None = None  # the version folder this process claimed
+        self._ckpt_hparams: dict[str, Any] | None = None  # the hyper-parameters of --ckpt_path
+        try:
+            with _quiet_lightning():
+                super().__init__(
+                    ImageClassifier,
+                    ImageDataModule,
+                    args=args,
+                    seed_everything_default=0,
+                    save_config_kwargs={"overwrite": True},
+                    auto_configure_optimizers=False,
+                    parser_kwargs={
+                        "prog": "convvit", "env_prefix": "CONVVIT", "exit_on_error": False,
+                        **{cmd: {"exit_on_error": False} for cmd in LIGHTNING_COMMANDS},
+                    },
+                    trainer_defaults={
+                        "default_root_dir": DEFAULT_ROOT_DIR,
+                        "max_epochs": 10,
+                        "log_every_n_steps": 20,
+                        # redrawn in place, a progress bar is noise in a log file: the epoch lines say it there
+                        "enable_progress_bar": sys.stdout.isatty(),
+                        "callbacks": [
+                            LearningRateMonitor("step"), LearningCurves(), FinalWeights(), EpochSummary(),
+                            StopOnSignal(),
+                        ],
+                    },
+                )
+        except BaseException:
+            if self._run_dir is not None:  # failed or interrupted before training: no empty version folder
+                discard_if_unused(self._run_dir)
+            raise
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         for key in DATA_TO_MODEL:
@@ -68,31 +134,79 @@ class ConvvitCLI(LightningCLI):
                 "checkpoint.auto_insert_metric_name": False,
             }
         )
-        # The latest state, always (Lightning's save_last only follows the top-k saves): resume from it.
-        parser.add_lightning_class_args(ModelCheckpoint, "last_checkpoint")
-        parser.set_defaults(
-            {
-                "last_checkpoint.filename": "last",
-                "last_checkpoint.monitor": None,
-                "last_checkpoint.save_top_k": 1,
-                "last_checkpoint.enable_version_counter": False,
-            }
-        )
+        # The latest state, every epoch whatever the validation cadence (Lightning's save_last only follows
+        # the top-k saves, which follow validation): resume from it.
+        parser.add_lightning_class_args(LastCheckpoint, "last_checkpoint")
         parser.add_argument(
             "--name", type=Optional[str], default=None,
-            help="Run name: each run writes to DEFAULT_ROOT_DIR/NAME/version_N (default: DATASET-MODEL).",
+            help="Run name: each run writes to DEFAULT_ROOT_DIR/NAME/version_N (default: DATA-MODEL, after the "
+                 "data used: the dataset, or an image folder's name).",
         )
         parser.add_argument(
             "--test_after_fit", type=bool, default=True,
-            help="After fit, evaluate the final weights on the test split (when the data has one) and print it.",
+            help="After fit, evaluate the final weights on the test split (the validation split when the data "
+                 "has no test split) and print it.",
         )
 
+    # ------------------------------------------------------------------ resuming: what the command line says runs
+    def _parse_ckpt_path(self) -> None:
+        """Lightning's: the model settings of a run resumed (or evaluated) with ``--ckpt_path`` are the checkpoint's.
+        Settings given explicitly that differ from them are refused instead of silently replaced."""
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if not ckpt_path or not Path(ckpt_path).is_file():
+            return
+        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        hparams = dict(checkpoint.get("hyper_parameters") or {})
+        hparams.pop("_instantiator", None)
+        self._ckpt_hparams = hparams
+        if not hparams:
+            return
+        model = self.config[subcommand].model
+        given = {key: source for key, source in _given_options(self._args, "model", subcommand).items() if key in model}
+        if subcommand == "fit" and model.get("init_checkpoint") and "init_checkpoint" in given:
+            raise CheckpointConflictError(
+                f"--model.init_checkpoint and --ckpt_path {ckpt_path} both give the weights to start from; choose "
+                "one: --ckpt_path resumes the run as it was (optimizer, schedule, epoch), --model.init_checkpoint "
+                "starts new training from the file's weights with the settings given"
+            )
+        ignored = RESUME_MAY_CHANGE + (() if subcommand == "fit" else TRAINING_ONLY)
+        conflicts = [
+            (f"--model.{key}", model[key], hparams[key], source)
+            for key, source in given.items()
+            if key in hparams and key not in ignored and not _same(model[key], hparams[key])
+        ]
+        if conflicts:
+            raise CheckpointConflictError(_conflict_message(conflicts, ckpt_path, subcommand))
+        keep = {key: model[key] for key in given if key in RESUME_MAY_CHANGE}
+        self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
+        for key, value in keep.items():
+            self.config[subcommand].model[key] = value
+        # the weights come from the checkpoint: a file the run once started from is not read again (or needed)
+        self.config[subcommand].model.init_checkpoint = None
+
+    def _check_data_against_checkpoint(self) -> None:
+        """The data decides the model's input size, channels and normalisation: they must be the checkpoint's."""
+        if not self._ckpt_hparams:
+            return
+        conflicts = [
+            (f"--data.{key}", self.model.hparams.get(key), self._ckpt_hparams[key], "data")
+            for key in DATA_FIXED_BY_CHECKPOINT
+            if key in self._ckpt_hparams and not _same(self.model.hparams.get(key), self._ckpt_hparams[key])
+        ]
+        if conflicts:
+            ckpt_path = self._get(self.config, "ckpt_path")
+            raise CheckpointConflictError(_conflict_message(conflicts, ckpt_path, self.subcommand))
+
+    # ------------------------------------------------------------------ the run directory
     def instantiate_trainer(self, **kwargs: Any):
         cfg = self._get(self.config_init, "trainer")
         if cfg.get("logger") in (None, True):
             root = cfg.get("default_root_dir") or DEFAULT_ROOT_DIR
-            name = self._get(self.config, "name") or self._default_run_name()
-            version = _next_version(Path(root) / name)
+            name = self._get(self.config, "name") or default_run_name(
+                self.datamodule.dataset, self._get(self.config, "data").get("path"), self.model.hparams.name
+            )
+            version = self._version_dir(Path(root) / name).name
             kwargs["logger"] = [
                 TensorBoardLogger(root, name=name, version=version, default_hp_metric=False),
                 CSVLogger(root, name=name, version=version),
@@ -101,17 +215,48 @@ class ConvvitCLI(LightningCLI):
         plugins = list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
         if not any(isinstance(p, CheckpointIO) for p in plugins):
             kwargs["plugins"] = [*plugins, AtomicCheckpointIO()]
-        return super().instantiate_trainer(**kwargs)
+        trainer = super().instantiate_trainer(**kwargs)
+        # Lightning's default summary (a Rich table when rich is installed) has a FLOPs column that reads 0 here
+        trainer.callbacks = [
+            ModelSummary(max_depth=cb._max_depth) if type(cb) in (LightningModelSummary, RichModelSummary) else cb
+            for cb in trainer.callbacks
+        ]
+        return trainer
 
-    def _default_run_name(self) -> str:
-        data = self._get(self.config, "data")
-        model = self._get(self.config, "model")
-        return f"{data.get('dataset', 'data')}-{model.get('name', 'model')}"
+    def _version_dir(self, parent: Path) -> Path:
+        """Rank 0 claims a new ``version_N``; processes DDP starts for the other ranks use the one it claimed."""
+        if rank_zero_only.rank != 0:
+            inherited = os.environ.get(_RUN_DIR_ENV)
+            if inherited and Path(inherited).parent == parent:
+                return Path(inherited)
+            # only a label for this rank's loggers, which write nothing: Lightning broadcasts rank 0's run directory
+            return parent / f"version_{max(versions(parent), default=0)}"
+        self._run_dir = claim_version_dir(parent)
+        os.environ[_RUN_DIR_ENV] = str(self._run_dir)
+        ckpt_path = self._get(self.config, "ckpt_path")
+        # partial checkpoint writes of killed runs: in this run's family, and beside the checkpoint resumed
+        remove_abandoned_writes(*parent.glob("version_*"), *([Path(ckpt_path).parent] if ckpt_path else []))
+        return self._run_dir
 
+    # ------------------------------------------------------------------ fit / validate / test
     def before_fit(self) -> None:
         strategy = type(self.trainer.strategy).__name__
         if self.model.has_ema and "FSDP" in strategy:
             raise ValueError("--model.ema true is not supported with FSDP; use DDP or turn EMA off")
+        self._check_data_against_checkpoint()
+        trainer = self.trainer
+        every = trainer.check_val_every_n_epoch
+        if every and trainer.max_epochs and 0 < trainer.max_epochs < every and trainer.limit_val_batches != 0:
+            _warn(
+                f"--trainer.max_epochs {trainer.max_epochs} is less than --trainer.check_val_every_n_epoch {every}: "
+                "this run will not validate, so it keeps no best checkpoint (last.ckpt is still written every epoch)"
+            )
+
+    def before_validate(self) -> None:
+        self._check_data_against_checkpoint()
+
+    def before_test(self) -> None:
+        self._check_data_against_checkpoint()
 
     def after_fit(self) -> None:
         trainer = self.trainer
@@ -123,14 +268,18 @@ class ConvvitCLI(LightningCLI):
         last = latest_checkpoint(trainer)
         if last:
             rank_zero_info(f"last checkpoint: {last}")
-        if not self._get(self.config, "test_after_fit") or not _has_test_split(self.datamodule):
+        if not self._get(self.config, "test_after_fit"):
             return
         results = trainer.test(self.model, datamodule=self.datamodule, verbose=False)
         metrics = results[0] if results else {}
         if trainer.is_global_zero and "test/acc1" in metrics:
-            line = f"test top-1 {100 * metrics['test/acc1']:.2f}%  top-5 {100 * metrics['test/acc5']:.2f}%"
+            # image folders without test/ are tested on their validation split: say which split it was
+            split = "test" if getattr(self.datamodule, "test_split", "test") == "test" else "validation"
+            line = f"{split} top-1 {100 * metrics['test/acc1']:.2f}%  top-5 {100 * metrics['test/acc5']:.2f}%"
             if "test/acc1_ema" in metrics:
                 line += f"  |  EMA top-1 {100 * metrics['test/acc1_ema']:.2f}%  top-5 {100 * metrics['test/acc5_ema']:.2f}%"
+            if split == "validation":
+                line += "  (the data has no test split)"
             print(line, flush=True)
 
 
@@ -138,14 +287,81 @@ def _data_interpolation(datamodule: Any) -> str:
     return datamodule.hparams.interpolation
 
 
-def _has_test_split(datamodule: Any) -> bool:
-    has_test = getattr(datamodule, "has_test", None)
-    if has_test is not None:
-        return bool(has_test() if callable(has_test) else has_test)
-    return True
+@rank_zero_only
+def _warn(message: str) -> None:
+    print(f"convvit: warning: {message}", file=sys.stderr, flush=True)
 
 
-def _next_version(run_root: Path) -> int:
-    """The next free ``version_N`` under ``run_root`` (what Lightning's loggers pick, decided once for both)."""
-    versions = [int(m.group(1)) for p in run_root.glob("version_*") if (m := re.fullmatch(r"version_(\d+)", p.name))]
-    return max(versions, default=-1) + 1
+def _given_options(args: Any, group: str, subcommand: str) -> dict[str, str]:
+    """The ``group`` settings a user gave, each with where it came from: ``"command line"`` for ``--group.key``,
+    or the file of a ``--config`` / ``--group`` that sets it (later ones win, as in parsing). Settings left at
+    their defaults are not given, even when the value happens to equal one."""
+    if isinstance(args, dict):
+        section = args.get(subcommand, args).get(group)
+        return {key: "arguments" for key in section} if isinstance(section, dict) else {}
+    args = list(args)
+    given: dict[str, str] = {}
+    for i, arg in enumerate(args):
+        option, has_value, value = arg.partition("=")
+        if not has_value:
+            value = args[i + 1] if i + 1 < len(args) else ""
+        if option.startswith(f"--{group}."):
+            key = option[len(group) + 3:].removeprefix("init_args.").split(".")[0]
+            given[key] = "command line"
+        elif option in ("--config", f"--{group}"):
+            source = value if Path(value).is_file() else "command line"
+            try:
+                loaded = yaml.safe_load(Path(value).read_text() if Path(value).is_file() else value)
+            except (OSError, yaml.YAMLError):
+                continue
+            if not isinstance(loaded, dict):
+                continue
+            if option == "--config":
+                loaded = loaded.get(subcommand, loaded).get(group)
+            if isinstance(loaded, dict):
+                loaded = loaded.get("init_args", loaded)
+                given.update({key: source for key in loaded if key != "class_path"})
+    return given
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal as settings: tuples and lists alike, 1 and 1.0 alike."""
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool) and not isinstance(b, bool):
+        return float(a) == float(b)
+    return a == b
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_show(v) for v in value) + "]"
+    return str(value)
+
+
+def _conflict_message(conflicts: list[tuple[str, Any, Any, str]], ckpt_path: str, subcommand: str) -> str:
+    """One sentence naming each option and value given, the checkpoint's values and the way out, e.g.
+    ``--model.lr 0.001 conflicts with the checkpoint being resumed (LAST.ckpt was trained with lr 1e+06); ...``.
+    ``conflicts``: (option, value given, checkpoint's value, where it was given) per setting."""
+    options = " and ".join(
+        f"{option} {_show(value)}" + (f" (set in {source})" if source.endswith((".yaml", ".yml", ".json")) else "")
+        for option, value, _, source in conflicts
+    )
+    trained = ", ".join(
+        f"as {_show(saved)}" if option == "--model.name" else f"with {option.split('.', 1)[1]} {_show(saved)}"
+        for option, _, saved, _ in conflicts
+    )
+    many = len(conflicts) > 1
+    drop = "drop the options" if many else "drop the option"
+    if subcommand == "fit":
+        return (
+            f"{options} {'conflict' if many else 'conflicts'} with the checkpoint being resumed ({ckpt_path} was "
+            f"trained {trained}); {drop} to resume as it was, or start new training from its weights with "
+            f"--model.init_checkpoint {ckpt_path}"
+        )
+    return (
+        f"{options} {'conflict' if many else 'conflicts'} with the checkpoint being evaluated ({ckpt_path} was "
+        f"trained {trained}); {drop} to {subcommand} it as it was trained"
+    )

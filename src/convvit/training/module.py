@@ -30,7 +30,7 @@ from convvit.training.optim import (
     warmup_decay,
 )
 
-__all__ = ["ImageClassifier", "NonFiniteLossError", "ClassMismatchError", "latest_checkpoint"]
+__all__ = ["ImageClassifier", "NonFiniteLossError", "ClassMismatchError", "CheckpointConflictError", "latest_checkpoint"]
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -39,6 +39,10 @@ class NonFiniteLossError(FloatingPointError):
 
 class ClassMismatchError(ValueError):
     """A checkpoint was trained on other classes than the data has."""
+
+
+class CheckpointConflictError(ValueError):
+    """A setting given explicitly differs from the checkpoint being resumed or evaluated."""
 
 
 def _describe_classes(num_classes: int, names: Sequence[str] | None) -> str:
@@ -238,15 +242,22 @@ class ImageClassifier(L.LightningModule):
         if not bad:
             return
         ckpt = latest_checkpoint(self.trainer)
-        where = (
-            f"The last good checkpoint is {ckpt}: resume from it with --ckpt_path {ckpt}"
-            if ckpt
-            else "No checkpoint had been saved yet"
-        )
+        lower_lr = f"--model.lr {self.hparams.lr / 10:g}"
+        if ckpt:
+            # --ckpt_path resumes with the checkpoint's own lr, so a lower one means new training from its weights
+            advice = (
+                f"The last good checkpoint is {ckpt}. Start new training from its weights with a lower learning "
+                f"rate: --model.init_checkpoint {ckpt} {lower_lr} (warmup: --model.warmup_epochs); or resume it "
+                f"as it was with gradient clipping: --ckpt_path {ckpt} --trainer.gradient_clip_val 1.0"
+            )
+        else:
+            advice = (
+                f"No checkpoint had been saved yet. Lower the learning rate ({lower_lr}), add warmup "
+                "(--model.warmup_epochs) or clip gradients (--trainer.gradient_clip_val 1.0)"
+            )
         raise NonFiniteLossError(
             f"training loss is {loss.detach().float().item()} at step {self.global_step} (epoch {self.current_epoch}, "
-            f"batch {batch_idx}); training stopped. {where}. Lower the learning rate (--model.lr), add "
-            "warmup (--model.warmup_epochs) or clip gradients (--trainer.gradient_clip_val)."
+            f"batch {batch_idx}); training stopped. {advice}."
         )
 
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
