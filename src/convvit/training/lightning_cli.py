@@ -20,7 +20,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from convvit.data import ImageDataModule
 from convvit.training.callbacks import FinalWeights, LearningCurves
-from convvit.training.checkpoint_io import AtomicCheckpointIO
+from convvit.training.checkpoint_io import AtomicCheckpointIO, explained_load_errors
 from convvit.training.cli import LIGHTNING_COMMANDS
 from convvit.training.module import ImageClassifier, latest_checkpoint
 
@@ -102,6 +102,12 @@ class ConvvitCLI(LightningCLI):
         if not any(isinstance(p, CheckpointIO) for p in plugins):
             kwargs["plugins"] = [*plugins, AtomicCheckpointIO()]
         return super().instantiate_trainer(**kwargs)
+
+    def _parse_ckpt_path(self) -> None:
+        # LightningCLI reads --ckpt_path's hyper-parameters here, before the Trainer does
+        ckpt_path = (self.config.get(self.config.get("subcommand") or "") or {}).get("ckpt_path")
+        with explained_load_errors(ckpt_path or "."):
+            super()._parse_ckpt_path()
 
     def _default_run_name(self) -> str:
         data = self._get(self.config, "data")
