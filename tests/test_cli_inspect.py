@@ -46,3 +46,49 @@ def test_console_script_entry_point():
     proc = subprocess.run([sys.executable, "-m", "convvit.cli", "info", "deit_tiny", "--json"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["params"] == 5717416
+
+
+_HEAVY = ("torch", "lightning", "timm", "torchvision")
+
+
+def _imports_of(argv):
+    """Run convvit's entry point with ``argv`` in a fresh interpreter; (exit status, heavy modules it imported)."""
+    code = (
+        "import sys\nfrom convvit.cli import main\n"
+        f"rc = main({argv!r})\n"
+        f"print(sorted(m for m in {_HEAVY!r} if m in sys.modules))\nsys.exit(rc)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    return proc.returncode, proc.stdout.strip().splitlines()[-1], proc.stderr
+
+
+@pytest.mark.parametrize("argv, status", [
+    (["--help"], 0), ([], 0), (["--version"], 0),
+    (["info", "--img-size", "big", "vit_c_4gf"], 2),  # a mistyped option
+    (["predict", "--help"], 0), (["export", "--ckpt_path", "x.ckpt", "--format", "onx"], 2),
+    (["predict", "--ckpt_pth", "x.ckpt", "photos/"], 2), (["fitt"], 2),
+])
+def test_help_and_option_errors_import_no_torch(argv, status):
+    rc, heavy, err = _imports_of(argv)
+    assert rc == status and heavy == "[]", (heavy, err)
+    if status == 2:
+        assert err.count("convvit: error: ") == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("imports", ["import convvit\nimport timm", "import timm\nimport convvit",
+                                     "import convvit\nimport timm.layers\nimport timm"])
+def test_import_convvit_is_light_and_its_models_are_in_timm(imports):
+    # `import convvit` loads no torch, yet timm knows convvit's models whichever of the two comes first.
+    code = (
+        "import sys\nimport convvit\nassert 'torch' not in sys.modules or 'timm' in sys.modules\n"
+        f"{imports}\nassert timm.is_model('vit_c_4gf')\n"
+        "assert type(timm.create_model('vit_c_nano_32px')).__name__ == 'VisionTransformer'"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_import_convvit_alone_loads_no_torch():
+    proc = subprocess.run([sys.executable, "-c", "import sys, convvit; assert 'torch' not in sys.modules"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr

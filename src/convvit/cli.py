@@ -3,6 +3,9 @@
 Model inspection (``info``, ``models``) and weight conversion (``convert``) live here; training,
 evaluation, prediction and export (``fit``, ``validate``, ``test``, ``predict``, ``export``) are
 forwarded to :mod:`convvit.training.cli` (LightningCLI conventions).
+
+Each command imports what it needs when it runs: ``convvit --help`` and a mistyped option cost no torch import.
+Errors follow :mod:`convvit.errors`: one line, exit status 2 for a bad command line, 1 otherwise.
 """
 from __future__ import annotations
 
@@ -10,6 +13,8 @@ import argparse
 import json
 import sys
 from typing import Sequence
+
+from convvit.errors import ArgumentParser, ConvvitError, UsageError, debug_requested, run_guarded
 
 TRAINING_COMMANDS = ("fit", "validate", "test", "predict", "export")
 
@@ -99,13 +104,15 @@ def cmd_convert(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from convvit import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="convvit",
         description="Vision transformers with convolutions: inspect, train, evaluate, predict, export.",
-        epilog="Training commands (LightningCLI; see `convvit fit --help`): " + ", ".join(TRAINING_COMMANDS),
+        epilog="Training commands (LightningCLI; see `convvit fit --help`): " + ", ".join(TRAINING_COMMANDS)
+        + ". Errors are one line; --debug (or CONVVIT_DEBUG=1) adds the traceback.",
     )
     parser.add_argument("--version", action="version", version=f"convvit {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
 
     p = sub.add_parser("info", help="params, flops and acts of one model (paper convention)")
     p.add_argument("model")
@@ -135,20 +142,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = debug_requested(argv)
     if argv and argv[0] in TRAINING_COMMANDS:
         from convvit.training.cli import main as training_main
 
         return training_main(argv)
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 0
-    try:
-        return args.func(args)
-    except (ValueError, FileNotFoundError, TypeError) as err:
-        print(f"convvit {args.command}: error: {err}", file=sys.stderr)
-        return 2
+
+    def run() -> int:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 0
+        try:
+            return args.func(args)
+        except ConvvitError:
+            raise
+        except (ValueError, TypeError) as err:  # an unknown model name, a size it cannot take: a bad argument
+            raise UsageError(str(err)) from err
+
+    return run_guarded(run, debug)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import io
+import os
+import stat
 
 import pytest
 import torch
@@ -58,3 +60,23 @@ def test_run_killed_while_saving_resumes_from_the_previous_checkpoint(tmp_path, 
     assert fit(tmp_path, *every_step, "--ckpt_path", str(ckpt_path)) == 0
     resumed = torch.load(run_dir(tmp_path, version=1) / "checkpoints" / "last.ckpt", weights_only=True)
     assert resumed["global_step"] == 2 * STEPS_PER_EPOCH
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640)])
+def test_checkpoints_and_weights_get_the_mode_the_umask_gives(tmp_path, umask, mode):
+    from convvit.models.weights import save_weights
+
+    old = os.umask(umask)
+    try:
+        AtomicCheckpointIO().save_checkpoint({"w": torch.ones(3)}, tmp_path / "last.ckpt")
+        save_weights(torch.nn.Linear(2, 2), tmp_path / "final.safetensors")
+    finally:
+        os.umask(old)
+    for name in ("last.ckpt", "final.safetensors"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == mode, name  # mkstemp alone gives 0o600
+
+
+def test_run_files_share_one_mode(trained_run):
+    ckpts = list((trained_run / "checkpoints").glob("*.ckpt"))
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in [*ckpts, trained_run / "final.safetensors"]}
+    assert set(modes.values()) == {stat.S_IMODE((trained_run / "metrics.csv").stat().st_mode)}, modes

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import numpy as np
 import pytest
@@ -78,3 +80,46 @@ def test_export_errors(tmp_path, capsys):
     torch.save({"state_dict": {"w": torch.zeros(1)}}, not_ours)
     assert main(["export", "--ckpt_path", str(not_ours), "--format", "safetensors"]) == 1
     assert "not a convvit training checkpoint" in capsys.readouterr().err
+
+
+def test_onnx_export_reports_its_check_against_pytorch(trained_run, tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    out = tmp_path / "model.onnx"
+    ckpt = trained_run / "checkpoints" / "last.ckpt"
+    assert main(["export", "--ckpt_path", str(ckpt), "--format", "onnx", "--output", str(out)]) == 0
+    line = [x for x in capsys.readouterr().out.splitlines() if "onnxruntime matches PyTorch" in x]
+    assert len(line) == 1 and "tolerance 0.0001" in line[0]
+    assert float(line[0].split("max |logit difference| ")[1].split()[0]) <= 1e-4
+
+
+def test_onnx_export_that_disagrees_is_refused_and_not_written(trained_run, tmp_path, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    from convvit.training import export
+
+    model, info = load_trained_model(trained_run / "checkpoints" / "last.ckpt")
+    other = convvit.create_model(info["name"], num_classes=10, img_size=16).eval()  # fresh weights
+    real_check = export.check_onnx
+    monkeypatch.setattr(export, "check_onnx", lambda m, data, i, tol: real_check(other, data, i, tol))
+    out = tmp_path / "model.onnx"
+    with pytest.raises(export.ExportMismatchError, match="disagrees with PyTorch"):
+        export.export_onnx(model, out, info)
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_exported_files_get_the_umask_mode(trained_run, tmp_path):
+    pytest.importorskip("onnxruntime")
+    ckpt = trained_run / "checkpoints" / "last.ckpt"
+    old = os.umask(0o022)
+    try:
+        for fmt in ("onnx", "safetensors"):
+            out = tmp_path / f"model.{fmt}"
+            assert main(["export", "--ckpt_path", str(ckpt), "--format", fmt, "--output", str(out)]) == 0
+            assert stat.S_IMODE(out.stat().st_mode) == 0o644, fmt
+    finally:
+        os.umask(old)
+
+
+def test_export_output_folder(trained_run, tmp_path):
+    ckpt = trained_run / "checkpoints" / "last.ckpt"
+    assert main(["export", "--ckpt_path", str(ckpt), "--format", "safetensors", "--output", str(tmp_path)]) == 0
+    assert (tmp_path / "last.safetensors").is_file()

@@ -47,3 +47,53 @@ def test_predict_missing_path_is_an_error(trained_run, tmp_path, capsys):
     ckpt = trained_run / "checkpoints" / "last.ckpt"
     assert main(["predict", "--ckpt_path", str(ckpt), str(tmp_path / "nope")]) == 1
     assert "nope" in capsys.readouterr().err
+
+
+def _images(folder, n, seed=0):
+    folder.mkdir(parents=True, exist_ok=True)
+    g = torch.Generator().manual_seed(seed)
+    for i in range(n):
+        pixels = (torch.rand(20, 20, 3, generator=g) * 255).to(torch.uint8).numpy()
+        Image.fromarray(pixels).save(folder / f"good{i}.png")
+    return folder
+
+
+def test_predict_skips_unreadable_images_and_writes_the_rest(trained_run, tmp_path, capsys):
+    folder = _images(tmp_path / "imgs", 3)
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a whole jpeg")
+    (folder / "cut.png").write_bytes((folder / "good0.png").read_bytes()[:40])
+    ckpt = trained_run / "checkpoints" / "last.ckpt"
+    out = tmp_path / "preds.csv"
+    assert main(["predict", "--ckpt_path", str(ckpt), str(folder), "--output", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "wrote 3 predictions" in captured.out and "skipped 2 unreadable" in captured.out
+    warnings = [line for line in captured.err.splitlines() if line.startswith("convvit: warning: skipping")]
+    assert len(warnings) == 2 and "broken.jpg" in warnings[0] and "cut.png" in warnings[1]
+    assert "skip_bad_images" not in captured.err  # an option of fit, not of predict
+    with open(out) as f:
+        assert sorted(r["path"] for r in csv.DictReader(f)) == [str(folder / f"good{i}.png") for i in range(3)]
+
+    # --strict: the same CSV, and exit status 1
+    out.unlink()
+    assert main(["predict", "--ckpt_path", str(ckpt), str(folder), "--output", str(out), "--strict"]) == 1
+    assert "convvit: error: 2 image(s) could not be read" in capsys.readouterr().err and out.exists()
+
+
+def test_predict_with_nothing_readable_is_an_error(trained_run, tmp_path, capsys):
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"not a png")
+    out = tmp_path / "preds.csv"
+    assert main(["predict", "--ckpt_path", str(trained_run / "checkpoints" / "last.ckpt"), str(bad), "-o", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "broken.png" in err and "convvit: error: none of the 1 images could be read" in err
+    assert not out.exists()
+
+
+def test_predict_output_folder_gets_predictions_csv(trained_run, tmp_path, capsys):
+    folder = _images(tmp_path / "imgs", 2)
+    out_dir = tmp_path / "results"
+    out_dir.mkdir()
+    assert main(["predict", "--ckpt_path", str(trained_run / "checkpoints" / "last.ckpt"), str(folder),
+                 "-o", str(out_dir)]) == 0
+    assert (out_dir / "predictions.csv").is_file()
+    assert str(out_dir / "predictions.csv") in capsys.readouterr().out

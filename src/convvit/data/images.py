@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from convvit.errors import ConvvitError
+
 __all__ = [
     "IMG_EXTENSIONS", "BadImageError", "convert_image", "is_image_file", "list_images", "load_image", "walk_images",
 ]
@@ -21,7 +23,7 @@ IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".pgm", ".pbm", ".bmp", ".tif
 _BACKGROUND = 255
 
 
-class BadImageError(OSError):
+class BadImageError(ConvvitError, OSError):
     """An image file that cannot be decoded (corrupt, truncated or not an image)."""
 
 

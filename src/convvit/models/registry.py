@@ -2,8 +2,8 @@
 
 Every builder is a function ``name(pretrained=False, **kwargs) -> nn.Module`` decorated
 with :func:`register_model`. Builders are also registered into timm's registry (only
-under names timm does not already have), so that after ``import convvit``,
-``timm.create_model("vit_c_4gf")`` works.
+under names timm does not already have), so that after ``import convvit.models`` (which
+``convvit.create_model`` and ``convvit.list_models`` do first), ``timm.create_model("vit_c_4gf")`` works.
 """
 from __future__ import annotations
 

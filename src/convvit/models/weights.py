@@ -32,12 +32,18 @@ from typing import Any, Mapping
 import torch
 import torch.nn as nn
 
+from convvit.errors import ConvvitError, disk_full_error, is_disk_full
+from convvit.fileio import new_file_mode
+
 __all__ = [
     "CheckpointError",
     "UnsafeCheckpointError",
     "convert_checkpoint",
     "load_checkpoint",
     "read_checkpoint",
+    "read_checkpoint_file",
+    "load_error",
+    "is_safetensors_file",
     "read_checkpoint_metadata",
     "save_weights",
 ]
@@ -47,7 +53,7 @@ _logger = logging.getLogger(__name__)
 PathLike = str | os.PathLike
 
 
-class CheckpointError(ValueError):
+class CheckpointError(ConvvitError, ValueError):
     """A checkpoint file cannot be read, or does not fit the model."""
 
 
@@ -90,10 +96,13 @@ def save_weights(model: nn.Module, path: PathLike, metadata: Mapping[str, Any] |
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata=meta)
+        os.chmod(tmp, new_file_mode())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(err, Exception) and is_disk_full(err):
+            raise disk_full_error(path, path.exists()) from err
         raise
 
 
@@ -146,10 +155,24 @@ def _is_safetensors(head: bytes, size: int) -> bool:
 def _refuse_unsafe(path: Path, names: list[str]) -> UnsafeCheckpointError:
     shown = ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
     return UnsafeCheckpointError(
-        f"{path} holds pickled Python objects that are not tensors or plain data ({shown}). convvit reads "
-        "checkpoints with torch.load(weights_only=True) and never runs code from a file, so it refuses this one. "
-        "If you trust where the file comes from, save just its weights in Python (torch.save(state_dict, "
-        "'weights.pth')) or as .safetensors, and load that instead."
+        f"{path} holds code (pickled Python objects that are not tensors or plain data: {shown}) and was refused: "
+        "convvit never runs code from a checkpoint. Fix: if you trust where the file comes from, save just its "
+        "weights in Python (torch.save(state_dict, 'weights.pth')) or as .safetensors, and use that file instead."
+    )
+
+
+def _empty(path: Path) -> CheckpointError:
+    return CheckpointError(
+        f"{path} is empty (0 bytes): a copy or download that did not finish, or a full disk, leaves such a file. "
+        "Fix: copy or download it again"
+    )
+
+
+def _damaged(path: Path, detail: str) -> CheckpointError:
+    return CheckpointError(
+        f"{path} is truncated, damaged or not a checkpoint ({detail}). A copy or download that did not finish, "
+        "or a disk that filled up while it was written, leaves such a file. Fix: copy or download it again, "
+        "or use another checkpoint (e.g. the other .ckpt files of the run)."
     )
 
 
@@ -181,30 +204,51 @@ def _torch_load(path: Path) -> Any:
                     raise _refuse_unsafe(path, [name]) from None
                 extra.append(obj)
                 continue
-            if "Weights only load failed" in msg:
-                reason = msg.split("\n\n")[1].strip() if "\n\n" in msg else "unsupported pickled content"
-                raise _refuse_unsafe(path, [reason[:200]]) from None
-            first = msg.split(". ")[0].splitlines()[0][:160] if msg else type(err).__name__
-            raise CheckpointError(
-                f"{path} is truncated, damaged or not a checkpoint ({type(err).__name__}: {first}); "
-                "expected a PyTorch checkpoint or a .safetensors file: download or copy it again."
-            ) from None
+            raise load_error(path, err) from None
     raise _refuse_unsafe(path, ["(too many non-tensor classes)"])
 
 
-def _read_file(path: PathLike) -> tuple[Any, dict[str, str]]:
-    """Load a checkpoint file without executing it: ``(object, safetensors header metadata)``."""
+def load_error(path: PathLike, err: Exception) -> CheckpointError:
+    """The error to raise when ``torch.load(path, weights_only=True)`` (convvit's or Lightning's) failed with
+    ``err``: empty, damaged, or holding code -- torch's own message for the last suggests ``weights_only=False``,
+    that is, running the file's code, which convvit never advises."""
+    path = Path(path)
+    if path.is_file() and path.stat().st_size == 0:
+        return _empty(path)
+    msg = str(err)
+    if "Weights only load failed" in msg:
+        blocked = re.search(r"GLOBAL ([\w.]+)", msg)
+        return _refuse_unsafe(path, [blocked.group(1) if blocked else "unsupported pickled content"])
+    first = msg.split(". ")[0].splitlines()[0][:160] if msg else type(err).__name__
+    return _damaged(path, f"{type(err).__name__}: {first}")
+
+
+def is_safetensors_file(path: PathLike) -> bool:
+    """True when ``path`` starts like a .safetensors file (a little-endian header length, then JSON)."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    with open(path, "rb") as f:
+        return _is_safetensors(f.read(9), path.stat().st_size)
+
+
+def read_checkpoint_file(path: PathLike) -> tuple[Any, dict[str, str]]:
+    """Load a checkpoint file (PyTorch or .safetensors) without executing it: ``(object, safetensors metadata)``.
+
+    An empty, truncated or damaged file raises :class:`CheckpointError`, one that holds code
+    :class:`UnsafeCheckpointError`, both with a message that names the file and the fix.
+    """
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
+        raise FileNotFoundError(f"checkpoint {path} does not exist. Fix: check the path")
     if path.is_dir():
         for name in ("model.safetensors", "pytorch_model.bin"):  # a Hugging Face model folder
             if (path / name).is_file():
-                return _read_file(path / name)
-        raise CheckpointError(f"{path} is a folder without model.safetensors or pytorch_model.bin; pass a file")
+                return read_checkpoint_file(path / name)
+        raise CheckpointError(f"{path} is a folder without model.safetensors or pytorch_model.bin. Fix: pass a file")
     size = path.stat().st_size
     if size == 0:
-        raise CheckpointError(f"{path} is empty (0 bytes): the download or copy did not finish; fetch it again.")
+        raise _empty(path)
     with open(path, "rb") as f:
         head = f.read(9)
     if _is_safetensors(head, size) or path.suffix == ".safetensors":
@@ -217,9 +261,7 @@ def _read_file(path: PathLike) -> tuple[Any, dict[str, str]]:
                 for key in f.keys():
                     tensors[key] = f.get_tensor(key)
         except Exception as err:  # noqa: BLE001  (SafetensorError has no stable import path)
-            raise CheckpointError(
-                f"{path} is truncated or not a valid .safetensors file ({str(err)[:160]}); fetch it again."
-            ) from None
+            raise _damaged(path, f"not a valid .safetensors file: {str(err)[:160]}") from None
         return tensors, meta
     return _torch_load(path), {}
 
@@ -382,7 +424,7 @@ def read_checkpoint(path: PathLike, use_ema: bool = False) -> tuple[dict[str, to
 
     Returns ``(state_dict, info)`` with ``info = {"format", "container", "metadata"}``.
     """
-    obj, meta = _read_file(path)
+    obj, meta = read_checkpoint_file(path)
     state, container, extra_meta = _extract(obj, use_ema)
     state, fmt = _to_convvit(state)
     metadata = {**extra_meta, **meta, **_hf_config_metadata(Path(path), fmt)}
@@ -428,7 +470,7 @@ def read_checkpoint_metadata(path: PathLike) -> dict[str, str]:
                 with safe_open(str(path), framework="pt", device="cpu") as f:
                     return dict(f.metadata() or {})
             except Exception as err:  # noqa: BLE001
-                raise CheckpointError(f"{path} is truncated or not a valid .safetensors file ({err})") from None
+                raise _damaged(path, f"not a valid .safetensors file: {str(err)[:160]}") from None
     _, info = read_checkpoint(path)
     return info["metadata"]
 

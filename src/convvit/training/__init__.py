@@ -1,7 +1,19 @@
 """Training, evaluation, prediction and export (LightningModule, callbacks, CLI).
 
-``convvit.training.cli.main(argv)`` runs ``convvit fit | validate | test | predict | export``.
+``convvit.training.cli.main(argv)`` runs ``convvit fit | validate | test | predict | export``. The names below
+load on first use, so that the command can answer ``--help`` and bad options without importing Lightning.
 """
-from convvit.training.module import CheckpointConflictError, ClassMismatchError, ImageClassifier, NonFiniteLossError
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from convvit.errors import CheckpointConflictError, ClassMismatchError, NonFiniteLossError
 
 __all__ = ["ImageClassifier", "ClassMismatchError", "CheckpointConflictError", "NonFiniteLossError"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "ImageClassifier":
+        return importlib.import_module("convvit.training.module").ImageClassifier
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

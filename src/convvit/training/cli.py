@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
+import logging
 import re
 import sys
 import warnings
 from typing import Iterator, Sequence
+
+from convvit.errors import ArgumentParser, ConvvitError, UsageError, debug_requested, run_guarded
 
 __all__ = ["main", "COMMANDS"]
 
@@ -28,6 +30,7 @@ _USAGE = """usage: convvit {fit,validate,test,predict,export} ...
   export    export weights:   convvit export --ckpt_path CKPT --format onnx|safetensors [--output FILE]
 
 `convvit COMMAND --help` lists every option; fit/validate/test also take --print_config.
+Errors are one line; --debug (or CONVVIT_DEBUG=1) adds the traceback.
 """
 
 
@@ -67,12 +70,16 @@ def _suggest(message: str) -> str:
 
 
 def _predict_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="convvit predict", description="Classify images with a trained checkpoint; writes a CSV of top-k predictions."
+    p = ArgumentParser(
+        prog="convvit predict", description="Classify images with a trained checkpoint; writes a CSV of top-k "
+        "predictions. Unreadable images are skipped with a warning naming each one.",
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders (searched recursively)")
     p.add_argument("--ckpt_path", "--ckpt-path", required=True, help="checkpoint written by `convvit fit`")
-    p.add_argument("--output", "-o", default="predictions.csv", help="CSV file to write (default: predictions.csv)")
+    p.add_argument("--output", "-o", default="predictions.csv",
+                   help="CSV file to write, or a folder to write predictions.csv in (default: predictions.csv)")
+    p.add_argument("--strict", action="store_true",
+                   help="exit with status 1 when any image could not be read (the CSV is still written)")
     p.add_argument("--top_k", "--top-k", type=int, default=5, help="predictions per image (default: 5)")
     p.add_argument("--batch_size", "--batch-size", type=int, default=64)
     p.add_argument("--weights", choices=("auto", "raw", "ema"), default="auto",
@@ -82,30 +89,71 @@ def _predict_parser() -> argparse.ArgumentParser:
 
 
 def _export_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="convvit export", description="Export a trained checkpoint to ONNX or .safetensors.")
+    p = ArgumentParser(
+        prog="convvit export", description="Export a trained checkpoint to ONNX or .safetensors. An ONNX file is run "
+        "with onnxruntime against PyTorch before it is written, and the max difference printed.",
+    )
     p.add_argument("--ckpt_path", "--ckpt-path", required=True, help="checkpoint written by `convvit fit`")
     p.add_argument("--format", required=True, choices=("onnx", "safetensors"))
-    p.add_argument("--output", "-o", default=None, help="file to write (default: the checkpoint path with the format's suffix)")
+    p.add_argument("--output", "-o", default=None,
+                   help="file or folder to write to (default: the checkpoint path with the format's suffix)")
     p.add_argument("--weights", choices=("auto", "raw", "ema"), default="auto")
+    p.add_argument("--tolerance", type=float, default=None,
+                   help="largest accepted |logit difference| onnxruntime vs PyTorch (default: 1e-4; a correct "
+                        "export differs by about 1e-6)")
+    p.add_argument("--opset", type=int, default=18, help="ONNX opset version (default: 18)")
     return p
 
 
+@contextlib.contextmanager
+def _warnings_to_stderr() -> Iterator[None]:
+    """Show convvit's library warnings (e.g. each skipped image) as ``convvit: warning: ...`` lines."""
+    logger = logging.getLogger("convvit")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("convvit: warning: %(message)s"))
+    handler.setLevel(logging.WARNING)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+
+
 def _run_predict(argv: Sequence[str]) -> int:
+    args = _predict_parser().parse_args(argv)
     from convvit.training.predict import predict_images, write_predictions
 
-    args = _predict_parser().parse_args(argv)
-    rows = predict_images(args.ckpt_path, args.paths, args.top_k, args.batch_size, args.weights, args.device)
-    out = write_predictions(rows, args.output, args.top_k)
-    print(f"wrote {len(rows)} predictions to {out}")
+    with _warnings_to_stderr():
+        result = predict_images(args.ckpt_path, args.paths, args.top_k, args.batch_size, args.weights, args.device)
+    if not result.rows:
+        raise ConvvitError(
+            f"none of the {len(result.skipped)} images could be read (each is named above); no CSV was written. "
+            "Fix: check that the files are images, e.g. open one in an image viewer"
+        )
+    out = write_predictions(result.rows, args.output, args.top_k)
+    skipped = f"; skipped {len(result.skipped)} unreadable image(s), named above" if result.skipped else ""
+    print(f"wrote {len(result.rows)} predictions to {out}{skipped}")
+    if args.strict and result.skipped:
+        raise ConvvitError(
+            f"{len(result.skipped)} image(s) could not be read (--strict), e.g. '{result.skipped[0][0]}'. "
+            "Fix: replace or delete them, or leave out --strict"
+        )
     return 0
 
 
 def _run_export(argv: Sequence[str]) -> int:
-    from convvit.training.export import export_checkpoint
-
     args = _export_parser().parse_args(argv)
-    out = export_checkpoint(args.ckpt_path, args.format, args.output, args.weights)
-    print(f"wrote {out}")
+    from convvit.training.export import ONNX_TOLERANCE, export_checkpoint
+
+    tolerance = ONNX_TOLERANCE if args.tolerance is None else args.tolerance
+    exported = export_checkpoint(args.ckpt_path, args.format, args.output, args.weights, tolerance, args.opset)
+    print(f"wrote {exported.path}")
+    if args.format == "onnx":
+        if exported.max_diff is None:
+            print("not checked against PyTorch: onnxruntime is not installed (pip install onnxruntime)")
+        else:
+            print(f"onnxruntime matches PyTorch: max |logit difference| {exported.max_diff:.2g} "
+                  f"(tolerance {tolerance:g})")
     return 0
 
 
@@ -123,25 +171,28 @@ def _run_lightning(argv: Sequence[str]) -> int:
     from convvit.training.interrupts import catch_signals
     from convvit.training.lightning_cli import ConvvitCLI
 
+    command = argv[0]
     with _argv(argv), warnings.catch_warnings(), catch_signals() as signals:
         for message in _QUIET:
             warnings.filterwarnings("ignore", message=message)
         try:
             ConvvitCLI(args=None)
+        except argparse.ArgumentError as err:  # jsonargparse: unknown key, bad value, missing file
+            message = " ".join(str(err).split())
+            raise UsageError(f"{message}{_suggest(message)}. Run `convvit {command} --help` to list the options") from err
         except (SystemExit, KeyboardInterrupt):  # Lightning ends an interrupted run with one of these
             if signals.signum is None:
                 raise
         if signals.signum is not None:  # a scheduler or a person stopped it: not a success
-            print(f"convvit {argv[0]}: {signals.report()}", file=sys.stderr, flush=True)
+            print(f"convvit {command}: {signals.report()}", file=sys.stderr, flush=True)
             return signals.exit_code
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``convvit COMMAND ...``; returns the exit status (errors in the user's input are printed, not raised)."""
-    from convvit.training.module import ClassMismatchError, NonFiniteLossError
-
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = debug_requested(argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(_USAGE)
         return 0 if argv else 2
@@ -149,20 +200,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command not in COMMANDS:
         print(f"convvit: error: unknown command {command!r}; choose from {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
-    runner = {"predict": lambda: _run_predict(argv[1:]), "export": lambda: _run_export(argv[1:])}.get(
-        command, lambda: _run_lightning(argv)
-    )
-    try:
-        return runner()
-    except SystemExit as exit_:  # argparse/jsonargparse: --help, --print_config, bad arguments
-        code = exit_.code
-        return code if isinstance(code, int) else (0 if code is None else 1)
-    except argparse.ArgumentError as err:  # jsonargparse: unknown key, bad value, missing file
-        print(f"convvit {command}: error: {err}{_suggest(str(err))}", file=sys.stderr)
-        print(f"Run `convvit {command} --help` to list the options.", file=sys.stderr)
-        return 2
-    except (NonFiniteLossError, ClassMismatchError, FileNotFoundError, NotADirectoryError, ValueError) as err:
-        if os.environ.get("CONVVIT_DEBUG"):
-            raise
-        print(f"convvit {command}: error: {err}", file=sys.stderr)
-        return 1
+    runners = {"predict": lambda: _run_predict(argv[1:]), "export": lambda: _run_export(argv[1:])}
+    return run_guarded(runners.get(command, lambda: _run_lightning(argv)), debug)

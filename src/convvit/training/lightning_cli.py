@@ -32,7 +32,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from convvit.data import ImageDataModule
 from convvit.training.callbacks import EpochSummary, FinalWeights, LastCheckpoint, LearningCurves, ModelSummary
-from convvit.training.checkpoint_io import AtomicCheckpointIO
+from convvit.training.checkpoint_io import AtomicCheckpointIO, explained_load_errors
 from convvit.training.cli import LIGHTNING_COMMANDS
 from convvit.training.interrupts import StopOnSignal
 from convvit.training.module import CheckpointConflictError, ImageClassifier, latest_checkpoint
@@ -156,7 +156,8 @@ class ConvvitCLI(LightningCLI):
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if not ckpt_path or not Path(ckpt_path).is_file():
             return
-        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        with explained_load_errors(ckpt_path):  # a damaged or code-holding file: one line, not torch's traceback
+            checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         hparams = dict(checkpoint.get("hyper_parameters") or {})
         hparams.pop("_instantiator", None)
         self._ckpt_hparams = hparams

@@ -22,6 +22,7 @@ from timm.utils import ModelEmaV3
 from torchmetrics.classification import MulticlassAccuracy
 
 import convvit
+from convvit.errors import CheckpointConflictError, ClassMismatchError, NonFiniteLossError
 from convvit.training.optim import (
     LR_SCHEDULES,
     OPTIMIZERS,
@@ -31,18 +32,6 @@ from convvit.training.optim import (
 )
 
 __all__ = ["ImageClassifier", "NonFiniteLossError", "ClassMismatchError", "CheckpointConflictError", "latest_checkpoint"]
-
-
-class NonFiniteLossError(FloatingPointError):
-    """The training loss became NaN or infinite."""
-
-
-class ClassMismatchError(ValueError):
-    """A checkpoint was trained on other classes than the data has."""
-
-
-class CheckpointConflictError(ValueError):
-    """A setting given explicitly differs from the checkpoint being resumed or evaluated."""
 
 
 def _describe_classes(num_classes: int, names: Sequence[str] | None) -> str:

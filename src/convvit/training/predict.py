@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import csv
+import logging
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -10,7 +12,18 @@ import torch
 
 from convvit.training.export import load_trained_model
 
-__all__ = ["predict_images", "write_predictions", "prediction_columns"]
+__all__ = ["Predictions", "predict_images", "write_predictions", "prediction_columns", "DEFAULT_OUTPUT"]
+
+DEFAULT_OUTPUT = "predictions.csv"
+_logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Predictions:
+    """The rows of :func:`predict_images` (one per readable image), and the images it could not read with why."""
+
+    rows: list[dict[str, object]] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
 
 
 def prediction_columns(top_k: int) -> list[str]:
@@ -34,14 +47,15 @@ def predict_images(
     batch_size: int = 64,
     weights: str = "auto",
     device: str = "cpu",
-) -> list[dict[str, object]]:
+) -> Predictions:
     """Top-k class names and probabilities for every image in ``paths`` (files or folders, searched recursively).
 
     Images are read and normalised the way the checkpoint's validation data was
-    (``convvit.data.load_image`` / ``build_eval_transform``). One dict per image, keys as
-    :func:`prediction_columns`.
+    (``convvit.data.load_image`` / ``build_eval_transform``). One row per image, keys as
+    :func:`prediction_columns`. An image that cannot be decoded is skipped with a warning (logger
+    ``convvit.training.predict``) and listed in ``Predictions.skipped``: one bad file must not cost the rest.
     """
-    from convvit.data import build_eval_transform, list_images, load_image
+    from convvit.data import BadImageError, build_eval_transform, list_images, load_image
 
     if top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {top_k}")
@@ -55,24 +69,41 @@ def predict_images(
     mean, std = info["mean"] or model.pretrained_cfg["mean"], info["std"] or model.pretrained_cfg["std"]
     transform = build_eval_transform(height, info["in_chans"], mean, std, info["crop_pct"], info["interpolation"])
     names = info["class_names"]
-    rows: list[dict[str, object]] = []
+    result = Predictions()
     for chunk in _batches(files, batch_size):
-        x = torch.stack([transform(load_image(p, info["in_chans"])) for p in chunk]).to(device)
-        probs = model(x).float().softmax(dim=-1)
+        readable, images = [], []
+        for path in chunk:
+            try:
+                images.append(transform(load_image(path, info["in_chans"])))
+                readable.append(path)
+            except BadImageError as err:
+                reason = str(err.__cause__ or err)  # PIL's words, without load_image's advice for training
+                _logger.warning("skipping unreadable image '%s': %s", path, reason)
+                result.skipped.append((path, reason))
+        if not images:
+            continue
+        probs = model(torch.stack(images).to(device)).float().softmax(dim=-1)
         top_p, top_i = probs.topk(top_k, dim=-1)
-        for path, p_row, i_row in zip(chunk, top_p.tolist(), top_i.tolist()):
+        for path, p_row, i_row in zip(readable, top_p.tolist(), top_i.tolist()):
             row: dict[str, object] = {"path": str(path)}
             for k, (p, i) in enumerate(zip(p_row, i_row), start=1):
                 suffix = "" if k == 1 else str(k)
                 row[f"pred{suffix}"] = names[i]
                 row[f"prob{suffix}"] = round(p, 6)
-            rows.append(row)
-    return rows
+            result.rows.append(row)
+    return result
 
 
 def write_predictions(rows: list[dict[str, object]], output: str | os.PathLike, top_k: int) -> Path:
-    """Write :func:`predict_images` rows to a CSV file (header first)."""
+    """Write :func:`predict_images` rows to a CSV file (header first); returns its path.
+
+    ``output`` may be a folder (existing, or written with a trailing slash): the file is then
+    ``predictions.csv`` inside it.
+    """
+    is_folder = str(output).endswith(("/", os.sep))
     output = Path(output)
+    if is_folder or output.is_dir():
+        output = output / DEFAULT_OUTPUT
     output.parent.mkdir(parents=True, exist_ok=True)
     top_k = max((sum(1 for key in row if key.startswith("pred")) for row in rows), default=top_k)
     with open(output, "w", newline="") as f:

@@ -1,0 +1,64 @@
+"""The error policy of `convvit`: one line `convvit: error: ...`, exit 2 for usage and 1 otherwise, --debug."""
+import errno
+import os
+
+import pytest
+
+from convvit.errors import ConvvitError, UsageError, debug_requested, describe, is_disk_full, run_guarded
+
+
+def _raise(err):
+    def run():
+        raise err
+
+    return run
+
+
+def test_user_errors_are_one_line_without_traceback(capsys):
+    assert run_guarded(_raise(ConvvitError("x.ckpt is damaged.\nFix: copy it again"))) == 1
+    assert capsys.readouterr().err == "convvit: error: x.ckpt is damaged. Fix: copy it again\n"
+    assert run_guarded(_raise(UsageError("unknown option --modle.name"))) == 2
+    assert capsys.readouterr().err == "convvit: error: unknown option --modle.name\n"
+
+
+def test_debug_adds_the_traceback(capsys, monkeypatch):
+    # setenv, not delenv: monkeypatch records nothing when deleting an unset variable, so the "1" that
+    # debug_requested sets would outlive this test and turn on tracebacks in every later one
+    monkeypatch.setenv("CONVVIT_DEBUG", "0")
+    argv = ["fit", "--debug", "--model.name", "x"]
+    assert debug_requested(argv) and argv == ["fit", "--model.name", "x"]
+    assert os.environ["CONVVIT_DEBUG"] == "1"  # for the processes a DDP launcher starts
+    assert run_guarded(_raise(ConvvitError("bad")), debug=True) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback") and err.endswith("convvit: error: bad\n")
+    monkeypatch.setenv("CONVVIT_DEBUG", "0")
+    assert not debug_requested(["fit"])
+
+
+def test_bugs_keep_their_traceback():
+    with pytest.raises(KeyError):
+        run_guarded(_raise(KeyError("a bug")))
+
+
+def test_error_from_a_data_loader_worker_shows_the_worker_message():
+    # torch.utils.data re-raises a worker's exception with the worker's whole traceback as its message
+    wrapped = (
+        "Caught BadImageError in DataLoader worker process 0.\nOriginal Traceback (most recent call last):\n"
+        '  File "x.py", line 1, in f\n    raise BadImageError(...)\n'
+        "convvit.data.images.BadImageError: cannot read image 'a/b.jpg': truncated. Fix: delete it\n"
+    )
+    assert describe(ConvvitError(wrapped)) == ("cannot read image 'a/b.jpg': truncated. Fix: delete it", 1)
+
+
+def test_disk_full_is_recognised_through_torch_wrapping():
+    # torch.save turns the OSError(ENOSPC) of a write into a RuntimeError from its zip writer
+    try:
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError:
+            raise RuntimeError("[enforce fail at inline_container.cc:671] . unexpected pos 64 vs 0")
+    except RuntimeError as err:
+        assert is_disk_full(err)
+        message, code = describe(err)
+    assert "no space left on the device" in message and "inline_container" not in message and code == 1
+    assert not is_disk_full(RuntimeError("something else"))
