@@ -16,22 +16,22 @@ checkpoints load as they are.
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from functools import partial
+from typing import Any, Iterator, Sequence, Tuple
 
 import torch
 import torch.nn as nn
-from timm.layers import resample_abs_pos_embed, trunc_normal_
-from timm.models._features import feature_take_indices
-from torch.utils.checkpoint import checkpoint
+from timm.layers import trunc_normal_
 
-from convvit.models.layers import Attention, Block, PlainTokenModel, check_global_pool
+from convvit.models._base import TokenModel
+from convvit.models.layers import Attention, Block
 from convvit.models.registry import build_with_cfg, model_cfg, register_model
 from convvit.models.stems import ConvStem, PatchifyStem, token_grid
 
 __all__ = ["VisionTransformer"]
 
 
-class VisionTransformer(PlainTokenModel, nn.Module):
+class VisionTransformer(TokenModel):
     """Pre-LN vision transformer (class token or mean pooling, learned position embedding).
 
     Args:
@@ -80,17 +80,13 @@ class VisionTransformer(PlainTokenModel, nn.Module):
         dynamic_img_size: bool = False,
         weight_init: str = "pycls",
     ) -> None:
-        super().__init__()
         has_class_token = global_pool == "token" if class_token is None else class_token
-        global_pool = check_global_pool(global_pool, has_class_token)
+        super().__init__(num_classes, global_pool, int(has_class_token), in_chans)
         if weight_init not in ("pycls", "timm"):
             raise ValueError(f"weight_init must be 'pycls' or 'timm', got {weight_init!r}")
-        self.num_classes = num_classes
-        self.in_chans = in_chans
-        self.global_pool = global_pool
-        self.num_features = self.head_hidden_size = self.embed_dim = embed_dim
+        self.embed_dim = embed_dim
         self.dynamic_img_size = dynamic_img_size
-        self.grad_checkpointing = False
+        norm_layer = partial(nn.LayerNorm, eps=norm_eps)
 
         if stem_type == "patchify":
             self.patch_embed: nn.Module = PatchifyStem(img_size, patch_size, in_chans, embed_dim)
@@ -104,43 +100,34 @@ class VisionTransformer(PlainTokenModel, nn.Module):
         self.img_size = self.patch_embed.img_size
         self.patch_size = self.patch_embed.patch_size
 
-        self.num_prefix_tokens = 1 if has_class_token else 0
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim)) if has_class_token else None
         self.pos_embed = nn.Parameter(torch.zeros(1, self.patch_embed.num_patches + self.num_prefix_tokens, embed_dim))
         self.pos_drop = nn.Dropout(pos_drop_rate) if pos_drop_rate > 0 else nn.Identity()
 
         mlp_dim = mlp_dim or int(embed_dim * mlp_ratio)
-        dpr = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]  # stochastic depth decay rule
-        self.blocks = nn.Sequential(
-            *[
-                Block(
-                    embed_dim,
-                    Attention(embed_dim, num_heads, qkv_bias, attn_drop_rate, proj_drop_rate),
-                    mlp_dim,
-                    drop_path=dpr[i],
-                    norm_eps=norm_eps,
-                    proj_drop=proj_drop_rate,
-                )
-                for i in range(depth)
-            ]
+        dpr = self.drop_path_rates(drop_path_rate, depth)
+        self.blocks = nn.ModuleList(
+            Block(
+                embed_dim,
+                Attention(embed_dim, num_heads, qkv_bias, attn_drop_rate, proj_drop_rate),
+                mlp_dim,
+                drop_path=dpr[i],
+                norm_layer=norm_layer,
+                proj_drop=proj_drop_rate,
+            )
+            for i in range(depth)
         )
         self.feature_info = [
             dict(module=f"blocks.{i}", num_chs=embed_dim, reduction=self.patch_size) for i in range(depth)
         ]
-        self.norm = nn.LayerNorm(embed_dim, eps=norm_eps)
-        self.head_drop = nn.Dropout(drop_rate) if drop_rate > 0 else nn.Identity()
-        self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
-
-        self._init_weights(weight_init)
-
-    # ------------------------------------------------------------------ init
-    @torch.no_grad()
-    def _init_weights(self, mode: str) -> None:
-        if mode == "pycls":
+        self._init_head(embed_dim, norm_layer, drop_rate)
+        if weight_init == "pycls":
             self._init_pycls()
         else:
             self._init_timm()
 
+    # ------------------------------------------------------------------ init
+    @torch.no_grad()
     def _init_pycls(self) -> None:
         """pycls ``init_weights_vit`` (facebookresearch/pycls, pycls/models/vit.py)."""
         stem = self.patch_embed
@@ -165,91 +152,35 @@ class VisionTransformer(PlainTokenModel, nn.Module):
         nn.init.normal_(self.pos_embed, std=0.02)
         # class token: zeros (already)
 
+    @torch.no_grad()
     def _init_timm(self) -> None:
-        """timm/DeiT init: trunc-normal(0.02) linear weights, zero biases, trunc-normal position embedding."""
+        """timm/DeiT init: trunc-normal(0.02) position embedding, normal(1e-6) class token, then timm's loop."""
         trunc_normal_(self.pos_embed, std=0.02)
         if self.cls_token is not None:
             nn.init.normal_(self.cls_token, std=1e-6)
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                trunc_normal_(m.weight, std=0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+        self._init_timm_layers()
 
     # ------------------------------------------------------------------ forward
-    def _pos_embed(self, x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-        pos_embed = self.pos_embed
-        if grid != self.patch_embed.grid_size:
-            pos_embed = resample_abs_pos_embed(
-                pos_embed, grid, self.patch_embed.grid_size, num_prefix_tokens=self.num_prefix_tokens
-            )
+    def _embed(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
+        """(B, C, H, W) -> tokens with position embedding (B, prefix + N, D) and the patch grid (H', W')."""
+        grid = token_grid(x.shape[-2], x.shape[-1], self.img_size, self.patch_size, self.dynamic_img_size)
+        x = self.patch_embed(x)  # (B, N, D)
         if self.cls_token is not None:
             x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)  # (B, 1 + N, D)
-        return self.pos_drop(x + pos_embed)
+        return self.pos_drop(x + self._pos_embed_for(grid)), grid
 
-    def _embed(self, x: torch.Tensor) -> torch.Tensor:
-        grid = token_grid(*x.shape[-2:], self.img_size, self.patch_size, self.dynamic_img_size)
-        x = self.patch_embed(x)  # (B, N, D)
-        return self._pos_embed(x, grid)
-
-    def _run_blocks(self, x: torch.Tensor) -> torch.Tensor:
-        if self.grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting():
-            for block in self.blocks:
-                x = checkpoint(block, x, use_reentrant=False)
-            return x
-        return self.blocks(x)
+    def _iter_blocks(self, x: torch.Tensor) -> Iterator[Tuple[torch.Tensor, int, Tuple[int, int]]]:
+        x, grid = self._embed(x)
+        for block in self.blocks:
+            x = block(x, grid)
+            yield x, self.num_prefix_tokens, grid
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> normalised tokens (B, prefix + N, D)."""
-        return self.norm(self._run_blocks(self._embed(x)))
-
-    def forward_intermediates(
-        self,
-        x: torch.Tensor,
-        indices: int | list[int] | None = None,
-        return_prefix_tokens: bool = False,
-        norm: bool = False,
-        stop_early: bool = False,
-        output_fmt: str = "NCHW",
-        intermediates_only: bool = False,
-    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
-        """Outputs of the chosen blocks (timm's contract): the last ``indices`` blocks if an int, else those indices.
-
-        Intermediates are (B, D, H', W') maps for ``output_fmt="NCHW"`` or (B, N, D) for ``"NLC"``.
-        """
-        if output_fmt not in ("NCHW", "NLC"):
-            raise ValueError(f"output_fmt must be 'NCHW' or 'NLC', got {output_fmt!r}")
-        take_indices, max_index = feature_take_indices(len(self.blocks), indices)
-        B, _, H, W = x.shape
-        grid = (H // self.patch_size, W // self.patch_size)
-        x = self._embed(x)
-        blocks = self.blocks if not stop_early else self.blocks[: max_index + 1]
-        intermediates = []
-        for i, block in enumerate(blocks):
-            x = checkpoint(block, x, use_reentrant=False) if self.grad_checkpointing and torch.is_grad_enabled() else block(x)
-            if i in take_indices:
-                intermediates.append(self.norm(x) if norm else x)
-        prefix = [y[:, : self.num_prefix_tokens] for y in intermediates]
-        intermediates = [y[:, self.num_prefix_tokens :] for y in intermediates]
-        if output_fmt == "NCHW":
-            intermediates = [y.reshape(B, *grid, -1).permute(0, 3, 1, 2).contiguous() for y in intermediates]
-        if return_prefix_tokens and self.num_prefix_tokens:
-            intermediates = list(zip(intermediates, prefix))
-        if intermediates_only:
-            return intermediates
-        return self.norm(x), intermediates
-
-    def prune_intermediate_layers(
-        self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
-    ) -> list[int]:
-        """Drop the blocks after the last one ``indices`` asks for (and optionally norm and head)."""
-        take_indices, max_index = feature_take_indices(len(self.blocks), indices)
-        self.blocks = self.blocks[: max_index + 1]
-        if prune_norm:
-            self.norm = nn.Identity()
-        if prune_head:
-            self.reset_classifier(0, "")
-        return take_indices
+        x, grid = self._embed(x)
+        for block in self.blocks:
+            x = block(x, grid)
+        return self.norm(x)
 
 
 # ---------------------------------------------------------------------- configs and builders
