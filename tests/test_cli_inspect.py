@@ -46,3 +46,19 @@ def test_console_script_entry_point():
     proc = subprocess.run([sys.executable, "-m", "convvit.cli", "info", "deit_tiny", "--json"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["params"] == 5717416
+
+
+def test_readme_model_table_is_what_convvit_models_prints(capsys):
+    """The README's model table, published figures included, is the output of `convvit models` (one source)."""
+    import pathlib
+    import re
+
+    assert main(["models", "--json"]) == 0
+    rows = {r["model"]: r for r in json.loads(capsys.readouterr().out)}
+    readme = (pathlib.Path(__file__).parents[1] / "README.md").read_text()
+    table = re.findall(r"^\| (\w+) \| (\d+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| (.*) \|$", readme, re.M)
+    assert {t[0] for t in table} == set(rows)
+    for name, size, params, flops, acts, paper in table:
+        r = rows[name]
+        assert (size, params, flops, acts) == (str(r["size"]), r["params"], r["flops"], r["acts"]), name
+        assert paper == (r["paper"] or "small-image twin"), name

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from timm.layers import trunc_normal_
 
 from convvit.models._base import TokenModel
-from convvit.models.layers import Attention, Block
+from convvit.models.layers import Attention, Block, head_dim
 from convvit.models.registry import build_with_cfg, model_cfg, register_model
 from convvit.models.stems import PatchifyStem, token_grid
 
@@ -56,10 +56,8 @@ class GatedPositionalAttention(nn.Module):
         locality_strength: float = 1.0,
     ) -> None:
         super().__init__()
-        if dim % num_heads:
-            raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
         self.num_heads = num_heads
-        self.head_dim = dim // num_heads
+        self.head_dim = head_dim(dim, num_heads)
         self.scale = self.head_dim**-0.5
         self.locality_strength = locality_strength
         self.qk = nn.Linear(dim, dim * 2, bias=qkv_bias)
@@ -248,26 +246,32 @@ class ConViT(TokenModel):
         self.local_up_to_layer = min(self.local_up_to_layer, keep)
 
 
-# ---------------------------------------------------------------------- builders
-def _create(name: str, num_heads: int, pretrained: bool = False, **kwargs: Any) -> ConViT:
-    """ConViT widths are 48 per head; 10 GPSA blocks then 2 plain ones."""
-    arch = dict(embed_dim=48 * num_heads, num_heads=num_heads, depth=12, local_up_to_layer=10, locality_strength=1.0)
-    return build_with_cfg(ConViT, name, arch, pretrained=pretrained, **kwargs)
+# ---------------------------------------------------------------------- configs and builders
+def _cfg(flops_g: float, params_m: float) -> dict[str, Any]:
+    """ConViT trains with DeiT's recipe: ``no_weight_decay()`` stays out of weight decay."""
+    return model_cfg(exclude_no_weight_decay=True, published=dict(flops_g=flops_g, params_m=params_m, source="ConViT"))
 
 
-@register_model(cfg=model_cfg())
+def _create(name: str, pretrained: bool = False, **kwargs: Any) -> ConViT:
+    return build_with_cfg(ConViT, name, {}, pretrained=pretrained, **kwargs)
+
+
+@register_model(cfg=_cfg(1.26, 5.71))
 def convit_tiny(pretrained: bool = False, **kwargs: Any) -> ConViT:
-    """ConViT-Ti: 4 heads x 48 = 192 wide, 12 blocks (5.7M params)."""
-    return _create("convit_tiny", 4, pretrained, **kwargs)
+    """ConViT-Ti: 4 heads x 48 = 192 wide, 12 blocks, 10 of them GPSA (5.7M params)."""
+    model_args = dict(embed_dim=192, num_heads=4, depth=12, local_up_to_layer=10, locality_strength=1.0)
+    return _create("convit_tiny", pretrained, **dict(model_args, **kwargs))
 
 
-@register_model(cfg=model_cfg())
+@register_model(cfg=_cfg(5.76, 27.78))
 def convit_small(pretrained: bool = False, **kwargs: Any) -> ConViT:
-    """ConViT-S: 9 heads x 48 = 432 wide, 12 blocks (27.8M params)."""
-    return _create("convit_small", 9, pretrained, **kwargs)
+    """ConViT-S: 9 heads x 48 = 432 wide, 12 blocks, 10 of them GPSA (27.8M params)."""
+    model_args = dict(embed_dim=432, num_heads=9, depth=12, local_up_to_layer=10, locality_strength=1.0)
+    return _create("convit_small", pretrained, **dict(model_args, **kwargs))
 
 
-@register_model(cfg=model_cfg())
+@register_model(cfg=_cfg(17.52, 86.54))
 def convit_base(pretrained: bool = False, **kwargs: Any) -> ConViT:
-    """ConViT-B: 16 heads x 48 = 768 wide, 12 blocks (86.5M params)."""
-    return _create("convit_base", 16, pretrained, **kwargs)
+    """ConViT-B: 16 heads x 48 = 768 wide, 12 blocks, 10 of them GPSA (86.5M params)."""
+    model_args = dict(embed_dim=768, num_heads=16, depth=12, local_up_to_layer=10, locality_strength=1.0)
+    return _create("convit_base", pretrained, **dict(model_args, **kwargs))

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from timm.layers import trunc_normal_
 
 from convvit.models._base import TokenModel
-from convvit.models.layers import Block, Mlp, QuickGELU, get_act_layer
+from convvit.models.layers import Block, Mlp, QuickGELU, get_act_layer, head_dim
 from convvit.models.registry import build_with_cfg, model_cfg, register_model
 
 __all__ = ["CvT", "ConvAttention", "ConvEmbed", "ConvProjection", "CvTStage", "QuickGELUMlp", "tokens_to_map"]
@@ -83,8 +83,7 @@ class ConvAttention(nn.Module):
         with_cls_token: bool = False,
     ) -> None:
         super().__init__()
-        if dim_out % num_heads:
-            raise ValueError(f"dim_out {dim_out} is not divisible by num_heads {num_heads}")
+        head_dim(dim_out, num_heads)  # validates the split
         self.num_heads = num_heads
         self.dim_out = dim_out
         self.scale = dim_out**-0.5
@@ -317,32 +316,38 @@ class CvT(TokenModel):
         return self.norm(x)
 
 
-# ---------------------------------------------------------------------- builders
-_CFG = model_cfg(first_conv="stages.0.patch_embed.proj", fixed_input_size=False)
+# ---------------------------------------------------------------------- configs and builders
+def _cfg(flops_g: float, params_m: float, **kwargs: Any) -> dict[str, Any]:
+    """CvT's recipe keeps the class token (``no_weight_decay()``) out of weight decay; figures from the README
+    of microsoft/CvT at the cfg's input size."""
+    return model_cfg(
+        first_conv="stages.0.patch_embed.proj", fixed_input_size=False, exclude_no_weight_decay=True,
+        published=dict(flops_g=flops_g, params_m=params_m, source="CvT"), **kwargs,
+    )
 
 
-def _create(name: str, arch: dict[str, Any], pretrained: bool = False, **kwargs: Any) -> CvT:
-    return build_with_cfg(CvT, name, arch, pretrained=pretrained, **kwargs)
+def _create(name: str, pretrained: bool = False, **kwargs: Any) -> CvT:
+    return build_with_cfg(CvT, name, {}, pretrained=pretrained, **kwargs)
 
 
-@register_model(cfg=_CFG)
+@register_model(cfg=_cfg(4.5, 19.997))
 def cvt_13(pretrained: bool = False, **kwargs: Any) -> CvT:
     """CvT-13: widths 64/192/384, depths 1/2/10, heads 1/3/6 (20.0M params, 4.5 GFLOPs at 224)."""
-    arch = dict(embed_dims=(64, 192, 384), depths=(1, 2, 10), num_heads=(1, 3, 6), drop_path_rate=0.1)
-    return _create("cvt_13", arch, pretrained, **kwargs)
+    model_args = dict(embed_dims=(64, 192, 384), depths=(1, 2, 10), num_heads=(1, 3, 6), drop_path_rate=0.1)
+    return _create("cvt_13", pretrained, **dict(model_args, **kwargs))
 
 
-@register_model(cfg=_CFG)
+@register_model(cfg=_cfg(7.1, 31.623))
 def cvt_21(pretrained: bool = False, **kwargs: Any) -> CvT:
     """CvT-21: widths 64/192/384, depths 1/4/16, heads 1/3/6 (31.6M params, 7.1 GFLOPs at 224)."""
-    arch = dict(embed_dims=(64, 192, 384), depths=(1, 4, 16), num_heads=(1, 3, 6), drop_path_rate=0.1)
-    return _create("cvt_21", arch, pretrained, **kwargs)
+    model_args = dict(embed_dims=(64, 192, 384), depths=(1, 4, 16), num_heads=(1, 3, 6), drop_path_rate=0.1)
+    return _create("cvt_21", pretrained, **dict(model_args, **kwargs))
 
 
-@register_model(cfg=model_cfg(first_conv="stages.0.patch_embed.proj", fixed_input_size=False,
-                              input_size=(3, 384, 384), crop_pct=1.0))
+@register_model(cfg=_cfg(193.2, 277.196, input_size=(3, 384, 384), crop_pct=1.0))
 def cvt_w24(pretrained: bool = False, **kwargs: Any) -> CvT:
     """CvT-W24: widths 192/768/1024, depths 2/2/20, heads 3/12/16 (277.2M params, 193 GFLOPs at 384)."""
-    arch = dict(embed_dims=(192, 768, 1024), depths=(2, 2, 20), num_heads=(3, 12, 16), drop_path_rate=0.3,
-                img_size=384)
-    return _create("cvt_w24", arch, pretrained, **kwargs)
+    model_args = dict(
+        img_size=384, embed_dims=(192, 768, 1024), depths=(2, 2, 20), num_heads=(3, 12, 16), drop_path_rate=0.3,
+    )
+    return _create("cvt_w24", pretrained, **dict(model_args, **kwargs))

@@ -10,7 +10,9 @@ import torch.nn.functional as F
 from timm.layers import DropPath
 from torch.utils.checkpoint import checkpoint
 
-__all__ = ["Attention", "Block", "DropPath", "Mlp", "QuickGELU", "check_global_pool", "get_act_layer", "get_norm_layer"]
+__all__ = [
+    "Attention", "Block", "DropPath", "Mlp", "QuickGELU", "check_global_pool", "get_act_layer", "get_norm_layer", "head_dim",
+]
 
 
 class QuickGELU(nn.Module):
@@ -50,6 +52,13 @@ def get_norm_layer(name: str | None) -> str | None:
     return aliases[key]
 
 
+def head_dim(dim: int, num_heads: int) -> int:
+    """The width of one attention head, or a clear error when ``dim`` does not split evenly."""
+    if dim % num_heads:
+        raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
+    return dim // num_heads
+
+
 class Attention(nn.Module):
     """Multi-head self-attention through ``F.scaled_dot_product_attention`` (flash/fused kernels where available)."""
 
@@ -62,10 +71,8 @@ class Attention(nn.Module):
         proj_drop: float = 0.0,
     ) -> None:
         super().__init__()
-        if dim % num_heads:
-            raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
         self.num_heads = num_heads
-        self.head_dim = dim // num_heads
+        self.head_dim = head_dim(dim, num_heads)
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.attn_drop = attn_drop
         self.proj = nn.Linear(dim, dim)

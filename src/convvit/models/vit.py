@@ -184,88 +184,101 @@ class VisionTransformer(TokenModel):
 
 
 # ---------------------------------------------------------------------- configs and builders
-def _cfg(**kwargs: Any) -> dict[str, Any]:
-    return model_cfg(**kwargs)
+def _pycls_cfg(published: tuple[float, float, float] | None = None, **kwargs: Any) -> dict[str, Any]:
+    """ViT_P / ViT_C: the paper's recipe decays the position embedding and class token (pycls has no
+    no-weight-decay list); ``published`` is (GFLOPs, params M, acts M) of the paper's Table 1 at 224 px."""
+    if published is not None:
+        kwargs["published"] = dict(zip(("flops_g", "params_m", "acts_m"), published), source="Xiao et al. 2021, Table 1")
+    return model_cfg(exclude_no_weight_decay=False, **kwargs)
 
 
+def _deit_cfg(flops_g: float, params_m: float) -> dict[str, Any]:
+    """DeiT: timm's recipe keeps ``no_weight_decay()`` out of weight decay."""
+    return model_cfg(exclude_no_weight_decay=True, published=dict(flops_g=flops_g, params_m=params_m, source="DeiT"))
+
+
+_CONV_FIRST = "patch_embed.stem.0.conv"
 _SMALL_IMAGE_CFG = dict(input_size=(3, 32, 32), crop_pct=1.0, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
 
 
-def _create(name: str, arch: dict[str, Any], pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
-    return build_with_cfg(VisionTransformer, name, arch, pretrained=pretrained, **kwargs)
-
-
-def _vit_p(embed_dim: int, mlp_dim: int, num_heads: int, depth: int) -> dict[str, Any]:
-    return dict(embed_dim=embed_dim, mlp_dim=mlp_dim, num_heads=num_heads, depth=depth, patch_size=16)
-
-
-def _vit_c(
-    embed_dim: int, mlp_dim: int, num_heads: int, depth: int, channels: Sequence[int], strides: Sequence[int]
-) -> dict[str, Any]:
-    return dict(
-        embed_dim=embed_dim, mlp_dim=mlp_dim, num_heads=num_heads, depth=depth, patch_size=math.prod(strides),
-        stem_type="conv", stem_channels=tuple(channels), stem_strides=tuple(strides),
-    )
-
-
-_C_STEM_18GF = dict(channels=(64, 128, 128, 256, 256, 512), strides=(2, 2, 1, 2, 1, 2))
-_CONV_FIRST = "patch_embed.stem.0.conv"
+def _create(name: str, pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
+    return build_with_cfg(VisionTransformer, name, {}, pretrained=pretrained, **kwargs)
 
 
 # ViT_P (paper Table 1, left): 16x16 patchify stem.
-@register_model(cfg=_cfg())
+@register_model(cfg=_pycls_cfg((1.1, 4.8, 5.5)))
 def vit_p_1gf(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
     """ViT_P-1GF (~ViT-Tiny): 192 wide, 12 blocks, 3 heads, MLP 576."""
-    return _create("vit_p_1gf", _vit_p(192, 576, 3, 12), pretrained, **kwargs)
+    model_args = dict(patch_size=16, embed_dim=192, depth=12, num_heads=3, mlp_dim=576)
+    return _create("vit_p_1gf", pretrained, **dict(model_args, **kwargs))
 
 
-@register_model(cfg=_cfg())
+@register_model(cfg=_pycls_cfg((3.9, 18.5, 11.1)))
 def vit_p_4gf(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
     """ViT_P-4GF (~ViT-Small): 384 wide, 12 blocks, 6 heads, MLP 1152."""
-    return _create("vit_p_4gf", _vit_p(384, 1152, 6, 12), pretrained, **kwargs)
+    model_args = dict(patch_size=16, embed_dim=384, depth=12, num_heads=6, mlp_dim=1152)
+    return _create("vit_p_4gf", pretrained, **dict(model_args, **kwargs))
 
 
-@register_model(cfg=_cfg())
+@register_model(cfg=_pycls_cfg((17.5, 86.6, 24.0)))
 def vit_p_18gf(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
     """ViT_P-18GF (= ViT-Base): 768 wide, 12 blocks, 12 heads, MLP 3072."""
-    return _create("vit_p_18gf", _vit_p(768, 3072, 12, 12), pretrained, **kwargs)
+    model_args = dict(patch_size=16, embed_dim=768, depth=12, num_heads=12, mlp_dim=3072)
+    return _create("vit_p_18gf", pretrained, **dict(model_args, **kwargs))
 
 
-@register_model(cfg=_cfg())
+@register_model(cfg=_pycls_cfg((35.9, 178.4, 37.3)))
 def vit_p_36gf(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
     """ViT_P-36GF (3/5 ViT-Large): 1024 wide, 14 blocks, 16 heads, MLP 4096."""
-    return _create("vit_p_36gf", _vit_p(1024, 4096, 16, 14), pretrained, **kwargs)
+    model_args = dict(patch_size=16, embed_dim=1024, depth=14, num_heads=16, mlp_dim=4096)
+    return _create("vit_p_36gf", pretrained, **dict(model_args, **kwargs))
 
 
-# ViT_C (paper Table 1, right): conv stem, one block fewer.
-@register_model(cfg=_cfg(first_conv=_CONV_FIRST))
+# ViT_C (paper Table 1, right): conv stem (strides multiply to the patch size), one block fewer.
+@register_model(cfg=_pycls_cfg((1.1, 4.6, 5.7), first_conv=_CONV_FIRST))
 def vit_c_1gf(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
     """ViT_C-1GF: stem 24-48-96-192 (stride 2 each) + 1x1, 11 blocks of ViT_P-1GF's width."""
-    return _create("vit_c_1gf", _vit_c(192, 576, 3, 11, (24, 48, 96, 192), (2, 2, 2, 2)), pretrained, **kwargs)
+    model_args = dict(
+        patch_size=16, embed_dim=192, depth=11, num_heads=3, mlp_dim=576,
+        stem_type="conv", stem_channels=(24, 48, 96, 192), stem_strides=(2, 2, 2, 2),
+    )
+    return _create("vit_c_1gf", pretrained, **dict(model_args, **kwargs))
 
 
-@register_model(cfg=_cfg(first_conv=_CONV_FIRST))
+@register_model(cfg=_pycls_cfg((4.0, 17.8, 11.3), first_conv=_CONV_FIRST))
 def vit_c_4gf(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
     """ViT_C-4GF: stem 48-96-192-384 (stride 2 each) + 1x1, 11 blocks of ViT_P-4GF's width."""
-    return _create("vit_c_4gf", _vit_c(384, 1152, 6, 11, (48, 96, 192, 384), (2, 2, 2, 2)), pretrained, **kwargs)
+    model_args = dict(
+        patch_size=16, embed_dim=384, depth=11, num_heads=6, mlp_dim=1152,
+        stem_type="conv", stem_channels=(48, 96, 192, 384), stem_strides=(2, 2, 2, 2),
+    )
+    return _create("vit_c_4gf", pretrained, **dict(model_args, **kwargs))
 
 
-@register_model(cfg=_cfg(first_conv=_CONV_FIRST))
+@register_model(cfg=_pycls_cfg((17.7, 81.6, 24.1), first_conv=_CONV_FIRST))
 def vit_c_18gf(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
     """ViT_C-18GF: stem 64-128-128-256-256-512 (strides 2,2,1,2,1,2) + 1x1, 11 blocks."""
-    return _create("vit_c_18gf", _vit_c(768, 3072, 12, 11, **_C_STEM_18GF), pretrained, **kwargs)
+    model_args = dict(
+        patch_size=16, embed_dim=768, depth=11, num_heads=12, mlp_dim=3072,
+        stem_type="conv", stem_channels=(64, 128, 128, 256, 256, 512), stem_strides=(2, 2, 1, 2, 1, 2),
+    )
+    return _create("vit_c_18gf", pretrained, **dict(model_args, **kwargs))
 
 
-@register_model(cfg=_cfg(first_conv=_CONV_FIRST))
+@register_model(cfg=_pycls_cfg((35.0, 167.8, 36.7), first_conv=_CONV_FIRST))
 def vit_c_36gf(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
     """ViT_C-36GF: the 18GF stem + 1x1, 13 blocks 1024 wide."""
-    return _create("vit_c_36gf", _vit_c(1024, 4096, 16, 13, **_C_STEM_18GF), pretrained, **kwargs)
+    model_args = dict(
+        patch_size=16, embed_dim=1024, depth=13, num_heads=16, mlp_dim=4096,
+        stem_type="conv", stem_channels=(64, 128, 128, 256, 256, 512), stem_strides=(2, 2, 1, 2, 1, 2),
+    )
+    return _create("vit_c_36gf", pretrained, **dict(model_args, **kwargs))
 
 
 # Small-image variants (28-32 px, e.g. Fashion-MNIST, CIFAR): patch size 4, ViT_C stem strides 2, 1, 2.
-# Each ViT_C has its ViT_P twin's flops: the stem replaces `blocks` transformer blocks. The tiny stem costs
-# one block, as in the paper. The nano stem is heavier (~40% of the flops, 3 blocks), because a 64-wide block
-# is so cheap that a one-block stem is only 16-32-80 channels wide. Measured on Fashion-MNIST with
+# Each ViT_C has its ViT_P twin's flops: the stem replaces transformer blocks. The tiny stem (48-96-192) costs
+# one block, as in the paper. The nano stem (32-64-112) is heavier (~40% of the flops, 3 blocks), because a
+# 64-wide block is so cheap that a one-block stem is only 16-32-80 channels wide. Measured on Fashion-MNIST with
 # configs/fashion_mnist/vit_c.yaml: 4 epochs 90.32% top-1 (stem 32-64-128, 5 blocks) vs 89.46% (stem
 # 16-32-80, 7 blocks), and 1.21x the training images/s on a 2-core CPU (convolutions run closer to peak
 # than 64-wide matmuls). The registered nano stem ends at 112 channels to match ViT_P's flops within 0.2%.
@@ -273,60 +286,57 @@ def vit_c_36gf(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
 # at the same flops and speed. It has 6 / 3 blocks rather than 8 / 5: a 10-minute CPU budget buys more from
 # epochs than from depth (linear-decay recipe: 5 blocks x 5 epochs 91.20%, 4 x 5 91.13% / 90.94% (seeds 0, 1),
 # 3 x 6 91.15% / 91.40% at about the 4 x 5 wall time; other screens: README, "Results").
-_SMALL_C_STRIDES = (2, 1, 2)
-_SMALL_C_STEMS = {64: ((32, 64, 112), 3), 192: ((48, 96, 192), 1)}  # embed_dim: (stem channels, blocks replaced)
-
-
-def _small(embed_dim: int, heads: int, depth_p: int, conv: bool) -> dict[str, Any]:
-    mlp_dim = 3 * embed_dim
-    if not conv:
-        return dict(embed_dim=embed_dim, mlp_dim=mlp_dim, num_heads=heads, depth=depth_p, patch_size=4, img_size=32)
-    channels, blocks = _SMALL_C_STEMS[embed_dim]
-    return {**_vit_c(embed_dim, mlp_dim, heads, depth_p - blocks, channels, _SMALL_C_STRIDES), "img_size": 32}
-
-
-@register_model(cfg=_cfg(**_SMALL_IMAGE_CFG))
+@register_model(cfg=_pycls_cfg(**_SMALL_IMAGE_CFG))
 def vit_p_nano_32px(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
     """Small-image ViT_P: 4x4 patchify, 64 wide, 6 blocks, 4 heads of 16 (~0.3M params)."""
-    return _create("vit_p_nano_32px", _small(64, 4, 6, conv=False), pretrained, **kwargs)
+    model_args = dict(img_size=32, patch_size=4, embed_dim=64, depth=6, num_heads=4, mlp_dim=192)
+    return _create("vit_p_nano_32px", pretrained, **dict(model_args, **kwargs))
 
 
-@register_model(cfg=_cfg(first_conv=_CONV_FIRST, **_SMALL_IMAGE_CFG))
+@register_model(cfg=_pycls_cfg(first_conv=_CONV_FIRST, **_SMALL_IMAGE_CFG))
 def vit_c_nano_32px(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
     """Small-image ViT_C: stem 32-64-112 (strides 2,1,2) + 1x1, 64 wide, 3 blocks, 4 heads -- vit_p_nano_32px's flops."""
-    return _create("vit_c_nano_32px", _small(64, 4, 6, conv=True), pretrained, **kwargs)
+    model_args = dict(
+        img_size=32, patch_size=4, embed_dim=64, depth=3, num_heads=4, mlp_dim=192,
+        stem_type="conv", stem_channels=(32, 64, 112), stem_strides=(2, 1, 2),
+    )
+    return _create("vit_c_nano_32px", pretrained, **dict(model_args, **kwargs))
 
 
-@register_model(cfg=_cfg(**_SMALL_IMAGE_CFG))
+@register_model(cfg=_pycls_cfg(**_SMALL_IMAGE_CFG))
 def vit_p_tiny_32px(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
     """Small-image ViT_P: 4x4 patchify, ViT_P-1GF's width (192), 12 blocks."""
-    return _create("vit_p_tiny_32px", _small(192, 3, 12, conv=False), pretrained, **kwargs)
+    model_args = dict(img_size=32, patch_size=4, embed_dim=192, depth=12, num_heads=3, mlp_dim=576)
+    return _create("vit_p_tiny_32px", pretrained, **dict(model_args, **kwargs))
 
 
-@register_model(cfg=_cfg(first_conv=_CONV_FIRST, **_SMALL_IMAGE_CFG))
+@register_model(cfg=_pycls_cfg(first_conv=_CONV_FIRST, **_SMALL_IMAGE_CFG))
 def vit_c_tiny_32px(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
     """Small-image ViT_C: stem 48-96-192 (strides 2,1,2) + 1x1, 192 wide, 11 blocks -- vit_p_tiny_32px's flops."""
-    return _create("vit_c_tiny_32px", _small(192, 3, 12, conv=True), pretrained, **kwargs)
+    model_args = dict(
+        img_size=32, patch_size=4, embed_dim=192, depth=11, num_heads=3, mlp_dim=576,
+        stem_type="conv", stem_channels=(48, 96, 192), stem_strides=(2, 1, 2),
+    )
+    return _create("vit_c_tiny_32px", pretrained, **dict(model_args, **kwargs))
 
 
 # DeiT (Touvron et al.): ViT with timm's init, MLP ratio 4.
-def _deit(embed_dim: int, num_heads: int) -> dict[str, Any]:
-    return dict(embed_dim=embed_dim, num_heads=num_heads, depth=12, patch_size=16, weight_init="timm")
-
-
-@register_model(cfg=_cfg())
+@register_model(cfg=_deit_cfg(1.26, 5.72))
 def deit_tiny(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
     """DeiT-Tiny: 192 wide, 3 heads, 12 blocks (timm deit_tiny_patch16_224)."""
-    return _create("deit_tiny", _deit(192, 3), pretrained, **kwargs)
+    model_args = dict(patch_size=16, embed_dim=192, depth=12, num_heads=3, weight_init="timm")
+    return _create("deit_tiny", pretrained, **dict(model_args, **kwargs))
 
 
-@register_model(cfg=_cfg())
+@register_model(cfg=_deit_cfg(4.61, 22.05))
 def deit_small(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
     """DeiT-Small: 384 wide, 6 heads, 12 blocks (timm deit_small_patch16_224)."""
-    return _create("deit_small", _deit(384, 6), pretrained, **kwargs)
+    model_args = dict(patch_size=16, embed_dim=384, depth=12, num_heads=6, weight_init="timm")
+    return _create("deit_small", pretrained, **dict(model_args, **kwargs))
 
 
-@register_model(cfg=_cfg())
+@register_model(cfg=_deit_cfg(17.58, 86.57))
 def deit_base(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
     """DeiT-Base: 768 wide, 12 heads, 12 blocks (timm deit_base_patch16_224)."""
-    return _create("deit_base", _deit(768, 12), pretrained, **kwargs)
+    model_args = dict(patch_size=16, embed_dim=768, depth=12, num_heads=12, weight_init="timm")
+    return _create("deit_base", pretrained, **dict(model_args, **kwargs))
