@@ -129,14 +129,20 @@ class VisionTransformer(TokenModel):
     # ------------------------------------------------------------------ init
     @torch.no_grad()
     def _init_pycls(self) -> None:
-        """pycls ``init_weights_vit`` (facebookresearch/pycls, pycls/models/vit.py)."""
+        """pycls ``init_weights_vit``: facebookresearch/pycls ``pycls/models/vit.py`` as of commit
+        5719de641657c251f807c20a1fcf8ef6f4b60144 (its init unchanged since 8709e4f "Add VitConv configs",
+        which set the conv stem's init; the first ViT commit d74b462 left the 3x3 convs at PyTorch's default
+        and drew the 1x1 with sqrt(2 / out_channels)). The stds use ``out_channels`` alone, not
+        ``k * k * out_channels``."""
         stem = self.patch_embed
         if isinstance(stem, PatchifyStem):
             fan_in = stem.proj.in_channels * stem.proj.kernel_size[0] * stem.proj.kernel_size[1]
             trunc_normal_(stem.proj.weight, std=math.sqrt(1.0 / fan_in))
             nn.init.zeros_(stem.proj.bias)
-        else:  # 3x3 stem convs keep PyTorch's default init; the last 1x1 conv:
-            nn.init.normal_(stem.proj.weight, std=math.sqrt(2.0 / stem.proj.out_channels))
+        else:
+            for layer in stem.stem:  # the 3x3 convs (no bias; BN keeps PyTorch's default)
+                nn.init.normal_(layer.conv.weight, std=math.sqrt(2.0 / layer.conv.out_channels))
+            nn.init.normal_(stem.proj.weight, std=math.sqrt(1.0 / stem.proj.out_channels))  # the last 1x1 conv
             nn.init.zeros_(stem.proj.bias)
         for block in self.blocks:
             nn.init.xavier_uniform_(block.attn.qkv.weight)
