@@ -28,9 +28,6 @@ from convvit.models.registry import build_with_cfg, model_cfg, register_model
 
 __all__ = ["CvT", "ConvAttention", "ConvEmbed", "ConvProjection", "CvTStage", "QuickGELUMlp", "tokens_to_map"]
 
-_QUICK_GELU_ALPHA = 1.702
-
-
 class ConvEmbed(nn.Module):
     """Convolutional token embedding: overlapping strided Conv2d, then LayerNorm over channels (keys ``proj``, ``norm``)."""
 
@@ -129,8 +126,11 @@ class QuickGELUMlp(Mlp):
     ``Mlp(act_layer=QuickGELU)``.
     """
 
+    __constants__ = ["alpha"]  # TorchScript reads it as a constant
+    alpha = 1.702
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        a = _QUICK_GELU_ALPHA
+        a = self.alpha
         h = F.silu(F.linear(x, self.fc1.weight * a, self.fc1.bias * a))
         return self.drop(F.linear(self.drop(h), self.fc2.weight * (1.0 / a), self.fc2.bias))
 
