@@ -34,7 +34,8 @@ def _fmt_table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
 
 
 def _display_row(name: str, cx: dict, size: int | tuple) -> dict:
-    from convvit.models.complexity import PUBLISHED_COMPLEXITY
+    import convvit
+    from convvit.models.complexity import published_figures
 
     row = dict(
         model=name,
@@ -44,9 +45,11 @@ def _display_row(name: str, cx: dict, size: int | tuple) -> dict:
         acts=f"{cx['acts'] / 1e6:.2f}",
         paper="",
     )
-    if name in PUBLISHED_COMPLEXITY and size in (224, (224, 224)):
-        f, p, a = PUBLISHED_COMPLEXITY[name]
-        row["paper"] = f"{f} / {p} / {a}"
+    published = published_figures(name)
+    default_size = convvit.default_cfg(name)["input_size"][1]
+    if published and size in (default_size, (default_size, default_size)):
+        figures = (published.get(k) for k in ("flops_g", "params_m", "acts_m"))
+        row["paper"] = " / ".join("-" if v is None else str(v) for v in figures)
     return row
 
 

@@ -35,11 +35,23 @@ def test_pycls_initialisation():
     bound = math.sqrt(6 / (fc1.in_features + fc1.out_features))  # xavier uniform
     assert fc1.weight.abs().max() <= bound and fc1.weight.abs().max() > 0.9 * bound
     assert fc1.bias.abs().max() < 1e-4  # normal(std=1e-6)
-    proj = m.patch_embed.proj
-    assert abs(proj.weight.std().item() - math.sqrt(2.0 / proj.out_channels)) < 0.01
     p = convvit.create_model("vit_p_1gf", img_size=64)
     fan_in = 3 * 16 * 16
     assert abs(p.patch_embed.proj.weight.std().item() - 0.88 * math.sqrt(1 / fan_in)) < 0.01  # truncated normal
+
+
+def test_pycls_conv_stem_initialisation():
+    """pycls/models/vit.py (commit 5719de6, init as of 8709e4f): 3x3 convs normal(0, sqrt(2 / out_channels)),
+    the last 1x1 conv normal(0, sqrt(1 / out_channels)) with zero bias."""
+    torch.manual_seed(0)
+    m = convvit.create_model("vit_c_4gf", img_size=64)
+    for layer in m.patch_embed.stem:
+        w = layer.conv.weight
+        assert w.mean().abs() < 0.1 * w.std()
+        assert w.std().item() == pytest.approx(math.sqrt(2.0 / w.shape[0]), rel=0.05), w.shape
+    proj = m.patch_embed.proj
+    assert proj.weight.std().item() == pytest.approx(math.sqrt(1.0 / proj.out_channels), rel=0.02)
+    assert torch.count_nonzero(proj.bias) == 0
 
 
 def test_mean_pool_classifier_has_no_class_token():

@@ -7,7 +7,7 @@ import convvit
 from convvit.training.optim import (
     WarmupDecay,
     build_optimizer,
-    decays_model_no_weight_decay,
+    excludes_no_weight_decay,
     fused_supported,
     warmup_decay,
 )
@@ -30,11 +30,33 @@ def test_no_decay_groups(exclude):
     assert decay["pos_embed"] == decay["cls_token"] == (0.0 if exclude else 0.2)
 
 
-def test_family_defaults():
-    assert decays_model_no_weight_decay("vit_c_4gf") and decays_model_no_weight_decay("vit_p_1gf")
-    assert not decays_model_no_weight_decay("deit_tiny")
-    assert not decays_model_no_weight_decay("convit_tiny")
-    assert not decays_model_no_weight_decay("cvt_13")
+def test_family_defaults_come_from_the_model_cfg():
+    with torch.device("meta"):
+        models = {n: convvit.create_model(n) for n in ("vit_c_4gf", "vit_p_1gf", "deit_tiny", "convit_tiny", "cvt_13")}
+    assert not excludes_no_weight_decay(models["vit_c_4gf"]) and not excludes_no_weight_decay(models["vit_p_1gf"])
+    assert excludes_no_weight_decay(models["deit_tiny"])
+    assert excludes_no_weight_decay(models["convit_tiny"])
+    assert excludes_no_weight_decay(models["cvt_13"])
+    assert excludes_no_weight_decay(torch.nn.Linear(2, 2))  # no cfg: timm's convention
+
+
+def test_a_model_registered_under_a_new_name_gets_its_family_policy(monkeypatch):
+    from convvit.models import registry
+    from convvit.models.registry import build_with_cfg, register_model
+    from convvit.models.vit import VisionTransformer, _pycls_cfg
+
+    # register into throw-away copies of the registries, so that other tests see the usual model list
+    monkeypatch.setattr(registry, "_builders", dict(registry._builders))
+    monkeypatch.setattr(registry, "_default_cfgs", dict(registry._default_cfgs))
+    monkeypatch.setattr(registry, "_register_into_timm", lambda name, fn: None)
+
+    @register_model(cfg=_pycls_cfg())
+    def test_optim_custom_vit_c(pretrained=False, **kwargs):
+        model_args = dict(img_size=32, patch_size=4, embed_dim=32, depth=1, num_heads=2,
+                          stem_type="conv", stem_channels=(16, 32), stem_strides=(2, 2))
+        return build_with_cfg(VisionTransformer, "test_optim_custom_vit_c", {}, **dict(model_args, **kwargs))
+
+    assert not excludes_no_weight_decay(convvit.create_model("test_optim_custom_vit_c"))
 
 
 def test_sgd_nesterov_and_momentum():

@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-__all__ = ["count_complexity"]
+__all__ = ["count_complexity", "published_figures"]
 
 aten = torch.ops.aten
 
@@ -142,15 +142,10 @@ def count_complexity(
     return dict(params=sum(p.numel() for p in model.parameters()), flops=counter.flops, acts=counter.acts)
 
 
-# Published figures (flops G, params M, acts M) at 224 px, for side-by-side display and tests.
-PUBLISHED_COMPLEXITY: dict[str, tuple[float, float, float]] = {
-    # "Early Convolutions Help Transformers See Better", Table 1
-    "vit_p_1gf": (1.1, 4.8, 5.5),
-    "vit_p_4gf": (3.9, 18.5, 11.1),
-    "vit_p_18gf": (17.5, 86.6, 24.0),
-    "vit_p_36gf": (35.9, 178.4, 37.3),
-    "vit_c_1gf": (1.1, 4.6, 5.7),
-    "vit_c_4gf": (4.0, 17.8, 11.3),
-    "vit_c_18gf": (17.7, 81.6, 24.1),
-    "vit_c_36gf": (35.0, 167.8, 36.7),
-}
+def published_figures(name: str) -> dict[str, float] | None:
+    """The figures the model's paper or official code publishes at its default input size, from its
+    ``pretrained_cfg["published"]`` (``flops_g``, ``params_m``, optionally ``acts_m``, and ``source``), or None."""
+    from convvit.models.registry import default_cfg
+
+    published = default_cfg(name).get("published")
+    return dict(published) if published else None

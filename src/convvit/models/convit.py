@@ -13,17 +13,16 @@ timm and official ConViT checkpoints load as they are.
 """
 from __future__ import annotations
 
-import math
-from typing import Any, Sequence
+from functools import partial
+from typing import Any, Iterator, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from timm.layers import resample_abs_pos_embed, trunc_normal_
-from timm.models._features import feature_take_indices
-from torch.utils.checkpoint import checkpoint
+from timm.layers import trunc_normal_
 
-from convvit.models.layers import Attention, Block, PlainTokenModel, check_global_pool
+from convvit.models._base import TokenModel
+from convvit.models.layers import Attention, Block, head_dim
 from convvit.models.registry import build_with_cfg, model_cfg, register_model
 from convvit.models.stems import PatchifyStem, token_grid
 
@@ -57,10 +56,8 @@ class GatedPositionalAttention(nn.Module):
         locality_strength: float = 1.0,
     ) -> None:
         super().__init__()
-        if dim % num_heads:
-            raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
         self.num_heads = num_heads
-        self.head_dim = dim // num_heads
+        self.head_dim = head_dim(dim, num_heads)
         self.scale = self.head_dim**-0.5
         self.locality_strength = locality_strength
         self.qk = nn.Linear(dim, dim * 2, bias=qkv_bias)
@@ -104,8 +101,10 @@ class GatedPositionalAttention(nn.Module):
         attn = (1.0 - gate) * content + gate * self.positional_attention(rel_pos)
         return attn / attn.sum(dim=-1, keepdim=True)
 
-    def forward(self, x: torch.Tensor, rel_pos: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
+        """(B, N, C) patch tokens on a ``grid`` of H' x W' patches -> (B, N, C)."""
         B, N, C = x.shape
+        rel_pos = relative_positions(grid, x.device).to(x.dtype)  # (N, N, 3)
         if self.training and self.attn_drop > 0:  # dropout acts on the gated map: build it
             q, k, v = self._qkv(x)
             attn = F.dropout(self.attention_map(x, rel_pos), self.attn_drop)
@@ -122,11 +121,11 @@ class GatedPositionalAttention(nn.Module):
         return self.proj_drop(self.proj(x))
 
 
-class ConViT(PlainTokenModel, nn.Module):
+class ConViT(TokenModel):
     """ConViT: a DeiT whose first ``local_up_to_layer`` blocks use gated positional self-attention.
 
     Args:
-        img_size: input size (the position embedding and relative positions are built for it).
+        img_size: input size (the position embedding is built for it).
         patch_size: patch size of the patchify stem.
         in_chans, num_classes: input channels, classifier outputs (0: no classifier).
         global_pool: ``"token"`` (class token, the paper's) or ``"avg"`` (mean of patch tokens).
@@ -159,18 +158,14 @@ class ConViT(PlainTokenModel, nn.Module):
         drop_path_rate: float = 0.0,
         dynamic_img_size: bool = False,
     ) -> None:
-        super().__init__()
-        global_pool = check_global_pool(global_pool, has_class_token=True)
+        # num_prefix_tokens counts the class token of the output sequence; the position embedding has no class slot
+        super().__init__(num_classes, global_pool, 1, in_chans)
         if not 0 <= local_up_to_layer <= depth:
             raise ValueError(f"local_up_to_layer must be in [0, depth={depth}], got {local_up_to_layer}")
-        self.num_classes = num_classes
-        self.in_chans = in_chans
-        self.global_pool = global_pool
-        self.num_features = self.head_hidden_size = self.embed_dim = embed_dim
+        self.embed_dim = embed_dim
         self.local_up_to_layer = local_up_to_layer
-        self.num_prefix_tokens = 1  # in the output sequence; the position embedding has no class slot
         self.dynamic_img_size = dynamic_img_size
-        self.grad_checkpointing = False
+        norm_layer = partial(nn.LayerNorm, eps=norm_eps)
 
         self.patch_embed = PatchifyStem(img_size, patch_size, in_chans, embed_dim)
         self.img_size = self.patch_embed.img_size
@@ -180,10 +175,8 @@ class ConViT(PlainTokenModel, nn.Module):
             nn.Parameter(torch.zeros(1, self.patch_embed.num_patches, embed_dim)) if use_pos_embed else None
         )
         self.pos_drop = nn.Dropout(pos_drop_rate) if pos_drop_rate > 0 else nn.Identity()
-        self.register_buffer("rel_pos", relative_positions(self.patch_embed.grid_size), persistent=False)
 
-        mlp_dim = int(embed_dim * mlp_ratio)
-        dpr = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]  # stochastic depth decay rule
+        dpr = self.drop_path_rates(drop_path_rate, depth)
         self.blocks = nn.ModuleList(
             Block(
                 embed_dim,
@@ -192,145 +185,93 @@ class ConViT(PlainTokenModel, nn.Module):
                 )
                 if i < local_up_to_layer
                 else Attention(embed_dim, num_heads, qkv_bias, attn_drop_rate, proj_drop_rate),
-                mlp_dim,
+                int(embed_dim * mlp_ratio),
                 drop_path=dpr[i],
-                norm_eps=norm_eps,
+                norm_layer=norm_layer,
                 proj_drop=proj_drop_rate,
             )
             for i in range(depth)
         )
         self.feature_info = [dict(module=f"blocks.{i}", num_chs=embed_dim, reduction=patch_size) for i in range(depth)]
-        self.norm = nn.LayerNorm(embed_dim, eps=norm_eps)
-        self.head_drop = nn.Dropout(drop_rate) if drop_rate > 0 else nn.Identity()
-        self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+        self._init_head(embed_dim, norm_layer, drop_rate)
         self._init_weights()
 
     @torch.no_grad()
     def _init_weights(self) -> None:
-        """timm / official init: trunc-normal(0.02) linears and embeddings, then GPSA's local init."""
+        """timm / official init: trunc-normal(0.02) embeddings, timm's loop, then GPSA's local init."""
         if self.pos_embed is not None:
             trunc_normal_(self.pos_embed, std=0.02)
         trunc_normal_(self.cls_token, std=0.02)
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                trunc_normal_(m.weight, std=0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        self._init_timm_layers()
         for m in self.modules():
             if isinstance(m, GatedPositionalAttention):
                 m.local_init()
 
     # ------------------------------------------------------------------ forward
-    def _embed(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
-        """Patch tokens with position embedding (B, N, D), the relative positions and the grid."""
-        grid = token_grid(*x.shape[-2:], self.img_size, self.patch_size, self.dynamic_img_size)
+    def _embed(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
+        """(B, C, H, W) -> patch tokens with position embedding (B, N, D) (no class token yet) and the grid."""
+        grid = token_grid(x.shape[-2], x.shape[-1], self.img_size, self.patch_size, self.dynamic_img_size)
         x = self.patch_embed(x)  # (B, N, D)
         if self.pos_embed is not None:
-            pos_embed = self.pos_embed
-            if grid != self.patch_embed.grid_size:
-                pos_embed = resample_abs_pos_embed(
-                    pos_embed, list(grid), list(self.patch_embed.grid_size), num_prefix_tokens=0
-                )
-            x = x + pos_embed
-        rel_pos = self.rel_pos if grid == self.patch_embed.grid_size else relative_positions(grid, x.device)
-        return self.pos_drop(x), rel_pos.to(x.dtype), grid
+            x = x + self._pos_embed_for(grid)
+        return self.pos_drop(x), grid
 
-    def _block(self, i: int, x: torch.Tensor, rel_pos: torch.Tensor) -> torch.Tensor:
-        """Run block ``i`` (joining the class token first where it is due)."""
-        if i == self.local_up_to_layer:
-            x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)  # (B, 1 + N, D)
-        args = (rel_pos,) if i < self.local_up_to_layer else ()
-        block = self.blocks[i]
-        if self.grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting():
-            return checkpoint(block, x, *args, use_reentrant=False)
-        return block(x, *args)
+    def _join_class_token(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)  # (B, 1 + N, D)
 
-    def _finish(self, x: torch.Tensor) -> torch.Tensor:
-        if self.local_up_to_layer == len(self.blocks):  # no plain block: the class token joins at the end
-            x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
+    def _iter_blocks(self, x: torch.Tensor) -> Iterator[Tuple[torch.Tensor, int, Tuple[int, int]]]:
+        x, grid = self._embed(x)
+        for i, block in enumerate(self.blocks):
+            if i == self.local_up_to_layer:
+                x = self._join_class_token(x)
+            x = block(x, grid)
+            yield x, int(i >= self.local_up_to_layer), grid
+
+    def _final_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        if self.local_up_to_layer >= len(self.blocks):  # no plain block: the class token joins at the end
+            x = self._join_class_token(x)
         return self.norm(x)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> normalised tokens (B, 1 + N, D), class token first."""
-        x, rel_pos, _ = self._embed(x)
-        for i in range(len(self.blocks)):
-            x = self._block(i, x, rel_pos)
-        return self._finish(x)
+        x, grid = self._embed(x)
+        for i, block in enumerate(self.blocks):
+            if i == self.local_up_to_layer:
+                x = self._join_class_token(x)
+            x = block(x, grid)
+        return self._final_tokens(x)
 
-    def forward_intermediates(
-        self,
-        x: torch.Tensor,
-        indices: int | list[int] | None = None,
-        return_prefix_tokens: bool = False,
-        norm: bool = False,
-        stop_early: bool = False,
-        output_fmt: str = "NCHW",
-        intermediates_only: bool = False,
-    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
-        """Outputs of the chosen blocks (timm's contract): the last ``indices`` blocks if an int, else those.
-
-        Intermediates hold the patch tokens as (B, D, H', W') maps (``"NCHW"``) or (B, N, D) (``"NLC"``);
-        with ``return_prefix_tokens`` each comes with the class token ((B, 0, D) before it joins).
-        """
-        if output_fmt not in ("NCHW", "NLC"):
-            raise ValueError(f"output_fmt must be 'NCHW' or 'NLC', got {output_fmt!r}")
-        take_indices, max_index = feature_take_indices(len(self.blocks), indices)
-        B = x.shape[0]
-        x, rel_pos, grid = self._embed(x)
-        last = max_index if stop_early else len(self.blocks) - 1
-        intermediates = []
-        for i in range(last + 1):
-            x = self._block(i, x, rel_pos)
-            if i in take_indices:
-                y = self.norm(x) if norm else x
-                n_prefix = 1 if i >= self.local_up_to_layer else 0
-                tokens = y[:, n_prefix:]
-                if output_fmt == "NCHW":
-                    tokens = tokens.reshape(B, *grid, -1).permute(0, 3, 1, 2).contiguous()
-                intermediates.append((tokens, y[:, :n_prefix]) if return_prefix_tokens else tokens)
-        if intermediates_only:
-            return intermediates
-        for i in range(last + 1, len(self.blocks)):
-            x = self._block(i, x, rel_pos)
-        return self._finish(x), intermediates
-
-    def prune_intermediate_layers(
-        self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
-    ) -> list[int]:
-        """Drop the blocks after the last one ``indices`` asks for (and optionally norm and head)."""
-        take_indices, max_index = feature_take_indices(len(self.blocks), indices)
-        self.blocks = self.blocks[: max_index + 1]
-        self.local_up_to_layer = min(self.local_up_to_layer, len(self.blocks))
-        if prune_norm:
-            self.norm = nn.Identity()
-        if prune_head:
-            self.reset_classifier(0, "")
-        return take_indices
+    def _prune_blocks(self, keep: int) -> None:
+        super()._prune_blocks(keep)
+        self.local_up_to_layer = min(self.local_up_to_layer, keep)
 
 
-# ---------------------------------------------------------------------- builders
-def _create(name: str, num_heads: int, pretrained: bool = False, **kwargs: Any) -> ConViT:
-    """ConViT widths are 48 per head; 10 GPSA blocks then 2 plain ones."""
-    arch = dict(embed_dim=48 * num_heads, num_heads=num_heads, depth=12, local_up_to_layer=10, locality_strength=1.0)
-    return build_with_cfg(ConViT, name, arch, pretrained=pretrained, **kwargs)
+# ---------------------------------------------------------------------- configs and builders
+def _cfg(flops_g: float, params_m: float) -> dict[str, Any]:
+    """ConViT trains with DeiT's recipe: ``no_weight_decay()`` stays out of weight decay."""
+    return model_cfg(exclude_no_weight_decay=True, published=dict(flops_g=flops_g, params_m=params_m, source="ConViT"))
 
 
-@register_model(cfg=model_cfg())
+def _create(name: str, pretrained: bool = False, **kwargs: Any) -> ConViT:
+    return build_with_cfg(ConViT, name, {}, pretrained=pretrained, **kwargs)
+
+
+@register_model(cfg=_cfg(1.26, 5.71))
 def convit_tiny(pretrained: bool = False, **kwargs: Any) -> ConViT:
-    """ConViT-Ti: 4 heads x 48 = 192 wide, 12 blocks (5.7M params)."""
-    return _create("convit_tiny", 4, pretrained, **kwargs)
+    """ConViT-Ti: 4 heads x 48 = 192 wide, 12 blocks, 10 of them GPSA (5.7M params)."""
+    model_args = dict(embed_dim=192, num_heads=4, depth=12, local_up_to_layer=10, locality_strength=1.0)
+    return _create("convit_tiny", pretrained, **dict(model_args, **kwargs))
 
 
-@register_model(cfg=model_cfg())
+@register_model(cfg=_cfg(5.76, 27.78))
 def convit_small(pretrained: bool = False, **kwargs: Any) -> ConViT:
-    """ConViT-S: 9 heads x 48 = 432 wide, 12 blocks (27.8M params)."""
-    return _create("convit_small", 9, pretrained, **kwargs)
+    """ConViT-S: 9 heads x 48 = 432 wide, 12 blocks, 10 of them GPSA (27.8M params)."""
+    model_args = dict(embed_dim=432, num_heads=9, depth=12, local_up_to_layer=10, locality_strength=1.0)
+    return _create("convit_small", pretrained, **dict(model_args, **kwargs))
 
 
-@register_model(cfg=model_cfg())
+@register_model(cfg=_cfg(17.52, 86.54))
 def convit_base(pretrained: bool = False, **kwargs: Any) -> ConViT:
-    """ConViT-B: 16 heads x 48 = 768 wide, 12 blocks (86.5M params)."""
-    return _create("convit_base", 16, pretrained, **kwargs)
+    """ConViT-B: 16 heads x 48 = 768 wide, 12 blocks, 10 of them GPSA (86.5M params)."""
+    model_args = dict(embed_dim=768, num_heads=16, depth=12, local_up_to_layer=10, locality_strength=1.0)
+    return _create("convit_base", pretrained, **dict(model_args, **kwargs))

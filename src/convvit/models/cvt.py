@@ -14,22 +14,19 @@ and Hugging Face checkpoints onto them.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from functools import partial
+from typing import Any, Callable, Iterator, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import trunc_normal_
-from timm.models._features import feature_take_indices
-from torch.utils.checkpoint import checkpoint
 
-from convvit.models.layers import Block, Mlp, QuickGELU, TokenClassifier, check_global_pool, get_act_layer
+from convvit.models._base import TokenModel
+from convvit.models.layers import Block, Mlp, QuickGELU, get_act_layer, head_dim
 from convvit.models.registry import build_with_cfg, model_cfg, register_model
 
-__all__ = ["CvT", "ConvAttention", "ConvEmbed", "ConvProjection", "CvTStage", "QuickGELUMlp"]
-
-_QUICK_GELU_ALPHA = 1.702
-
+__all__ = ["CvT", "ConvAttention", "ConvEmbed", "ConvProjection", "CvTStage", "QuickGELUMlp", "tokens_to_map"]
 
 class ConvEmbed(nn.Module):
     """Convolutional token embedding: overlapping strided Conv2d, then LayerNorm over channels (keys ``proj``, ``norm``)."""
@@ -83,8 +80,7 @@ class ConvAttention(nn.Module):
         with_cls_token: bool = False,
     ) -> None:
         super().__init__()
-        if dim_out % num_heads:
-            raise ValueError(f"dim_out {dim_out} is not divisible by num_heads {num_heads}")
+        head_dim(dim_out, num_heads)  # validates the split
         self.num_heads = num_heads
         self.dim_out = dim_out
         self.scale = dim_out**-0.5
@@ -103,15 +99,17 @@ class ConvAttention(nn.Module):
         B, T, _ = x.shape
         return x.view(B, T, self.num_heads, -1).transpose(1, 2)  # (B, h, T, hd)
 
-    def forward(self, x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
+        """(B, [1 +] H' * W', C) tokens of an H' x W' map -> (B, [1 +] H' * W', D)."""
         B, T, C = x.shape
-        H, W = grid
-        prefix = x[:, :1] if self.with_cls_token else None
-        tokens = x[:, 1:] if self.with_cls_token else x
-        x_map = tokens.transpose(1, 2).reshape(B, C, H, W)  # (B, C, H, W), a channels-last view
-        q, k, v = (proj(x_map) for proj in (self.conv_proj_q, self.conv_proj_k, self.conv_proj_v))
-        if prefix is not None:
-            q, k, v = (torch.cat([prefix, t], dim=1) for t in (q, k, v))  # (B, 1 + N', C)
+        n_prefix = 1 if self.with_cls_token else 0
+        x_map = x[:, n_prefix:].transpose(1, 2).reshape(B, C, grid[0], grid[1])  # (B, C, H', W'), a channels-last view
+        q = self.conv_proj_q(x_map)  # (B, N', C)
+        k = self.conv_proj_k(x_map)
+        v = self.conv_proj_v(x_map)
+        if self.with_cls_token:
+            prefix = x[:, :1]
+            q, k, v = torch.cat([prefix, q], dim=1), torch.cat([prefix, k], dim=1), torch.cat([prefix, v], dim=1)
         q, k, v = self._heads(self.proj_q(q)), self._heads(self.proj_k(k)), self._heads(self.proj_v(v))
         x = F.scaled_dot_product_attention(
             q, k, v, dropout_p=self.attn_drop if self.training else 0.0, scale=self.scale
@@ -128,14 +126,17 @@ class QuickGELUMlp(Mlp):
     ``Mlp(act_layer=QuickGELU)``.
     """
 
+    __constants__ = ["alpha"]  # TorchScript reads it as a constant
+    alpha = 1.702
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        a = _QUICK_GELU_ALPHA
+        a = self.alpha
         h = F.silu(F.linear(x, self.fc1.weight * a, self.fc1.bias * a))
         return self.drop(F.linear(self.drop(h), self.fc2.weight * (1.0 / a), self.fc2.bias))
 
 
 class CvTStage(nn.Module):
-    """Token embedding, optional class token, and blocks; maps (B, C, H, W) -> (B, D, H', W') and the class token."""
+    """Token embedding, optional class token, and blocks: (B, C, H, W) -> tokens (B, [1 +] H' * W', D) and (H', W')."""
 
     def __init__(
         self,
@@ -161,10 +162,13 @@ class CvTStage(nn.Module):
         drop_path: Sequence[float] = (),
     ) -> None:
         super().__init__()
+        norm_layer = partial(nn.LayerNorm, eps=norm_eps)
         self.patch_embed = ConvEmbed(in_chans, embed_dim, patch_size, patch_stride, patch_padding, norm_eps)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim)) if with_cls_token else None
-        self.grad_checkpointing = False
+        self.num_prefix_tokens = int(with_cls_token)
         drop_path = list(drop_path) or [0.0] * depth
+        # Official CvT's QuickGELU MLP, computed in one pass (same keys, same function).
+        mlp_layer = QuickGELUMlp if act_layer is QuickGELU else Mlp
         self.blocks = nn.ModuleList(
             Block(
                 embed_dim,
@@ -175,36 +179,28 @@ class CvTStage(nn.Module):
                 int(embed_dim * mlp_ratio),
                 drop_path=drop_path[j],
                 act_layer=act_layer,
-                norm_eps=norm_eps,
+                norm_layer=norm_layer,
+                mlp_layer=mlp_layer,
                 proj_drop=proj_drop,
             )
             for j in range(depth)
         )
-        for block in self.blocks:
-            if isinstance(block.mlp.act, QuickGELU):
-                hidden = block.mlp.fc1.out_features
-                block.mlp = QuickGELUMlp(embed_dim, hidden, act_layer=QuickGELU, drop=proj_drop)
 
-    def forward_tokens(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
-        """(B, C, H, W) -> tokens (B, [1 +] N, D) after the blocks, class token first, and the grid."""
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
         x, grid = self.patch_embed(x)  # (B, N, D)
         if self.cls_token is not None:
             x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)  # (B, 1 + N, D)
         for block in self.blocks:
-            if self.grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting():
-                x = checkpoint(block, x, grid, use_reentrant=False)
-            else:
-                x = block(x, grid)
+            x = block(x, grid)
         return x, grid
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        x, grid = self.forward_tokens(x)
-        n_prefix = 0 if self.cls_token is None else 1
-        x_map = x[:, n_prefix:].transpose(1, 2).reshape(x.shape[0], -1, *grid)  # (B, D, H', W')
-        return x_map, (x[:, :1] if n_prefix else None)
+
+def tokens_to_map(x: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
+    """Patch tokens (B, H' * W', D) -> map (B, D, H', W')."""
+    return x.transpose(1, 2).reshape(x.shape[0], -1, grid[0], grid[1])
 
 
-class CvT(TokenClassifier, nn.Module):
+class CvT(TokenModel):
     """Convolutional vision Transformer (three stages; no position embedding, so any input size).
 
     Args:
@@ -218,6 +214,8 @@ class CvT(TokenClassifier, nn.Module):
             configs), rising linearly over its blocks; or one rate per stage.
         cls_token: whether the last stage has a class token (needed by ``global_pool="token"``).
     """
+
+    blocks_attr = "stages"
 
     def __init__(
         self,
@@ -246,28 +244,22 @@ class CvT(TokenClassifier, nn.Module):
         drop_path_rate: float | Sequence[float] = 0.1,
         cls_token: bool = True,
     ) -> None:
-        super().__init__()
+        super().__init__(num_classes, global_pool, int(cls_token), in_chans)
         num_stages = len(embed_dims)
         for name, values in dict(depths=depths, num_heads=num_heads, patch_sizes=patch_sizes,
                                  patch_strides=patch_strides, patch_paddings=patch_paddings).items():
             if len(values) != num_stages:
                 raise ValueError(f"{name} has {len(values)} entries but there are {num_stages} stages (embed_dims)")
-        global_pool = check_global_pool(global_pool, has_class_token=cls_token)
         if isinstance(drop_path_rate, (int, float)):
             drop_path_rate = [0.0] * (num_stages - 1) + [float(drop_path_rate)]
-        self.num_classes = num_classes
-        self.in_chans = in_chans
         self.img_size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
-        self.global_pool = global_pool
-        self.num_features = self.head_hidden_size = self.embed_dim = embed_dims[-1]
-        self.num_prefix_tokens = 1 if cls_token else 0
+        self.embed_dim = embed_dims[-1]
         act = get_act_layer(act_layer)
 
         stages, reduction, chans = [], 1, in_chans
         self.feature_info = []
         for i in range(num_stages):
-            rate = drop_path_rate[i]
-            dpr = [rate * j / max(depths[i] - 1, 1) for j in range(depths[i])]
+            dpr = self.drop_path_rates(drop_path_rate[i], depths[i])
             stages.append(
                 CvTStage(
                     chans, embed_dims[i], depths[i], num_heads[i], patch_sizes[i], patch_strides[i], patch_paddings[i],
@@ -278,31 +270,19 @@ class CvT(TokenClassifier, nn.Module):
             chans, reduction = embed_dims[i], reduction * patch_strides[i]
             self.feature_info.append(dict(num_chs=chans, reduction=reduction, module=f"stages.{i}"))
         self.stages = nn.ModuleList(stages)
-        self.norm = nn.LayerNorm(embed_dims[-1], eps=norm_eps)
-        self.head_drop = nn.Dropout(drop_rate) if drop_rate > 0 else nn.Identity()
-        self.head = nn.Linear(embed_dims[-1], num_classes) if num_classes > 0 else nn.Identity()
+        self._init_head(embed_dims[-1], partial(nn.LayerNorm, eps=norm_eps), drop_rate)
         self._init_weights()
 
     @torch.no_grad()
     def _init_weights(self) -> None:
-        """Official ``trunc_norm`` init: linears trunc-normal(0.02), zero biases; norms 1/0; convs PyTorch default."""
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                trunc_normal_(m.weight, std=0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, (nn.LayerNorm, nn.BatchNorm2d)):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        """Official ``trunc_norm`` init: timm's loop (linears trunc-normal(0.02), norms 1/0; convs PyTorch default),
+        then the class token trunc-normal(0.02)."""
+        self._init_timm_layers()
         for stage in self.stages:
             if stage.cls_token is not None:
                 trunc_normal_(stage.cls_token, std=0.02)
 
     # ------------------------------------------------------------------ timm contract
-    @torch.jit.ignore
-    def no_weight_decay(self) -> set[str]:
-        return {f"stages.{i}.cls_token" for i, s in enumerate(self.stages) if s.cls_token is not None}
-
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
         return dict(
@@ -314,91 +294,60 @@ class CvT(TokenClassifier, nn.Module):
             ],
         )
 
-    @torch.jit.ignore
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        for stage in self.stages:
-            stage.grad_checkpointing = enable
-
     # ------------------------------------------------------------------ forward
+    def _iter_blocks(self, x: torch.Tensor) -> Iterator[Tuple[torch.Tensor, int, Tuple[int, int]]]:
+        """One step per stage: its tokens (B, [1 +] N, D), class token first, and its grid."""
+        for i, stage in enumerate(self.stages):
+            if i > 0:
+                x = tokens_to_map(x, grid)  # earlier stages have no class token
+            x, grid = stage(x)
+            yield x, stage.num_prefix_tokens, grid
+
+    def _norm_applies(self, index: int) -> bool:
+        return index == len(self.stages) - 1  # the final norm has the last stage's width
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> normalised tokens of the last stage (B, [1 +] N, D), class token first."""
-        for stage in self.stages[:-1]:
-            x, _ = stage(x)
-        x, _ = self.stages[-1].forward_tokens(x)
+        grid = (0, 0)
+        for i, stage in enumerate(self.stages):
+            if i > 0:
+                x = tokens_to_map(x, grid)  # (B, D, H', W'); earlier stages have no class token
+            x, grid = stage(x)
         return self.norm(x)
 
-    def forward_intermediates(
-        self,
-        x: torch.Tensor,
-        indices: int | list[int] | None = None,
-        norm: bool = False,
-        stop_early: bool = False,
-        output_fmt: str = "NCHW",
-        intermediates_only: bool = False,
-    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
-        """The stage maps (B, C_i, H / s_i, W / s_i) at strides 4, 8, 16 (timm's contract).
 
-        ``indices``: the last n stages if an int, else stage indices. ``norm`` applies the final
-        LayerNorm to the last stage's map.
-        """
-        if output_fmt != "NCHW":
-            raise ValueError(f"CvT's intermediates are feature maps: output_fmt must be 'NCHW', got {output_fmt!r}")
-        take_indices, max_index = feature_take_indices(len(self.stages), indices)
-        last = max_index if stop_early else len(self.stages) - 1
-        intermediates, cls = [], None
-        for i in range(last + 1):
-            x, cls = self.stages[i](x)
-            if i in take_indices:
-                if norm and i == len(self.stages) - 1:
-                    intermediates.append(self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2))
-                else:
-                    intermediates.append(x)
-        if intermediates_only:
-            return intermediates
-        tokens = x.flatten(2).transpose(1, 2)  # (B, N, D)
-        if cls is not None:
-            tokens = torch.cat([cls, tokens], dim=1)
-        return self.norm(tokens), intermediates
-
-    def prune_intermediate_layers(
-        self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
-    ) -> list[int]:
-        """Drop the stages after the last one ``indices`` asks for (and optionally norm and head)."""
-        take_indices, max_index = feature_take_indices(len(self.stages), indices)
-        self.stages = self.stages[: max_index + 1]
-        if prune_norm:
-            self.norm = nn.Identity()
-        if prune_head:
-            self.reset_classifier(0, "")
-        return take_indices
+# ---------------------------------------------------------------------- configs and builders
+def _cfg(flops_g: float, params_m: float, **kwargs: Any) -> dict[str, Any]:
+    """CvT's recipe keeps the class token (``no_weight_decay()``) out of weight decay; figures from the README
+    of microsoft/CvT at the cfg's input size."""
+    return model_cfg(
+        first_conv="stages.0.patch_embed.proj", fixed_input_size=False, exclude_no_weight_decay=True,
+        published=dict(flops_g=flops_g, params_m=params_m, source="CvT"), **kwargs,
+    )
 
 
-# ---------------------------------------------------------------------- builders
-_CFG = model_cfg(first_conv="stages.0.patch_embed.proj", fixed_input_size=False)
+def _create(name: str, pretrained: bool = False, **kwargs: Any) -> CvT:
+    return build_with_cfg(CvT, name, {}, pretrained=pretrained, **kwargs)
 
 
-def _create(name: str, arch: dict[str, Any], pretrained: bool = False, **kwargs: Any) -> CvT:
-    return build_with_cfg(CvT, name, arch, pretrained=pretrained, **kwargs)
-
-
-@register_model(cfg=_CFG)
+@register_model(cfg=_cfg(4.5, 19.997))
 def cvt_13(pretrained: bool = False, **kwargs: Any) -> CvT:
     """CvT-13: widths 64/192/384, depths 1/2/10, heads 1/3/6 (20.0M params, 4.5 GFLOPs at 224)."""
-    arch = dict(embed_dims=(64, 192, 384), depths=(1, 2, 10), num_heads=(1, 3, 6), drop_path_rate=0.1)
-    return _create("cvt_13", arch, pretrained, **kwargs)
+    model_args = dict(embed_dims=(64, 192, 384), depths=(1, 2, 10), num_heads=(1, 3, 6), drop_path_rate=0.1)
+    return _create("cvt_13", pretrained, **dict(model_args, **kwargs))
 
 
-@register_model(cfg=_CFG)
+@register_model(cfg=_cfg(7.1, 31.623))
 def cvt_21(pretrained: bool = False, **kwargs: Any) -> CvT:
     """CvT-21: widths 64/192/384, depths 1/4/16, heads 1/3/6 (31.6M params, 7.1 GFLOPs at 224)."""
-    arch = dict(embed_dims=(64, 192, 384), depths=(1, 4, 16), num_heads=(1, 3, 6), drop_path_rate=0.1)
-    return _create("cvt_21", arch, pretrained, **kwargs)
+    model_args = dict(embed_dims=(64, 192, 384), depths=(1, 4, 16), num_heads=(1, 3, 6), drop_path_rate=0.1)
+    return _create("cvt_21", pretrained, **dict(model_args, **kwargs))
 
 
-@register_model(cfg=model_cfg(first_conv="stages.0.patch_embed.proj", fixed_input_size=False,
-                              input_size=(3, 384, 384), crop_pct=1.0))
+@register_model(cfg=_cfg(193.2, 277.196, input_size=(3, 384, 384), crop_pct=1.0))
 def cvt_w24(pretrained: bool = False, **kwargs: Any) -> CvT:
     """CvT-W24: widths 192/768/1024, depths 2/2/20, heads 3/12/16 (277.2M params, 193 GFLOPs at 384)."""
-    arch = dict(embed_dims=(192, 768, 1024), depths=(2, 2, 20), num_heads=(3, 12, 16), drop_path_rate=0.3,
-                img_size=384)
-    return _create("cvt_w24", arch, pretrained, **kwargs)
+    model_args = dict(
+        img_size=384, embed_dims=(192, 768, 1024), depths=(2, 2, 20), num_heads=(3, 12, 16), drop_path_rate=0.3,
+    )
+    return _create("cvt_w24", pretrained, **dict(model_args, **kwargs))

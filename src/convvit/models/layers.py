@@ -1,16 +1,17 @@
 """Building blocks shared by the model families: attention, MLP, drop path, activations and norms."""
 from __future__ import annotations
 
-from typing import Callable
+from functools import partial
+from typing import Callable, Optional, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import DropPath
+from torch.utils.checkpoint import checkpoint
 
 __all__ = [
-    "Attention", "Block", "DropPath", "Mlp", "QuickGELU", "PlainTokenModel", "TokenClassifier", "check_global_pool", "get_act_layer",
-    "get_norm_layer",
+    "Attention", "Block", "DropPath", "Mlp", "QuickGELU", "check_global_pool", "get_act_layer", "get_norm_layer", "head_dim",
 ]
 
 
@@ -51,6 +52,13 @@ def get_norm_layer(name: str | None) -> str | None:
     return aliases[key]
 
 
+def head_dim(dim: int, num_heads: int) -> int:
+    """The width of one attention head, or a clear error when ``dim`` does not split evenly."""
+    if dim % num_heads:
+        raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
+    return dim // num_heads
+
+
 class Attention(nn.Module):
     """Multi-head self-attention through ``F.scaled_dot_product_attention`` (flash/fused kernels where available)."""
 
@@ -63,16 +71,15 @@ class Attention(nn.Module):
         proj_drop: float = 0.0,
     ) -> None:
         super().__init__()
-        if dim % num_heads:
-            raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
         self.num_heads = num_heads
-        self.head_dim = dim // num_heads
+        self.head_dim = head_dim(dim, num_heads)
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.attn_drop = attn_drop
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop) if proj_drop > 0 else nn.Identity()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, grid: Optional[Tuple[int, int]] = None) -> torch.Tensor:
+        """(B, N, C) -> (B, N, C); ``grid`` (the token map's height and width) is not needed here."""
         B, N, C = x.shape
         qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)  # (3, B, h, N, hd)
         q, k, v = qkv.unbind(0)
@@ -103,10 +110,13 @@ class Mlp(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm transformer block: ``x + attn(norm1(x))``, then ``x + mlp(norm2(x))``.
+    """Pre-norm transformer block: ``x + attn(norm1(x), grid)``, then ``x + mlp(norm2(x))``.
 
-    ``attn`` is any module mapping (B, N, C) -> (B, N, C); extra positional arguments of
-    ``forward`` are passed to it (CvT passes the token map's height and width).
+    As timm's ``Block`` (``timm/models/vision_transformer.py``), with the attention passed in built:
+    each family has its own (:class:`Attention`, ConViT's gated positional attention, CvT's
+    convolutional attention). Every attention takes the token grid ``(H', W')`` as its second
+    argument: CvT reshapes tokens to a map with it, ConViT builds relative positions from it.
+    ``mlp_layer(dim, mlp_dim, act_layer=..., drop=...)`` and ``norm_layer(dim)`` build the MLP and norms.
     """
 
     def __init__(
@@ -116,21 +126,30 @@ class Block(nn.Module):
         mlp_dim: int,
         drop_path: float = 0.0,
         act_layer: Callable[[], nn.Module] = nn.GELU,
-        norm_eps: float = 1e-6,
+        norm_layer: Callable[[int], nn.Module] = partial(nn.LayerNorm, eps=1e-6),
+        mlp_layer: Callable[..., nn.Module] = Mlp,
         proj_drop: float = 0.0,
     ) -> None:
         super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
+        self.grad_checkpointing = False
+        self.norm1 = norm_layer(dim)
         self.attn = attn
         self.drop_path1 = DropPath(drop_path) if drop_path > 0 else nn.Identity()
-        self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
-        self.mlp = Mlp(dim, mlp_dim, act_layer=act_layer, drop=proj_drop)
+        self.norm2 = norm_layer(dim)
+        self.mlp = mlp_layer(dim, mlp_dim, act_layer=act_layer, drop=proj_drop)
         self.drop_path2 = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
-    def forward(self, x: torch.Tensor, *attn_args) -> torch.Tensor:
-        x = x + self.drop_path1(self.attn(self.norm1(x), *attn_args))
+    def _forward(self, x: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
+        x = x + self.drop_path1(self.attn(self.norm1(x), grid))
         x = x + self.drop_path2(self.mlp(self.norm2(x)))
         return x
+
+    def forward(self, x: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
+        """(B, T, C) -> (B, T, C). With gradient checkpointing on (and gradients needed), the block's
+        activations are recomputed in the backward pass instead of kept."""
+        if self.grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting():
+            return checkpoint(self._forward, x, grid, use_reentrant=False)
+        return self._forward(x, grid)
 
 
 def check_global_pool(global_pool: str, has_class_token: bool) -> str:
@@ -144,66 +163,3 @@ def check_global_pool(global_pool: str, has_class_token: bool) -> str:
             "(class_token=True for ViT, cls_token=True for CvT) or use global_pool='avg'"
         )
     return global_pool
-
-
-class TokenClassifier:
-    """The classifier half of timm's model contract, shared by the token models (ViT, ConViT, CvT).
-
-    A subclass (also an ``nn.Module``) sets ``global_pool``, ``num_prefix_tokens``, ``num_features``,
-    ``num_classes``, ``head_drop`` and ``head``, and implements ``forward_features``.
-    """
-
-    global_pool: str
-    num_prefix_tokens: int
-    num_features: int
-    num_classes: int
-    head_drop: nn.Module
-    head: nn.Module
-
-    @torch.jit.ignore
-    def get_classifier(self) -> nn.Module:
-        return self.head
-
-    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        self.num_classes = num_classes
-        if global_pool is not None:
-            self.global_pool = check_global_pool(global_pool, self.num_prefix_tokens > 0)
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
-
-    def pool(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, prefix + N, D) -> (B, D): the class token, the mean of the other tokens, or nothing."""
-        if self.global_pool == "token":
-            return x[:, 0]
-        if self.global_pool == "avg":
-            return x[:, self.num_prefix_tokens :].mean(dim=1)
-        return x
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.head_drop(self.pool(x))
-        return x if pre_logits else self.head(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-
-class PlainTokenModel(TokenClassifier):
-    """timm's contract for a single-stage token model (ViT, ConViT): ``patch_embed``, ``cls_token``,
-    ``pos_embed``, ``blocks.N`` and ``norm``, with a ``grad_checkpointing`` flag read by ``forward_features``."""
-
-    grad_checkpointing: bool
-
-    @torch.jit.ignore
-    def no_weight_decay(self) -> set[str]:
-        """Parameters timm's optimizer factory keeps out of weight decay (pycls decays them; see training)."""
-        return {"pos_embed", "cls_token"}
-
-    @torch.jit.ignore
-    def group_matcher(self, coarse: bool = False) -> dict:
-        return dict(
-            stem=r"^cls_token|^pos_embed|^patch_embed",
-            blocks=[(r"^blocks\.(\d+)", None), (r"^norm", (99999,))],
-        )
-
-    @torch.jit.ignore
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        self.grad_checkpointing = enable

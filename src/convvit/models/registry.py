@@ -7,11 +7,13 @@ under names timm does not already have), so that after ``import convvit.models``
 """
 from __future__ import annotations
 
+import contextlib
 import difflib
 import fnmatch
 import os
 from typing import Any, Callable
 
+import torch
 import torch.nn as nn
 
 _builders: dict[str, Callable[..., nn.Module]] = {}
@@ -143,7 +145,8 @@ def build_with_cfg(
 ) -> nn.Module:
     """Instantiate ``model_cls`` from the architecture's kwargs overridden by the user's, and attach its config.
 
-    Accepts and drops the extra keywords timm's ``create_model`` passes to every entrypoint.
+    Accepts and drops the extra keywords timm's ``create_model`` passes to every entrypoint, and honours
+    its factory keywords ``device`` and ``dtype``.
     """
     if pretrained:
         raise ValueError(
@@ -156,7 +159,12 @@ def build_with_cfg(
     features_only = kwargs.pop("features_only", False)
     out_indices = kwargs.pop("out_indices", None)
     feature_norm = kwargs.pop("feature_norm", False)
-    model = model_cls(**{**arch_kwargs, **kwargs})
+    # timm's factory keywords: build every parameter and buffer on `device`, then cast floats to `dtype`.
+    device, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)
+    with torch.device(device) if device is not None else contextlib.nullcontext():
+        model = model_cls(**{**arch_kwargs, **kwargs})
+    if dtype is not None:
+        model.to(dtype=dtype)
     cfg = {**_default_cfgs.get(name, model_cfg()), **pretrained_cfg_overlay, "architecture": name}
     in_chans = getattr(model, "in_chans", 3)
     img_size = getattr(model, "img_size", cfg["input_size"][1:])

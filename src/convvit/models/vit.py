@@ -16,22 +16,22 @@ checkpoints load as they are.
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from functools import partial
+from typing import Any, Iterator, Sequence, Tuple
 
 import torch
 import torch.nn as nn
-from timm.layers import resample_abs_pos_embed, trunc_normal_
-from timm.models._features import feature_take_indices
-from torch.utils.checkpoint import checkpoint
+from timm.layers import trunc_normal_
 
-from convvit.models.layers import Attention, Block, PlainTokenModel, check_global_pool
+from convvit.models._base import TokenModel
+from convvit.models.layers import Attention, Block
 from convvit.models.registry import build_with_cfg, model_cfg, register_model
 from convvit.models.stems import ConvStem, PatchifyStem, token_grid
 
 __all__ = ["VisionTransformer"]
 
 
-class VisionTransformer(PlainTokenModel, nn.Module):
+class VisionTransformer(TokenModel):
     """Pre-LN vision transformer (class token or mean pooling, learned position embedding).
 
     Args:
@@ -80,17 +80,13 @@ class VisionTransformer(PlainTokenModel, nn.Module):
         dynamic_img_size: bool = False,
         weight_init: str = "pycls",
     ) -> None:
-        super().__init__()
         has_class_token = global_pool == "token" if class_token is None else class_token
-        global_pool = check_global_pool(global_pool, has_class_token)
+        super().__init__(num_classes, global_pool, int(has_class_token), in_chans)
         if weight_init not in ("pycls", "timm"):
             raise ValueError(f"weight_init must be 'pycls' or 'timm', got {weight_init!r}")
-        self.num_classes = num_classes
-        self.in_chans = in_chans
-        self.global_pool = global_pool
-        self.num_features = self.head_hidden_size = self.embed_dim = embed_dim
+        self.embed_dim = embed_dim
         self.dynamic_img_size = dynamic_img_size
-        self.grad_checkpointing = False
+        norm_layer = partial(nn.LayerNorm, eps=norm_eps)
 
         if stem_type == "patchify":
             self.patch_embed: nn.Module = PatchifyStem(img_size, patch_size, in_chans, embed_dim)
@@ -104,52 +100,49 @@ class VisionTransformer(PlainTokenModel, nn.Module):
         self.img_size = self.patch_embed.img_size
         self.patch_size = self.patch_embed.patch_size
 
-        self.num_prefix_tokens = 1 if has_class_token else 0
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim)) if has_class_token else None
         self.pos_embed = nn.Parameter(torch.zeros(1, self.patch_embed.num_patches + self.num_prefix_tokens, embed_dim))
         self.pos_drop = nn.Dropout(pos_drop_rate) if pos_drop_rate > 0 else nn.Identity()
 
         mlp_dim = mlp_dim or int(embed_dim * mlp_ratio)
-        dpr = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]  # stochastic depth decay rule
-        self.blocks = nn.Sequential(
-            *[
-                Block(
-                    embed_dim,
-                    Attention(embed_dim, num_heads, qkv_bias, attn_drop_rate, proj_drop_rate),
-                    mlp_dim,
-                    drop_path=dpr[i],
-                    norm_eps=norm_eps,
-                    proj_drop=proj_drop_rate,
-                )
-                for i in range(depth)
-            ]
+        dpr = self.drop_path_rates(drop_path_rate, depth)
+        self.blocks = nn.ModuleList(
+            Block(
+                embed_dim,
+                Attention(embed_dim, num_heads, qkv_bias, attn_drop_rate, proj_drop_rate),
+                mlp_dim,
+                drop_path=dpr[i],
+                norm_layer=norm_layer,
+                proj_drop=proj_drop_rate,
+            )
+            for i in range(depth)
         )
         self.feature_info = [
             dict(module=f"blocks.{i}", num_chs=embed_dim, reduction=self.patch_size) for i in range(depth)
         ]
-        self.norm = nn.LayerNorm(embed_dim, eps=norm_eps)
-        self.head_drop = nn.Dropout(drop_rate) if drop_rate > 0 else nn.Identity()
-        self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
-
-        self._init_weights(weight_init)
-
-    # ------------------------------------------------------------------ init
-    @torch.no_grad()
-    def _init_weights(self, mode: str) -> None:
-        if mode == "pycls":
+        self._init_head(embed_dim, norm_layer, drop_rate)
+        if weight_init == "pycls":
             self._init_pycls()
         else:
             self._init_timm()
 
+    # ------------------------------------------------------------------ init
+    @torch.no_grad()
     def _init_pycls(self) -> None:
-        """pycls ``init_weights_vit`` (facebookresearch/pycls, pycls/models/vit.py)."""
+        """pycls ``init_weights_vit``: facebookresearch/pycls ``pycls/models/vit.py`` as of commit
+        5719de641657c251f807c20a1fcf8ef6f4b60144 (its init unchanged since 8709e4f "Add VitConv configs",
+        which set the conv stem's init; the first ViT commit d74b462 left the 3x3 convs at PyTorch's default
+        and drew the 1x1 with sqrt(2 / out_channels)). The stds use ``out_channels`` alone, not
+        ``k * k * out_channels``."""
         stem = self.patch_embed
         if isinstance(stem, PatchifyStem):
             fan_in = stem.proj.in_channels * stem.proj.kernel_size[0] * stem.proj.kernel_size[1]
             trunc_normal_(stem.proj.weight, std=math.sqrt(1.0 / fan_in))
             nn.init.zeros_(stem.proj.bias)
-        else:  # 3x3 stem convs keep PyTorch's default init; the last 1x1 conv:
-            nn.init.normal_(stem.proj.weight, std=math.sqrt(2.0 / stem.proj.out_channels))
+        else:
+            for layer in stem.stem:  # the 3x3 convs (no bias; BN keeps PyTorch's default)
+                nn.init.normal_(layer.conv.weight, std=math.sqrt(2.0 / layer.conv.out_channels))
+            nn.init.normal_(stem.proj.weight, std=math.sqrt(1.0 / stem.proj.out_channels))  # the last 1x1 conv
             nn.init.zeros_(stem.proj.bias)
         for block in self.blocks:
             nn.init.xavier_uniform_(block.attn.qkv.weight)
@@ -165,176 +158,133 @@ class VisionTransformer(PlainTokenModel, nn.Module):
         nn.init.normal_(self.pos_embed, std=0.02)
         # class token: zeros (already)
 
+    @torch.no_grad()
     def _init_timm(self) -> None:
-        """timm/DeiT init: trunc-normal(0.02) linear weights, zero biases, trunc-normal position embedding."""
+        """timm/DeiT init: trunc-normal(0.02) position embedding, normal(1e-6) class token, then timm's loop."""
         trunc_normal_(self.pos_embed, std=0.02)
         if self.cls_token is not None:
             nn.init.normal_(self.cls_token, std=1e-6)
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                trunc_normal_(m.weight, std=0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+        self._init_timm_layers()
 
     # ------------------------------------------------------------------ forward
-    def _pos_embed(self, x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-        pos_embed = self.pos_embed
-        if grid != self.patch_embed.grid_size:
-            pos_embed = resample_abs_pos_embed(
-                pos_embed, grid, self.patch_embed.grid_size, num_prefix_tokens=self.num_prefix_tokens
-            )
+    def _embed(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
+        """(B, C, H, W) -> tokens with position embedding (B, prefix + N, D) and the patch grid (H', W')."""
+        grid = token_grid(x.shape[-2], x.shape[-1], self.img_size, self.patch_size, self.dynamic_img_size)
+        x = self.patch_embed(x)  # (B, N, D)
         if self.cls_token is not None:
             x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)  # (B, 1 + N, D)
-        return self.pos_drop(x + pos_embed)
+        return self.pos_drop(x + self._pos_embed_for(grid)), grid
 
-    def _embed(self, x: torch.Tensor) -> torch.Tensor:
-        grid = token_grid(*x.shape[-2:], self.img_size, self.patch_size, self.dynamic_img_size)
-        x = self.patch_embed(x)  # (B, N, D)
-        return self._pos_embed(x, grid)
-
-    def _run_blocks(self, x: torch.Tensor) -> torch.Tensor:
-        if self.grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting():
-            for block in self.blocks:
-                x = checkpoint(block, x, use_reentrant=False)
-            return x
-        return self.blocks(x)
+    def _iter_blocks(self, x: torch.Tensor) -> Iterator[Tuple[torch.Tensor, int, Tuple[int, int]]]:
+        x, grid = self._embed(x)
+        for block in self.blocks:
+            x = block(x, grid)
+            yield x, self.num_prefix_tokens, grid
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> normalised tokens (B, prefix + N, D)."""
-        return self.norm(self._run_blocks(self._embed(x)))
-
-    def forward_intermediates(
-        self,
-        x: torch.Tensor,
-        indices: int | list[int] | None = None,
-        return_prefix_tokens: bool = False,
-        norm: bool = False,
-        stop_early: bool = False,
-        output_fmt: str = "NCHW",
-        intermediates_only: bool = False,
-    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
-        """Outputs of the chosen blocks (timm's contract): the last ``indices`` blocks if an int, else those indices.
-
-        Intermediates are (B, D, H', W') maps for ``output_fmt="NCHW"`` or (B, N, D) for ``"NLC"``.
-        """
-        if output_fmt not in ("NCHW", "NLC"):
-            raise ValueError(f"output_fmt must be 'NCHW' or 'NLC', got {output_fmt!r}")
-        take_indices, max_index = feature_take_indices(len(self.blocks), indices)
-        B, _, H, W = x.shape
-        grid = (H // self.patch_size, W // self.patch_size)
-        x = self._embed(x)
-        blocks = self.blocks if not stop_early else self.blocks[: max_index + 1]
-        intermediates = []
-        for i, block in enumerate(blocks):
-            x = checkpoint(block, x, use_reentrant=False) if self.grad_checkpointing and torch.is_grad_enabled() else block(x)
-            if i in take_indices:
-                intermediates.append(self.norm(x) if norm else x)
-        prefix = [y[:, : self.num_prefix_tokens] for y in intermediates]
-        intermediates = [y[:, self.num_prefix_tokens :] for y in intermediates]
-        if output_fmt == "NCHW":
-            intermediates = [y.reshape(B, *grid, -1).permute(0, 3, 1, 2).contiguous() for y in intermediates]
-        if return_prefix_tokens and self.num_prefix_tokens:
-            intermediates = list(zip(intermediates, prefix))
-        if intermediates_only:
-            return intermediates
-        return self.norm(x), intermediates
-
-    def prune_intermediate_layers(
-        self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
-    ) -> list[int]:
-        """Drop the blocks after the last one ``indices`` asks for (and optionally norm and head)."""
-        take_indices, max_index = feature_take_indices(len(self.blocks), indices)
-        self.blocks = self.blocks[: max_index + 1]
-        if prune_norm:
-            self.norm = nn.Identity()
-        if prune_head:
-            self.reset_classifier(0, "")
-        return take_indices
+        x, grid = self._embed(x)
+        for block in self.blocks:
+            x = block(x, grid)
+        return self.norm(x)
 
 
 # ---------------------------------------------------------------------- configs and builders
-def _cfg(**kwargs: Any) -> dict[str, Any]:
-    return model_cfg(**kwargs)
+def _pycls_cfg(published: tuple[float, float, float] | None = None, **kwargs: Any) -> dict[str, Any]:
+    """ViT_P / ViT_C: the paper's recipe decays the position embedding and class token (pycls has no
+    no-weight-decay list); ``published`` is (GFLOPs, params M, acts M) of the paper's Table 1 at 224 px."""
+    if published is not None:
+        kwargs["published"] = dict(zip(("flops_g", "params_m", "acts_m"), published), source="Xiao et al. 2021, Table 1")
+    return model_cfg(exclude_no_weight_decay=False, **kwargs)
 
 
+def _deit_cfg(flops_g: float, params_m: float) -> dict[str, Any]:
+    """DeiT: timm's recipe keeps ``no_weight_decay()`` out of weight decay."""
+    return model_cfg(exclude_no_weight_decay=True, published=dict(flops_g=flops_g, params_m=params_m, source="DeiT"))
+
+
+_CONV_FIRST = "patch_embed.stem.0.conv"
 _SMALL_IMAGE_CFG = dict(input_size=(3, 32, 32), crop_pct=1.0, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
 
 
-def _create(name: str, arch: dict[str, Any], pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
-    return build_with_cfg(VisionTransformer, name, arch, pretrained=pretrained, **kwargs)
-
-
-def _vit_p(embed_dim: int, mlp_dim: int, num_heads: int, depth: int) -> dict[str, Any]:
-    return dict(embed_dim=embed_dim, mlp_dim=mlp_dim, num_heads=num_heads, depth=depth, patch_size=16)
-
-
-def _vit_c(
-    embed_dim: int, mlp_dim: int, num_heads: int, depth: int, channels: Sequence[int], strides: Sequence[int]
-) -> dict[str, Any]:
-    return dict(
-        embed_dim=embed_dim, mlp_dim=mlp_dim, num_heads=num_heads, depth=depth, patch_size=math.prod(strides),
-        stem_type="conv", stem_channels=tuple(channels), stem_strides=tuple(strides),
-    )
-
-
-_C_STEM_18GF = dict(channels=(64, 128, 128, 256, 256, 512), strides=(2, 2, 1, 2, 1, 2))
-_CONV_FIRST = "patch_embed.stem.0.conv"
+def _create(name: str, pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
+    return build_with_cfg(VisionTransformer, name, {}, pretrained=pretrained, **kwargs)
 
 
 # ViT_P (paper Table 1, left): 16x16 patchify stem.
-@register_model(cfg=_cfg())
+@register_model(cfg=_pycls_cfg((1.1, 4.8, 5.5)))
 def vit_p_1gf(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
     """ViT_P-1GF (~ViT-Tiny): 192 wide, 12 blocks, 3 heads, MLP 576."""
-    return _create("vit_p_1gf", _vit_p(192, 576, 3, 12), pretrained, **kwargs)
+    model_args = dict(patch_size=16, embed_dim=192, depth=12, num_heads=3, mlp_dim=576)
+    return _create("vit_p_1gf", pretrained, **dict(model_args, **kwargs))
 
 
-@register_model(cfg=_cfg())
+@register_model(cfg=_pycls_cfg((3.9, 18.5, 11.1)))
 def vit_p_4gf(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
     """ViT_P-4GF (~ViT-Small): 384 wide, 12 blocks, 6 heads, MLP 1152."""
-    return _create("vit_p_4gf", _vit_p(384, 1152, 6, 12), pretrained, **kwargs)
+    model_args = dict(patch_size=16, embed_dim=384, depth=12, num_heads=6, mlp_dim=1152)
+    return _create("vit_p_4gf", pretrained, **dict(model_args, **kwargs))
 
 
-@register_model(cfg=_cfg())
+@register_model(cfg=_pycls_cfg((17.5, 86.6, 24.0)))
 def vit_p_18gf(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
     """ViT_P-18GF (= ViT-Base): 768 wide, 12 blocks, 12 heads, MLP 3072."""
-    return _create("vit_p_18gf", _vit_p(768, 3072, 12, 12), pretrained, **kwargs)
+    model_args = dict(patch_size=16, embed_dim=768, depth=12, num_heads=12, mlp_dim=3072)
+    return _create("vit_p_18gf", pretrained, **dict(model_args, **kwargs))
 
 
-@register_model(cfg=_cfg())
+@register_model(cfg=_pycls_cfg((35.9, 178.4, 37.3)))
 def vit_p_36gf(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
     """ViT_P-36GF (3/5 ViT-Large): 1024 wide, 14 blocks, 16 heads, MLP 4096."""
-    return _create("vit_p_36gf", _vit_p(1024, 4096, 16, 14), pretrained, **kwargs)
+    model_args = dict(patch_size=16, embed_dim=1024, depth=14, num_heads=16, mlp_dim=4096)
+    return _create("vit_p_36gf", pretrained, **dict(model_args, **kwargs))
 
 
-# ViT_C (paper Table 1, right): conv stem, one block fewer.
-@register_model(cfg=_cfg(first_conv=_CONV_FIRST))
+# ViT_C (paper Table 1, right): conv stem (strides multiply to the patch size), one block fewer.
+@register_model(cfg=_pycls_cfg((1.1, 4.6, 5.7), first_conv=_CONV_FIRST))
 def vit_c_1gf(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
     """ViT_C-1GF: stem 24-48-96-192 (stride 2 each) + 1x1, 11 blocks of ViT_P-1GF's width."""
-    return _create("vit_c_1gf", _vit_c(192, 576, 3, 11, (24, 48, 96, 192), (2, 2, 2, 2)), pretrained, **kwargs)
+    model_args = dict(
+        patch_size=16, embed_dim=192, depth=11, num_heads=3, mlp_dim=576,
+        stem_type="conv", stem_channels=(24, 48, 96, 192), stem_strides=(2, 2, 2, 2),
+    )
+    return _create("vit_c_1gf", pretrained, **dict(model_args, **kwargs))
 
 
-@register_model(cfg=_cfg(first_conv=_CONV_FIRST))
+@register_model(cfg=_pycls_cfg((4.0, 17.8, 11.3), first_conv=_CONV_FIRST))
 def vit_c_4gf(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
     """ViT_C-4GF: stem 48-96-192-384 (stride 2 each) + 1x1, 11 blocks of ViT_P-4GF's width."""
-    return _create("vit_c_4gf", _vit_c(384, 1152, 6, 11, (48, 96, 192, 384), (2, 2, 2, 2)), pretrained, **kwargs)
+    model_args = dict(
+        patch_size=16, embed_dim=384, depth=11, num_heads=6, mlp_dim=1152,
+        stem_type="conv", stem_channels=(48, 96, 192, 384), stem_strides=(2, 2, 2, 2),
+    )
+    return _create("vit_c_4gf", pretrained, **dict(model_args, **kwargs))
 
 
-@register_model(cfg=_cfg(first_conv=_CONV_FIRST))
+@register_model(cfg=_pycls_cfg((17.7, 81.6, 24.1), first_conv=_CONV_FIRST))
 def vit_c_18gf(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
     """ViT_C-18GF: stem 64-128-128-256-256-512 (strides 2,2,1,2,1,2) + 1x1, 11 blocks."""
-    return _create("vit_c_18gf", _vit_c(768, 3072, 12, 11, **_C_STEM_18GF), pretrained, **kwargs)
+    model_args = dict(
+        patch_size=16, embed_dim=768, depth=11, num_heads=12, mlp_dim=3072,
+        stem_type="conv", stem_channels=(64, 128, 128, 256, 256, 512), stem_strides=(2, 2, 1, 2, 1, 2),
+    )
+    return _create("vit_c_18gf", pretrained, **dict(model_args, **kwargs))
 
 
-@register_model(cfg=_cfg(first_conv=_CONV_FIRST))
+@register_model(cfg=_pycls_cfg((35.0, 167.8, 36.7), first_conv=_CONV_FIRST))
 def vit_c_36gf(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
     """ViT_C-36GF: the 18GF stem + 1x1, 13 blocks 1024 wide."""
-    return _create("vit_c_36gf", _vit_c(1024, 4096, 16, 13, **_C_STEM_18GF), pretrained, **kwargs)
+    model_args = dict(
+        patch_size=16, embed_dim=1024, depth=13, num_heads=16, mlp_dim=4096,
+        stem_type="conv", stem_channels=(64, 128, 128, 256, 256, 512), stem_strides=(2, 2, 1, 2, 1, 2),
+    )
+    return _create("vit_c_36gf", pretrained, **dict(model_args, **kwargs))
 
 
 # Small-image variants (28-32 px, e.g. Fashion-MNIST, CIFAR): patch size 4, ViT_C stem strides 2, 1, 2.
-# Each ViT_C has its ViT_P twin's flops: the stem replaces `blocks` transformer blocks. The tiny stem costs
-# one block, as in the paper. The nano stem is heavier (~40% of the flops, 3 blocks), because a 64-wide block
-# is so cheap that a one-block stem is only 16-32-80 channels wide. Measured on Fashion-MNIST with
+# Each ViT_C has its ViT_P twin's flops: the stem replaces transformer blocks. The tiny stem (48-96-192) costs
+# one block, as in the paper. The nano stem (32-64-112) is heavier (~40% of the flops, 3 blocks), because a
+# 64-wide block is so cheap that a one-block stem is only 16-32-80 channels wide. Measured on Fashion-MNIST with
 # configs/fashion_mnist/vit_c.yaml: 4 epochs 90.32% top-1 (stem 32-64-128, 5 blocks) vs 89.46% (stem
 # 16-32-80, 7 blocks), and 1.21x the training images/s on a 2-core CPU (convolutions run closer to peak
 # than 64-wide matmuls). The registered nano stem ends at 112 channels to match ViT_P's flops within 0.2%.
@@ -342,60 +292,57 @@ def vit_c_36gf(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
 # at the same flops and speed. It has 6 / 3 blocks rather than 8 / 5: a 10-minute CPU budget buys more from
 # epochs than from depth (linear-decay recipe: 5 blocks x 5 epochs 91.20%, 4 x 5 91.13% / 90.94% (seeds 0, 1),
 # 3 x 6 91.15% / 91.40% at about the 4 x 5 wall time; other screens: README, "Results").
-_SMALL_C_STRIDES = (2, 1, 2)
-_SMALL_C_STEMS = {64: ((32, 64, 112), 3), 192: ((48, 96, 192), 1)}  # embed_dim: (stem channels, blocks replaced)
-
-
-def _small(embed_dim: int, heads: int, depth_p: int, conv: bool) -> dict[str, Any]:
-    mlp_dim = 3 * embed_dim
-    if not conv:
-        return dict(embed_dim=embed_dim, mlp_dim=mlp_dim, num_heads=heads, depth=depth_p, patch_size=4, img_size=32)
-    channels, blocks = _SMALL_C_STEMS[embed_dim]
-    return {**_vit_c(embed_dim, mlp_dim, heads, depth_p - blocks, channels, _SMALL_C_STRIDES), "img_size": 32}
-
-
-@register_model(cfg=_cfg(**_SMALL_IMAGE_CFG))
+@register_model(cfg=_pycls_cfg(**_SMALL_IMAGE_CFG))
 def vit_p_nano_32px(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
     """Small-image ViT_P: 4x4 patchify, 64 wide, 6 blocks, 4 heads of 16 (~0.3M params)."""
-    return _create("vit_p_nano_32px", _small(64, 4, 6, conv=False), pretrained, **kwargs)
+    model_args = dict(img_size=32, patch_size=4, embed_dim=64, depth=6, num_heads=4, mlp_dim=192)
+    return _create("vit_p_nano_32px", pretrained, **dict(model_args, **kwargs))
 
 
-@register_model(cfg=_cfg(first_conv=_CONV_FIRST, **_SMALL_IMAGE_CFG))
+@register_model(cfg=_pycls_cfg(first_conv=_CONV_FIRST, **_SMALL_IMAGE_CFG))
 def vit_c_nano_32px(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
     """Small-image ViT_C: stem 32-64-112 (strides 2,1,2) + 1x1, 64 wide, 3 blocks, 4 heads -- vit_p_nano_32px's flops."""
-    return _create("vit_c_nano_32px", _small(64, 4, 6, conv=True), pretrained, **kwargs)
+    model_args = dict(
+        img_size=32, patch_size=4, embed_dim=64, depth=3, num_heads=4, mlp_dim=192,
+        stem_type="conv", stem_channels=(32, 64, 112), stem_strides=(2, 1, 2),
+    )
+    return _create("vit_c_nano_32px", pretrained, **dict(model_args, **kwargs))
 
 
-@register_model(cfg=_cfg(**_SMALL_IMAGE_CFG))
+@register_model(cfg=_pycls_cfg(**_SMALL_IMAGE_CFG))
 def vit_p_tiny_32px(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
     """Small-image ViT_P: 4x4 patchify, ViT_P-1GF's width (192), 12 blocks."""
-    return _create("vit_p_tiny_32px", _small(192, 3, 12, conv=False), pretrained, **kwargs)
+    model_args = dict(img_size=32, patch_size=4, embed_dim=192, depth=12, num_heads=3, mlp_dim=576)
+    return _create("vit_p_tiny_32px", pretrained, **dict(model_args, **kwargs))
 
 
-@register_model(cfg=_cfg(first_conv=_CONV_FIRST, **_SMALL_IMAGE_CFG))
+@register_model(cfg=_pycls_cfg(first_conv=_CONV_FIRST, **_SMALL_IMAGE_CFG))
 def vit_c_tiny_32px(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
     """Small-image ViT_C: stem 48-96-192 (strides 2,1,2) + 1x1, 192 wide, 11 blocks -- vit_p_tiny_32px's flops."""
-    return _create("vit_c_tiny_32px", _small(192, 3, 12, conv=True), pretrained, **kwargs)
+    model_args = dict(
+        img_size=32, patch_size=4, embed_dim=192, depth=11, num_heads=3, mlp_dim=576,
+        stem_type="conv", stem_channels=(48, 96, 192), stem_strides=(2, 1, 2),
+    )
+    return _create("vit_c_tiny_32px", pretrained, **dict(model_args, **kwargs))
 
 
 # DeiT (Touvron et al.): ViT with timm's init, MLP ratio 4.
-def _deit(embed_dim: int, num_heads: int) -> dict[str, Any]:
-    return dict(embed_dim=embed_dim, num_heads=num_heads, depth=12, patch_size=16, weight_init="timm")
-
-
-@register_model(cfg=_cfg())
+@register_model(cfg=_deit_cfg(1.26, 5.72))
 def deit_tiny(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
     """DeiT-Tiny: 192 wide, 3 heads, 12 blocks (timm deit_tiny_patch16_224)."""
-    return _create("deit_tiny", _deit(192, 3), pretrained, **kwargs)
+    model_args = dict(patch_size=16, embed_dim=192, depth=12, num_heads=3, weight_init="timm")
+    return _create("deit_tiny", pretrained, **dict(model_args, **kwargs))
 
 
-@register_model(cfg=_cfg())
+@register_model(cfg=_deit_cfg(4.61, 22.05))
 def deit_small(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
     """DeiT-Small: 384 wide, 6 heads, 12 blocks (timm deit_small_patch16_224)."""
-    return _create("deit_small", _deit(384, 6), pretrained, **kwargs)
+    model_args = dict(patch_size=16, embed_dim=384, depth=12, num_heads=6, weight_init="timm")
+    return _create("deit_small", pretrained, **dict(model_args, **kwargs))
 
 
-@register_model(cfg=_cfg())
+@register_model(cfg=_deit_cfg(17.58, 86.57))
 def deit_base(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
     """DeiT-Base: 768 wide, 12 heads, 12 blocks (timm deit_base_patch16_224)."""
-    return _create("deit_base", _deit(768, 12), pretrained, **kwargs)
+    model_args = dict(patch_size=16, embed_dim=768, depth=12, num_heads=12, weight_init="timm")
+    return _create("deit_base", pretrained, **dict(model_args, **kwargs))

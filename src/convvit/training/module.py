@@ -27,7 +27,7 @@ from convvit.training.optim import (
     LR_SCHEDULES,
     OPTIMIZERS,
     build_optimizer,
-    decays_model_no_weight_decay,
+    excludes_no_weight_decay,
     warmup_decay,
 )
 
@@ -292,7 +292,7 @@ class ImageClassifier(L.LightningModule):
         hp = self.hparams
         exclude = hp.exclude_no_weight_decay
         if exclude is None:
-            exclude = not decays_model_no_weight_decay(hp.name)
+            exclude = excludes_no_weight_decay(self.model)
         optimizer = build_optimizer(
             self.model, hp.optimizer, self.effective_lr(), hp.weight_decay, hp.momentum, hp.nesterov, hp.betas,
             exclude_no_weight_decay=exclude,

@@ -12,19 +12,17 @@ import torch
 import torch.nn as nn
 from timm.optim import create_optimizer_v2, param_groups_weight_decay
 
-__all__ = ["OPTIMIZERS", "decays_model_no_weight_decay", "build_optimizer", "fused_supported", "LR_SCHEDULES",
+__all__ = ["OPTIMIZERS", "excludes_no_weight_decay", "build_optimizer", "fused_supported", "LR_SCHEDULES",
            "WarmupDecay", "warmup_decay"]
 
 OPTIMIZERS = ("adamw", "sgd")
 
-# pycls (the ViT_P / ViT_C paper) decays the position embedding and class token; timm, DeiT, ConViT
-# and CvT keep ``model.no_weight_decay()`` out of weight decay.
-_PYCLS_FAMILIES = ("vit_p_", "vit_c_")
-
-
-def decays_model_no_weight_decay(model_name: str) -> bool:
-    """Whether the paper recipe of ``model_name`` decays the parameters in ``model.no_weight_decay()``."""
-    return model_name.startswith(_PYCLS_FAMILIES)
+def excludes_no_weight_decay(model: nn.Module) -> bool:
+    """The family's weight-decay policy: whether its paper recipe keeps ``model.no_weight_decay()`` (position
+    embedding, class token) out of weight decay. Read from ``model.pretrained_cfg["exclude_no_weight_decay"]``
+    (pycls's ViT_P / ViT_C decay them; timm, DeiT, ConViT and CvT do not); timm's convention when unset."""
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    return bool(cfg.get("exclude_no_weight_decay", True))
 
 
 def build_optimizer(
