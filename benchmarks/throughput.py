@@ -163,7 +163,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch_size}, {args.img_size} px")
+    from convvit.training.precision import cpu_bf16_flags, cpu_model_name
+
+    print(f"CPU: {cpu_model_name()}; bf16 units: {', '.join(cpu_bf16_flags()) or 'none'}; torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads, batch {args.batch_size}, {args.img_size} px")
     rows = run(args)
     if args.csv:
         with open(args.csv, "w", newline="") as f:

@@ -36,6 +36,7 @@ from convvit.training.checkpoint_io import AtomicCheckpointIO, explained_load_er
 from convvit.training.cli import LIGHTNING_COMMANDS
 from convvit.training.interrupts import StopOnSignal
 from convvit.training.module import CheckpointConflictError, ImageClassifier, latest_checkpoint
+from convvit.training.precision import AUTO, Trainer, resolve_precision
 from convvit.training.runs import (
     claim_version_dir, default_run_name, discard_if_unused, remove_abandoned_writes, versions,
 )
@@ -95,6 +96,7 @@ class ConvvitCLI(LightningCLI):
                 super().__init__(
                     ImageClassifier,
                     ImageDataModule,
+                    trainer_class=Trainer,
                     args=args,
                     seed_everything_default=0,
                     save_config_kwargs={"overwrite": True},
@@ -202,6 +204,8 @@ class ConvvitCLI(LightningCLI):
     # ------------------------------------------------------------------ the run directory
     def instantiate_trainer(self, **kwargs: Any):
         cfg = self._get(self.config_init, "trainer")
+        if cfg.get("precision") == AUTO:
+            kwargs["precision"] = self._resolve_auto_precision(cfg.get("accelerator", "auto"))
         if cfg.get("logger") in (None, True):
             root = cfg.get("default_root_dir") or DEFAULT_ROOT_DIR
             name = self._get(self.config, "name") or default_run_name(
@@ -223,6 +227,18 @@ class ConvvitCLI(LightningCLI):
             for cb in trainer.callbacks
         ]
         return trainer
+
+    def _resolve_auto_precision(self, accelerator: Any) -> str:
+        """``--trainer.precision auto`` for this model on this machine; printed, and saved in config.yaml."""
+        from convvit.models.complexity import count_complexity
+
+        hp = self.model.hparams
+        macs = count_complexity(hp.name, img_size=hp.img_size, in_chans=hp.in_chans, **(hp.model_kwargs or {}))
+        precision, why = resolve_precision(AUTO, accelerator, macs["flops"] / 1e9)
+        self._get(self.config, "trainer").precision = precision  # the run's config.yaml says what ran
+        if rank_zero_only.rank == 0:  # stdout, like the epoch lines: it belongs in the run's log
+            print(f"precision: {precision} (auto: {why})", flush=True)
+        return precision
 
     def _version_dir(self, parent: Path) -> Path:
         """Rank 0 claims a new ``version_N``; processes DDP starts for the other ranks use the one it claimed."""
