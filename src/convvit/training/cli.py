@@ -168,10 +168,16 @@ _QUIET = (
 
 
 def _run_lightning(argv: Sequence[str]) -> int:
+    from convvit.training.option_names import unknown_option
+
+    command = argv[0]
+    typo = unknown_option(argv[1:])  # before Lightning's import, which takes seconds
+    if typo:
+        raise UsageError(f"{typo}. Run `convvit {command} --help` to list the options")
+
     from convvit.training.interrupts import catch_signals
     from convvit.training.lightning_cli import ConvvitCLI
 
-    command = argv[0]
     with _argv(argv), warnings.catch_warnings(), catch_signals() as signals:
         for message in _QUIET:
             warnings.filterwarnings("ignore", message=message)
