@@ -38,10 +38,9 @@ from typing import Callable
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from throughput import PAIRS  # noqa: E402  (the same pairs as the CPU benchmark)
+from throughput import PAIRS, train_step  # noqa: E402  (the same pairs and step as the CPU benchmark)
 
 import convvit  # noqa: E402
 from convvit.models.complexity import count_complexity  # noqa: E402
@@ -152,19 +151,9 @@ def make_train_step(model: nn.Module, batch: torch.Tensor, target: torch.Tensor,
     """One AdamW step of ``model`` on a fixed batch under bf16 autocast (channels-last where the input is)."""
     device = batch.device
     model.to(device=device, memory_format=torch.channels_last).train()
-    fused = device.type == "cuda"
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=fused)
     forward = torch.compile(model) if compile else model
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16)
-
-    def step() -> None:
-        with autocast:
-            loss = F.cross_entropy(forward(batch), target)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-    return step
+    return train_step(model, batch, target, torch.autocast(device.type, dtype=torch.bfloat16),
+                      fused=device.type == "cuda", forward=forward)
 
 
 def _time_steps(step: Callable[[], None], iters: int, device: torch.device) -> float:

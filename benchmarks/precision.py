@@ -11,16 +11,19 @@ several rounds, and the median images/s and the ratio bf16 / fp32 are printed be
 from __future__ import annotations
 
 import argparse
-import csv
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
-import convvit
-from convvit.models.complexity import count_complexity
-from convvit.training.precision import cpu_bf16_flags, cpu_model_name
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from throughput import train_step, write_csv  # noqa: E402  (the step every benchmark here times)
+
+import convvit  # noqa: E402
+from convvit.models.complexity import count_complexity  # noqa: E402
+from convvit.training.precision import cpu_bf16_flags, cpu_model_name  # noqa: E402
 
 # (model, img_size, in_chans, batch): the Fashion-MNIST main job's model, the CIFAR-size twin, and ImageNet sizes.
 DEFAULT_CASES = [
@@ -32,19 +35,6 @@ DEFAULT_CASES = [
 ]
 
 
-def _train_step(model: torch.nn.Module, batch: torch.Tensor, target: torch.Tensor, bf16: bool):
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
-
-    def step() -> None:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = F.cross_entropy(model(batch), target)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-    return step
-
-
 def measure(name: str, img_size: int, in_chans: int, batch_size: int, rounds: int, iters: int) -> dict:
     torch.manual_seed(0)
     batch = torch.randn(batch_size, in_chans, img_size, img_size).contiguous(memory_format=torch.channels_last)
@@ -53,7 +43,8 @@ def measure(name: str, img_size: int, in_chans: int, batch_size: int, rounds: in
     for precision in ("fp32", "bf16"):
         model = convvit.create_model(name, num_classes=10, img_size=img_size, in_chans=in_chans)
         model.to(memory_format=torch.channels_last).train()
-        steps[precision] = _train_step(model, batch, target, precision == "bf16")
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
+        steps[precision] = train_step(model, batch, target, autocast, fused=True)
         steps[precision]()  # warm-up: allocator, oneDNN primitives, optimizer state
     times: dict[str, list[float]] = {k: [] for k in steps}
     for r in range(rounds):
@@ -91,10 +82,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
               f"{row['gmacs']:7.3f} GMACs  fp32 {row['fp32_img_s']:8.1f} img/s  bf16 {row['bf16_img_s']:8.1f} img/s  "
               f"bf16/fp32 {row['bf16_over_fp32']:.2f}", flush=True)
     if args.csv:
-        with open(args.csv, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        write_csv(rows, args.csv)
     return rows
 
 

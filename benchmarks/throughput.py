@@ -87,16 +87,31 @@ def _step_fn(model: nn.Module, mode: str, precision: str, batch: torch.Tensor, t
 
         return step
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    return train_step(model, batch, target, autocast)
+
+
+def train_step(model: nn.Module, batch: torch.Tensor, target: torch.Tensor, autocast, fused: bool = False,
+               forward: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Callable[[], None]:
+    """One AdamW step (cross-entropy under ``autocast``) on a fixed batch: the training step every benchmark here
+    times. ``forward`` defaults to the model itself (pass a compiled one to time that)."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=fused)
+    forward = forward or model
 
     def step() -> None:
         with autocast:
-            loss = F.cross_entropy(model(batch), target)
+            loss = F.cross_entropy(forward(batch), target)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
     return step
+
+
+def write_csv(rows: list[dict], path) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def _time(step: Callable[[], None], iters: int) -> float:
@@ -169,10 +184,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
           f"{torch.get_num_threads()} threads, batch {args.batch_size}, {args.img_size} px")
     rows = run(args)
     if args.csv:
-        with open(args.csv, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        write_csv(rows, args.csv)
     return rows
 
 
