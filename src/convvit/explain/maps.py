@@ -64,6 +64,8 @@ def capture_attention(model: nn.Module) -> Iterator[AttentionMaps]:
 
     Each forward appends one (B, heads, N_query, N_key) map per attention block, in forward order,
     and its :class:`MapInfo` to ``.infos``. Raises ValueError for a model without attention modules.
+    Run it without gradients (as :func:`attention_maps` does): with gradient checkpointing on, a
+    backward pass would re-run the blocks and append their maps a second time.
     """
     modules = _attention_modules(model)
     if not modules:
