@@ -138,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--img-size", "--img_size", type=int, default=None, dest="img_size")
     p.set_defaults(func=cmd_convert)
 
+    sub.add_parser("explain", help="attention rollout / attention distance figures (`convvit explain --help`)",
+                   add_help=False)
     for name in TRAINING_COMMANDS:
         sub.add_parser(name, help=f"{name} (LightningCLI; `convvit {name} --help`)", add_help=False)
     return parser
@@ -146,6 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = debug_requested(argv)
+    if argv and argv[0] == "explain":  # its own module: arguments + run(argv)
+        from convvit.explain.command import run as explain_run
+
+        return explain_run(argv[1:] + (["--debug"] if debug else []))
     if argv and argv[0] in TRAINING_COMMANDS:
         from convvit.training.cli import main as training_main
 

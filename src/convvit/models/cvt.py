@@ -99,8 +99,8 @@ class ConvAttention(nn.Module):
         B, T, _ = x.shape
         return x.view(B, T, self.num_heads, -1).transpose(1, 2)  # (B, h, T, hd)
 
-    def forward(self, x: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
-        """(B, [1 +] H' * W', C) tokens of an H' x W' map -> (B, [1 +] H' * W', D)."""
+    def _qkv(self, x: torch.Tensor, grid: Tuple[int, int]) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Heads of q (B, h, T, hd) on the query grid and of k, v (B, h, T_kv, hd) on the strided key grid."""
         B, T, C = x.shape
         n_prefix = 1 if self.with_cls_token else 0
         x_map = x[:, n_prefix:].transpose(1, 2).reshape(B, C, grid[0], grid[1])  # (B, C, H', W'), a channels-last view
@@ -110,7 +110,17 @@ class ConvAttention(nn.Module):
         if self.with_cls_token:
             prefix = x[:, :1]
             q, k, v = torch.cat([prefix, q], dim=1), torch.cat([prefix, k], dim=1), torch.cat([prefix, v], dim=1)
-        q, k, v = self._heads(self.proj_q(q)), self._heads(self.proj_k(k)), self._heads(self.proj_v(v))
+        return self._heads(self.proj_q(q)), self._heads(self.proj_k(k)), self._heads(self.proj_v(v))
+
+    def attention_probs(self, x: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
+        """``softmax(q k^T * scale)`` (B, h, T, T_kv): keys on the ``stride_kv`` grid (for :mod:`convvit.explain`)."""
+        q, k, _ = self._qkv(x, grid)
+        return ((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1)
+
+    def forward(self, x: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
+        """(B, [1 +] H' * W', C) tokens of an H' x W' map -> (B, [1 +] H' * W', D)."""
+        B = x.shape[0]
+        q, k, v = self._qkv(x, grid)
         x = F.scaled_dot_product_attention(
             q, k, v, dropout_p=self.attn_drop if self.training else 0.0, scale=self.scale
         )

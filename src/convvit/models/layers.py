@@ -78,11 +78,22 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop) if proj_drop > 0 else nn.Identity()
 
+    def _qkv(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        B, N, _ = x.shape
+        qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)  # (3, B, h, N, hd)
+        q, k, v = qkv.unbind(0)
+        return q, k, v
+
+    def attention_probs(self, x: torch.Tensor, grid: Optional[Tuple[int, int]] = None) -> torch.Tensor:
+        """``softmax(q k^T / sqrt(d))`` (B, h, N, N) for the block input ``x``, from the q and k that
+        :meth:`forward` feeds SDPA (for :mod:`convvit.explain`; the forward itself never builds it)."""
+        q, k, _ = self._qkv(x)
+        return ((q * self.head_dim**-0.5) @ k.transpose(-2, -1)).softmax(dim=-1)
+
     def forward(self, x: torch.Tensor, grid: Optional[Tuple[int, int]] = None) -> torch.Tensor:
         """(B, N, C) -> (B, N, C); ``grid`` (the token map's height and width) is not needed here."""
         B, N, C = x.shape
-        qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)  # (3, B, h, N, hd)
-        q, k, v = qkv.unbind(0)
+        q, k, v = self._qkv(x)
         x = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop if self.training else 0.0)
         x = x.transpose(1, 2).reshape(B, N, C)  # (B, N, C)
         return self.proj_drop(self.proj(x))

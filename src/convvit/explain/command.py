@@ -1,0 +1,274 @@
+"""``convvit explain``: draw what a trained checkpoint attends to.
+
+    convvit explain --ckpt_path CKPT IMAGE... --output DIR [--head_fusion mean] [--discard_ratio 0.9] [--top_k 3]
+    convvit explain distance --ckpt_path CKPT [CKPT...] --data IMAGES_DIR --output OUT.png
+
+The first writes ``DIR/<image>.png`` per image (the image with its top-k predictions, the attention
+rollout over it; conv stem channels for ViT_C, the GPSA gates for ConViT, the last stage's class-token
+attention for CvT) and ``DIR/<image>.csv`` (the rollout per patch). The second plots the mean
+attention distance of every head against depth, one panel per checkpoint, with ``OUT.csv`` beside it.
+
+Everything is read and checked before anything is written, and each file is written atomically, so a
+bad checkpoint, an unreadable image or an unwritable output leaves no half-written result.
+The module is one command (``build_parser`` + ``run(argv) -> int``) for the ``convvit`` dispatcher.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+from convvit.errors import ArgumentParser, ConvvitError, UsageError, debug_requested, run_guarded
+
+__all__ = ["build_parser", "build_distance_parser", "run"]
+
+
+class ExplainError(ConvvitError):
+    """A checkpoint, image or output ``convvit explain`` cannot use."""
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(
+        prog="convvit explain",
+        description="Attention rollout and family-specific maps of a trained checkpoint, one PNG per image. "
+        "`convvit explain distance --help`: mean attention distance against depth.",
+    )
+    parser.add_argument("--ckpt_path", "--ckpt-path", required=True, help="a checkpoint written by `convvit fit`")
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders (any mode and size)")
+    parser.add_argument("--output", "-o", required=True, help="folder for <image>.png and <image>.csv")
+    parser.add_argument("--head_fusion", "--head-fusion", choices=("mean", "max", "min"), default="mean")
+    parser.add_argument("--discard_ratio", "--discard-ratio", type=float, default=0.9,
+                        help="share of the weakest patch-to-patch attention zeroed before the rollout (default 0.9)")
+    parser.add_argument("--top_k", "--top-k", type=int, default=3)
+    parser.add_argument("--weights", choices=("auto", "raw", "ema"), default="auto")
+    return parser
+
+
+def build_distance_parser() -> ArgumentParser:
+    parser = ArgumentParser(
+        prog="convvit explain distance",
+        description="Mean attention distance (pixels) of every head against depth, one panel per checkpoint.",
+    )
+    parser.add_argument("--ckpt_path", "--ckpt-path", required=True, nargs="+", help="one or more `convvit fit` checkpoints")
+    parser.add_argument("--data", required=True, help="a folder of images (searched recursively) to average over")
+    parser.add_argument("--output", "-o", required=True, help="the PNG to write; the CSV goes beside it")
+    parser.add_argument("--batch_size", "--batch-size", type=int, default=32)
+    parser.add_argument("--weights", choices=("auto", "raw", "ema"), default="auto")
+    return parser
+
+
+# ----------------------------------------------------------------------------------- inputs and outputs
+
+
+def _load(ckpt_path: str, weights: str):
+    from convvit.training.export import load_trained_model
+
+    model, info = load_trained_model(ckpt_path, weights)
+    from convvit.explain.maps import _attention_modules
+
+    if not _attention_modules(model):
+        raise ExplainError(f"{ckpt_path}: model {info['name']} has no attention layers to explain. "
+                           "Fix: pass a checkpoint of a transformer (vit_*, deit_*, convit_*, cvt_*)")
+    height, width = info["img_size"]
+    if height != width:
+        raise ExplainError(f"{ckpt_path}: explain needs a square input size, the model takes {height}x{width}")
+    return model, info
+
+
+def _transform(model, info):
+    from convvit.data import build_eval_transform
+
+    mean, std = info["mean"] or model.pretrained_cfg["mean"], info["std"] or model.pretrained_cfg["std"]
+    transform = build_eval_transform(info["img_size"][0], info["in_chans"], mean, std, info["crop_pct"],
+                                     info["interpolation"])
+    return transform, mean, std
+
+
+def _read_images(paths: Sequence[Path], info, transform):
+    """All images as tensors, or one clear error for the first that cannot be read (nothing is written yet)."""
+    from convvit.data import BadImageError, load_image
+
+    tensors = []
+    for path in paths:
+        try:
+            tensors.append(transform(load_image(path, info["in_chans"])))
+        except BadImageError as err:
+            reason = str(err.__cause__ or err)
+            raise ExplainError(f"cannot read image {path}: {reason}. Fix: pass image files PIL can open") from err
+    return tensors
+
+
+def _writable_dir(folder: Path) -> Path:
+    """Create ``folder`` if needed and check a file can be written there, before any work is done."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise ExplainError(f"cannot write to {folder}: {err.strerror or err}. "
+                           "Fix: choose an --output folder you can write") from err
+    return folder
+
+
+def _list_images(paths: Sequence[str]) -> list[Path]:
+    from convvit.data import list_images
+
+    files = list_images(list(paths))
+    if not files:
+        raise ExplainError(f"no images found in {', '.join(paths)}. Fix: pass image files or a folder holding some")
+    return files
+
+
+def _display(tensor, mean, std):
+    """A normalised (C, H, W) tensor back to an image array (H, W[, 3]) in [0, 1]: what the model saw."""
+    import torch
+
+    mean = torch.tensor(mean[: tensor.shape[0]]).view(-1, 1, 1)
+    std = torch.tensor(std[: tensor.shape[0]]).view(-1, 1, 1)
+    image = (tensor * std + mean).clamp(0, 1)
+    return image[0].numpy() if image.shape[0] == 1 else image[:3].permute(1, 2, 0).numpy()
+
+
+def _unique_stems(paths: Sequence[Path]) -> list[str]:
+    """Output names from the images' names; a repeated name gets its position in front."""
+    stems = [p.stem for p in paths]
+    return [s if stems.count(s) == 1 else f"{i:03d}_{s}" for i, s in enumerate(stems)]
+
+
+# ----------------------------------------------------------------------------------- family extras
+
+
+def _stem_maps(model, x, channels: int = 4):
+    """ViT_C: the first ``channels`` channels of the conv stem's first and last stage, or None (not a conv stem)."""
+    stem = getattr(getattr(model, "patch_embed", None), "stem", None)
+    if stem is None or len(stem) == 0:
+        return None
+    first = stem[0](x)
+    last = stem(x)
+    return first[0, :channels].float().numpy(), last[0, :channels].float().numpy()
+
+
+def _gates(model):
+    """ConViT: sigmoid(lambda) of every head of every GPSA layer (layers, heads), or None."""
+    import torch
+
+    from convvit.models.convit import GatedPositionalAttention
+
+    gates = [torch.sigmoid(m.gating_param.detach().float()) for m in model.modules()
+             if isinstance(m, GatedPositionalAttention)]
+    return torch.stack(gates).numpy() if gates else None
+
+
+def _cls_attention(model, maps):
+    """CvT: the class token's attention (mean over heads) in the last block, on the key grid, or None."""
+    from convvit.models.cvt import CvT
+
+    info = maps.infos[-1]
+    if not isinstance(model, CvT) or info.num_prefix == 0:
+        return None
+    row = maps[-1][0, :, 0, info.num_prefix:].mean(dim=0)  # (h_kv * w_kv,)
+    return row.reshape(info.key_grid).float().numpy()
+
+
+# ----------------------------------------------------------------------------------- commands
+
+
+def explain_images(args) -> int:
+    import torch
+
+    from convvit.explain.figures import explain_figure, save_png, write_csv
+    from convvit.explain.maps import attention_maps, rollout
+
+    if not 0.0 <= args.discard_ratio < 1.0:
+        raise UsageError(f"--discard_ratio must be in [0, 1), got {args.discard_ratio}")
+    if args.top_k < 1:
+        raise UsageError(f"--top_k must be >= 1, got {args.top_k}")
+    model, info = _load(args.ckpt_path, args.weights)
+    transform, mean, std = _transform(model, info)
+    paths = _list_images(args.images)
+    tensors = _read_images(paths, info, transform)
+    out = _writable_dir(Path(args.output))
+    top_k = min(args.top_k, info["num_classes"])
+    names = info["class_names"]
+    written = []
+    for path, stem, x in zip(paths, _unique_stems(paths), tensors):
+        x = x[None]  # (1, C, H, W): one image at a time keeps the memory of the maps small
+        with torch.no_grad():
+            maps = attention_maps(model, x)
+            probs = model(x).float().softmax(dim=-1)[0]
+            heat = rollout(maps, args.head_fusion, args.discard_ratio)[0]
+            stem_maps = _stem_maps(model, x)
+        grid = maps.infos[-1].grid
+        heat = heat.reshape(grid)
+        top_p, top_i = probs.topk(top_k)
+        predictions = [(names[i], p) for p, i in zip(top_p.tolist(), top_i.tolist())]
+        fig = explain_figure(
+            _display(x[0], mean, std), f"{path.name} ({info['name']})", predictions, heat.numpy(),
+            f"rollout ({args.head_fusion}, discard {args.discard_ratio:g})",
+            stem_maps=stem_maps, gates=_gates(model), cls_attention=_cls_attention(model, maps),
+        )
+        write_csv(out / f"{stem}.csv", ["row", "col", "rollout"],
+                  [(r, c, f"{heat[r, c].item():.6g}") for r in range(grid[0]) for c in range(grid[1])])
+        written.append(save_png(fig, out / f"{stem}.png"))
+        print(f"{path}: {predictions[0][0]} {predictions[0][1]:.1%} -> {written[-1]}")
+    return 0
+
+
+def explain_distance(args) -> int:
+    import numpy as np
+    import torch
+
+    from convvit.explain.figures import distance_figure, save_png, write_csv
+    from convvit.explain.maps import attention_distance, attention_maps
+
+    output = Path(args.output)
+    if output.suffix.lower() != ".png":
+        raise UsageError(f"--output {output} must name a .png file (the CSV is written beside it)")
+    if args.batch_size < 1:
+        raise UsageError(f"--batch_size must be >= 1, got {args.batch_size}")
+    loaded = [(ckpt, *_load(ckpt, args.weights)) for ckpt in args.ckpt_path]
+    paths = _list_images([args.data])
+    _writable_dir(output.parent if str(output.parent) else Path("."))
+    panels, rows = [], []
+    for ckpt, model, info in loaded:
+        transform, _, _ = _transform(model, info)
+        tensors = _read_images(paths, info, transform)
+        total, count = None, 0
+        for start in range(0, len(tensors), args.batch_size):
+            batch = torch.stack(tensors[start:start + args.batch_size])
+            with torch.no_grad():
+                dist = attention_distance(attention_maps(model, batch)).double() * len(batch)  # (layers, heads)
+            total = dist if total is None else total + dist
+            count += len(batch)
+        mean_dist = (total / count).numpy()
+        title = f"{Path(ckpt).name}: {info['name']} ({count} images)"
+        panels.append((title, mean_dist))
+        for layer, heads in enumerate(mean_dist, start=1):
+            rows += [(ckpt, info["name"], layer, head, f"{d:.4f}") for head, d in enumerate(heads)
+                     if not np.isnan(d)]
+        print(f"{ckpt}: {info['name']}, {mean_dist.shape[0]} layers, mean distance "
+              f"{np.nanmean(mean_dist[0]):.1f} px (first) -> {np.nanmean(mean_dist[-1]):.1f} px (last)")
+    csv_path = output.with_suffix(".csv")
+    write_csv(csv_path, ["checkpoint", "model", "layer", "head", "distance_px"], rows)
+    save_png(distance_figure(panels), output)
+    print(f"wrote {output} and {csv_path}")
+    return 0
+
+
+def run(argv: Sequence[str]) -> int:
+    """Run ``convvit explain`` (``argv`` without the word ``explain``) under the error policy; the exit status."""
+    argv = list(argv)
+    debug = debug_requested(argv)
+
+    def main() -> int:
+        if argv and argv[0] == "distance":
+            return explain_distance(build_distance_parser().parse_args(argv[1:]))
+        return explain_images(build_parser().parse_args(argv))
+
+    return run_guarded(main, debug)
+
+
+if __name__ == "__main__":
+    sys.exit(run(sys.argv[1:]))

@@ -1,0 +1,81 @@
+"""``convvit explain`` and ``convvit explain distance`` end to end, and their errors (nothing half-written)."""
+from __future__ import annotations
+
+import csv
+
+import pytest
+import torch
+
+from convvit.cli import main
+
+
+def _pngs(folder):
+    return sorted(p.name for p in folder.glob("*.png"))
+
+
+@pytest.mark.parametrize("family", ["vit_c", "convit", "cvt"])
+def test_explain_images(checkpoints, image_dir, tmp_path, capsys, family):
+    out = tmp_path / "out"
+    argv = ["explain", "--ckpt_path", str(checkpoints[family]), str(image_dir), "--output", str(out), "--top_k", "2"]
+    assert main(argv + ["--head_fusion", "max", "--discard_ratio", "0.5"]) == 0
+    assert _pngs(out) == ["gray.png", "rgb.png", "rgba.png"]  # any mode and size
+    assert not list(out.glob(".*"))  # no temporary file left
+    for png in out.glob("*.png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with open(out / "rgb.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert rows and set(rows[0]) == {"row", "col", "rollout"}
+    assert "rgb.png: class_" in capsys.readouterr().out
+
+
+def test_explain_distance(checkpoints, image_dir, tmp_path, capsys):
+    out = tmp_path / "figs" / "distance.png"
+    ckpts = [str(checkpoints["vit_c"]), str(checkpoints["convit"])]
+    assert main(["explain", "distance", "--ckpt_path", *ckpts, "--data", str(image_dir), "--output", str(out)]) == 0
+    assert out.read_bytes()[:4] == b"\x89PNG"
+    with open(out.with_suffix(".csv")) as f:
+        rows = list(csv.DictReader(f))
+    # vit_c_nano_32px: 3 layers x 4 heads; the small ConViT: 4 layers x 4 heads
+    assert len(rows) == 3 * 4 + 4 * 4
+    assert {r["model"] for r in rows} == {"vit_c_nano_32px", "convit_tiny"}
+    assert all(float(r["distance_px"]) >= 0 for r in rows)
+
+
+def test_explain_errors(checkpoints, image_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    # not a convvit checkpoint: a plain state dict
+    plain = tmp_path / "weights.pth"
+    torch.save({"w": torch.zeros(2)}, plain)
+    assert main(["explain", "--ckpt_path", str(plain), str(image_dir), "--output", str(out)]) == 1
+    assert "not a convvit training checkpoint" in capsys.readouterr().err
+    # an unreadable image among good ones: an error naming it, and no figure written for the others
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    assert main(["explain", "--ckpt_path", str(checkpoints["vit_c"]), str(image_dir / "rgb.png"), str(bad),
+                 "--output", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("convvit: error: cannot read image") and "bad.png" in err and not out.exists()
+    # an output that cannot be written
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["explain", "--ckpt_path", str(checkpoints["vit_c"]), str(image_dir), "--output",
+                 str(blocker / "out")]) == 1
+    assert "cannot write to" in capsys.readouterr().err
+    # bad arguments: exit status 2, one line
+    assert main(["explain", "--ckpt_path", str(checkpoints["vit_c"]), str(image_dir), "--output", str(out),
+                 "--discard_ratio", "1.5"]) == 2
+    assert main(["explain", "distance", "--ckpt_path", str(checkpoints["vit_c"]), "--data", str(image_dir),
+                 "--output", str(tmp_path / "d.txt")]) == 2
+    assert capsys.readouterr().err.count("convvit: error:") == 2
+    assert not out.exists()
+
+
+def test_model_without_attention_is_an_error(tmp_path, image_dir, capsys, monkeypatch):
+    # every registered family has attention; a checkpoint of a model without any is refused all the same
+    import convvit.training.export as export
+
+    info = dict(name="conv_only", img_size=(32, 32))
+    monkeypatch.setattr(export, "load_trained_model", lambda *a: (torch.nn.Conv2d(3, 4, 1), info))
+    out = tmp_path / "o"
+    assert main(["explain", "--ckpt_path", "x.ckpt", str(image_dir), "--output", str(out)]) == 1
+    assert "has no attention layers" in capsys.readouterr().err and not out.exists()
