@@ -148,18 +148,6 @@ def test_skip_bad_images_counted_in_worker_processes(image_folder):
     assert dm.num_bad_images == 1  # seen by the worker, read by the main process
 
 
-def test_predict_paths(image_folder, tmp_path, fakes):
-    extra = fakes.write_image(tmp_path / "loose.png", size=(30, 20))
-    (tmp_path / "bad.png").write_bytes(b"nope")
-    dm = ImageDataModule("imagefolder", str(image_folder), img_size=8, batch_size=32, num_workers=0,
-                         predict_paths=[str(image_folder / "val"), str(extra), str(tmp_path / "bad.png")],
-                         skip_bad_images=True)
-    dm.setup("predict")
-    (x, idx), = batches(dm.predict_dataloader())
-    assert len(dm.predict_files) == 8 and x.shape == (7, 3, 8, 8)
-    assert [dm.predict_files[i].name for i in idx] == [p.name for p in dm.predict_files if p.name != "bad.png"]
-
-
 # ------------------------------------------------------------------------------------------------ in-memory datasets
 def test_fashion_mnist_from_idx(tmp_path, fakes):
     data = fakes.make_fashion_mnist(tmp_path, n_train=20, n_test=10)

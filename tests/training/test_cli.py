@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,9 @@ import yaml
 from PIL import Image
 from safetensors import safe_open
 
+from convvit.data import ImageDataModule
 from convvit.training.cli import main
+from convvit.training.export import load_trained_model
 from convvit.training.module import ImageClassifier
 
 from conftest import STEPS_PER_EPOCH, TINY, fit, run_dir
@@ -35,8 +38,17 @@ def test_fit_writes_a_complete_run_directory(trained_run, capsys):
     assert list(run.glob("events.out.tfevents.*"))  # TensorBoard
     assert (run / "curves.png").stat().st_size > 1000
     rows = _metrics(run)
-    for key in ("train/loss_step", "val/acc1", "val/acc5", "val/acc1_ema", "test/acc1", "test/acc5", "test/acc1_ema"):
-        assert 0 <= _last(rows, key) < 100, key
+    # one training loss per optimizer step (log_every_n_steps 1); the head starts at zero (pycls init), so the
+    # first loss is that of uniform logits over 10 classes
+    losses = [(int(r["epoch"]), int(r["step"]), float(r["train/loss_step"])) for r in rows if r.get("train/loss_step")]
+    steps = range(2 * STEPS_PER_EPOCH)
+    assert [(epoch, step) for epoch, step, _ in losses] == [(i // STEPS_PER_EPOCH, i) for i in steps]
+    assert losses[0][2] == pytest.approx(math.log(10), abs=1e-5)
+    # the lr per step: lr 3e-3, no warmup, half-cosine to zero over the 8 steps
+    lrs = [float(r["lr-AdamW/pg1"]) for r in rows if r.get("lr-AdamW/pg1")]
+    assert lrs == pytest.approx([1.5e-3 * (1 + math.cos(math.pi * i / 8)) for i in range(8)])
+    assert [int(r["epoch"]) for r in rows if r.get("val/acc1")] == [0, 1]  # validated after each epoch
+    _assert_logged_accuracy_is_the_checkpoints(run, rows, config["data"])
 
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     hp = ckpt["hyper_parameters"]
@@ -48,6 +60,24 @@ def test_fit_writes_a_complete_run_directory(trained_run, capsys):
     with safe_open(str(run / "final.safetensors"), "pt") as f:
         meta = f.metadata()
     assert json.loads(meta["class_names"]) == hp["class_names"] and meta["architecture"] == "vit_c_nano_32px"
+
+
+def _assert_logged_accuracy_is_the_checkpoints(run: Path, rows: list[dict[str, str]], data: dict) -> None:
+    """The last validation and the test accuracies (raw and EMA) are last.ckpt's on the test split, by hand."""
+    dm = ImageDataModule(**data)
+    dm.setup("fit")
+    assert dm.val_split == "test"  # synthetic data has no validation split: it validates on its test split
+    images, labels = map(torch.cat, zip(*dm.test_dataloader()))
+    assert len(labels) == 16
+    for weights, suffix in (("raw", ""), ("ema", "_ema")):
+        model, _ = load_trained_model(run / "checkpoints" / "last.ckpt", weights)
+        with torch.no_grad():
+            top5 = model(images).topk(5, dim=-1).indices
+        acc1 = (top5[:, 0] == labels).float().mean().item()
+        acc5 = (top5 == labels[:, None]).any(-1).float().mean().item()
+        for stage in ("val", "test"):
+            assert _last(rows, f"{stage}/acc1{suffix}") == pytest.approx(acc1), (stage, weights)
+            assert _last(rows, f"{stage}/acc5{suffix}") == pytest.approx(acc5), (stage, weights)
 
 
 def _image_folder(root: Path, classes=("cat", "dog", "eel"), per_class=6) -> Path:

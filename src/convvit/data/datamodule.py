@@ -1,7 +1,6 @@
 """ImageDataModule: one LightningDataModule for image folders, Fashion-MNIST, CIFAR-10/100 and synthetic data."""
 from __future__ import annotations
 
-import difflib
 import functools
 import os
 import signal
@@ -13,57 +12,27 @@ import torch
 import torch.distributed as dist
 from lightning.pytorch.utilities import rank_zero_warn
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.data.distributed_sampler import RepeatAugSampler as _TimmRepeatAugSampler
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset
 
 from convvit.data.datasets import ImageFileDataset, SkipNoneCollate, TensorImageDataset, make_synthetic
-from convvit.data.images import list_images
-from convvit.data.readers import (
-    CIFAR10_CLASSES, CIFAR100_CLASSES, FASHION_MNIST_CLASSES, find_cifar_dir, find_fashion_mnist_dir,
-    find_image_classes, read_cifar, read_fashion_mnist, scan_image_folder,
-)
+from convvit.data.readers import find_image_classes, scan_image_folder
+from convvit.data.registry import DatasetSpec, get_dataset
+from convvit.data.samplers import RepeatAugSampler
 from convvit.data.transforms import (
     BatchEvalTransform, BatchTrainTransform, build_color_transform, build_eval_transform, build_train_transform,
     default_crop_pct,
     resolve_crop_mode,
 )
 
-__all__ = ["DATASETS", "ImageDataModule", "RepeatAugSampler"]
+__all__ = ["ImageDataModule"]
 
-
-DATASETS = ("imagefolder", "fashion_mnist", "cifar10", "cifar100", "synthetic")
-_DEFAULT_IMG_SIZE = {"fashion_mnist": 28, "cifar10": 32, "cifar100": 32, "synthetic": 32, "imagefolder": 224}
-_DEFAULT_PATH = {
-    "fashion_mnist": "/usr/share/datasets/fashion-mnist",  # Debian package dataset-fashion-mnist
-    "cifar10": "./data/cifar-10-batches-py",
-    "cifar100": "./data/cifar-100-python",
-}
-# Per-channel statistics of the training images (Fashion-MNIST computed from the files; CIFAR the usual figures).
-_STATS = {
-    "fashion_mnist": ((0.2860,), (0.3530,)),
-    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
-}
 _LUMA = (0.299, 0.587, 0.114)
 
 
-def _normalize_name(dataset: str) -> str:
-    name = dataset.lower().replace("-", "_")
-    name = {"image_folder": "imagefolder", "fashionmnist": "fashion_mnist", "cifar_10": "cifar10",
-            "cifar_100": "cifar100"}.get(name, name)
-    if name not in DATASETS:
-        close = difflib.get_close_matches(name, DATASETS, n=1)
-        raise ValueError(
-            f"unknown dataset '{dataset}'" + (f" (did you mean '{close[0]}'?)" if close else "")
-            + f". Valid datasets: {', '.join(DATASETS)}."
-        )
-    return name
-
-
-def _default_stats(dataset: str, in_chans: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def _default_stats(spec: DatasetSpec, in_chans: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Dataset (or ImageNet) mean/std adapted to ``in_chans``: repeated for gray -> RGB, luma-weighted for RGB ->
     gray (an approximation for the std)."""
-    mean, std = _STATS.get(dataset, (IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD))
+    mean, std = (spec.mean, spec.std) if spec.mean is not None else (IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD)
     if len(mean) == in_chans:
         return tuple(mean), tuple(std)
     if len(mean) == 1:
@@ -83,30 +52,9 @@ def _worker_init(worker_id: int, rank: int = 0) -> None:
         pl_worker_init_function(worker_id, rank)
 
 
-class RepeatAugSampler(DistributedSampler):
-    """timm's repeated-augmentation sampler (DeiT), each sample ``num_repeats`` times per epoch spread over
-    ranks. A DistributedSampler subclass so that Lightning does not wrap it in a second distributed sampler."""
-
-    def __init__(self, dataset: Dataset, num_repeats: int, num_replicas: int = 1, rank: int = 0,
-                 shuffle: bool = True):
-        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle)
-        self.sampler = _TimmRepeatAugSampler(
-            dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, num_repeats=num_repeats,
-        )
-
-    def __iter__(self):
-        return iter(self.sampler)
-
-    def __len__(self) -> int:
-        return len(self.sampler)
-
-    def set_epoch(self, epoch: int) -> None:
-        super().set_epoch(epoch)
-        self.sampler.set_epoch(epoch)
-
-
 class ImageDataModule(L.LightningDataModule):
-    """Image classification data: ``imagefolder``, ``fashion_mnist``, ``cifar10``, ``cifar100`` or ``synthetic``.
+    """Image classification data: ``imagefolder``, ``fashion_mnist``, ``cifar10``, ``cifar100``, ``synthetic``, or
+    any dataset added with :func:`convvit.data.register_dataset` (its spec gives the defaults below).
 
     Layouts (``path``):
       * imagefolder: ``ROOT/train/CLASS/*``, ``ROOT/val/CLASS/*`` and optionally ``ROOT/test/CLASS/*`` (any depth
@@ -131,8 +79,7 @@ class ImageDataModule(L.LightningDataModule):
     still per image), see :class:`BatchTrainTransform`.
 
     ``num_classes``, ``class_names``, ``in_chans``, ``img_size``, ``mean`` and ``std`` are available right after
-    construction. ``predict_paths`` (files or folders) gives ``predict_dataloader`` batches ``(images, indices)``
-    where ``indices`` index :attr:`predict_files`.
+    construction.
 
     Unreadable images raise an error naming the file; with ``skip_bad_images`` they are skipped, logged, and
     counted in :attr:`num_bad_images` (replaced by the next readable image in training, dropped in evaluation).
@@ -168,7 +115,6 @@ class ImageDataModule(L.LightningDataModule):
             synthetic_num_classes: int = 10,
             synthetic_size: int = 512,
             seed: int = 0,
-            predict_paths: list[str] | None = None,
             eval_batch_size: int | None = None,
             pin_memory: bool | None = None,
             persistent_workers: bool = True,
@@ -176,12 +122,13 @@ class ImageDataModule(L.LightningDataModule):
         """See the class docstring. Raises ValueError/FileNotFoundError for bad settings, naming the fix."""
         super().__init__()
         self.save_hyperparameters()
-        self.dataset = _normalize_name(dataset)
-        self.img_size = int(img_size or _DEFAULT_IMG_SIZE[self.dataset])
-        self.in_chans = int(in_chans or (1 if self.dataset == "fashion_mnist" else 3))
+        self.spec = get_dataset(dataset)
+        self.dataset = self.spec.name
+        self.img_size = int(img_size or self.spec.img_size)
+        self.in_chans = int(in_chans or self.spec.in_chans)
         if self.in_chans not in (1, 3):
             raise ValueError(f"in_chans must be 1 (grayscale) or 3 (RGB), got {in_chans}")
-        default_mean, default_std = _default_stats(self.dataset, self.in_chans)
+        default_mean, default_std = _default_stats(self.spec, self.in_chans)
         self.mean = tuple(float(m) for m in (mean if mean is not None else default_mean))
         self.std = tuple(float(s) for s in (std if std is not None else default_std))
         if len(self.mean) != self.in_chans or len(self.std) != self.in_chans:
@@ -195,37 +142,35 @@ class ImageDataModule(L.LightningDataModule):
             raise ValueError(f"batch_size must be >= 1 and num_workers >= 0, got {batch_size} and {num_workers}")
         self.crop_mode = resolve_crop_mode(self.img_size, crop_mode)
         self.crop_pct = default_crop_pct(self.img_size) if crop_pct is None else float(crop_pct)
-        if self.dataset == "imagefolder" and path is None:
-            raise ValueError("dataset 'imagefolder' needs a path. Fix: --data.path ROOT (ROOT/train/CLASS/*.jpg, "
+        if self.spec.kind == "folder" and path is None:
+            raise ValueError(f"dataset '{self.dataset}' needs a path. Fix: --data.path ROOT (ROOT/train/CLASS/*.jpg, "
                              "ROOT/val/CLASS/*.jpg).")
         self.root = Path(path) if path is not None else self._default_root()
         self._class_names: list[str] | None = None
         self._tensors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-        self.train_set = self.val_set = self.test_set = self.predict_set = None
-        self.predict_files: list[Path] = []
+        self.train_set = self.val_set = self.test_set = None
         self.test_split = "test"  # which split test_dataloader() serves ("test" or "val")
         self.val_split = "val"  # which split val_dataloader() serves ("val", "test" or "train-holdout")
 
     # ------------------------------------------------------------------------------------------------ metadata
     def _default_root(self) -> Path | None:
-        if self.dataset == "synthetic":
+        if self.spec.path is None:
             return None
-        default = Path(_DEFAULT_PATH[self.dataset])
-        if self.dataset == "fashion_mnist" and self.hparams.download and not default.is_dir():
-            return Path("./data")  # torchvision downloads to ./data/FashionMNIST/raw
+        default = Path(self.spec.path)
+        if self.hparams.download and self.spec.download_path is not None and not default.is_dir():
+            return Path(self.spec.download_path)
         return default
 
     @property
     def class_names(self) -> list[str]:
         """Class names, index = label. Image folders: the sorted folder names of the training split."""
         if self._class_names is None:
-            if self.dataset == "imagefolder":
+            if self.spec.kind == "folder":
                 self._class_names = find_image_classes(self._imagefolder_train_dir())
-            elif self.dataset == "synthetic":
+            elif self.spec.kind == "synthetic":
                 self._class_names = [f"class_{i}" for i in range(self.hparams.synthetic_num_classes)]
             else:
-                self._class_names = {"fashion_mnist": FASHION_MNIST_CLASSES, "cifar10": CIFAR10_CLASSES,
-                                     "cifar100": CIFAR100_CLASSES}[self.dataset]
+                self._class_names = list(self.spec.class_names)
         return list(self._class_names)
 
     @property
@@ -240,7 +185,7 @@ class ImageDataModule(L.LightningDataModule):
     @property
     def has_test(self) -> bool:
         """Whether the data has its own test split (image folders without ``test/`` test on the validation split)."""
-        return self.dataset != "imagefolder" or (self.root / "test").is_dir()
+        return self.spec.kind != "folder" or (self.root / "test").is_dir()
 
     @property
     def eval_transform(self):
@@ -270,40 +215,23 @@ class ImageDataModule(L.LightningDataModule):
         return sorted({p for ds in self._file_datasets() for p in ds.bad_paths})
 
     def _file_datasets(self) -> list[ImageFileDataset]:
-        sets = (self.train_set, self.val_set, self.test_set, self.predict_set)
+        sets = (self.train_set, self.val_set, self.test_set)
         return [ds for ds in {id(s): s for s in sets}.values() if isinstance(ds, ImageFileDataset)]
 
     # ------------------------------------------------------------------------------------------------ lightning
     def prepare_data(self) -> None:
-        """Download Fashion-MNIST / CIFAR with torchvision when ``download`` is set and the files are missing."""
-        if not self.hparams.download or self.dataset in ("imagefolder", "synthetic"):
-            return
-        import torchvision.datasets as tvd
-
-        if self.dataset == "fashion_mnist":
-            try:
-                find_fashion_mnist_dir(self.root)
-            except FileNotFoundError:
-                for train in (True, False):
-                    tvd.FashionMNIST(str(self.root), train=train, download=True)
-        else:
-            num = 10 if self.dataset == "cifar10" else 100
-            try:
-                find_cifar_dir(self.root, num)
-            except FileNotFoundError:
-                parent = self.root.parent if self.root.name.startswith("cifar-") else self.root
-                (tvd.CIFAR10 if num == 10 else tvd.CIFAR100)(str(parent), train=True, download=True)
+        """Download the dataset (its spec's ``download``) when ``download`` is set and the files are missing."""
+        if self.hparams.download and self.spec.download is not None:
+            self.spec.download(self.root)
 
     def setup(self, stage: str | None = None) -> None:
-        """Build the datasets a stage needs: "fit" (train + val), "validate", "test", "predict" (all if None)."""
+        """Build the datasets a stage needs: "fit" (train + val), "validate", "test" (all if None)."""
         if stage in (None, "fit") and self.train_set is None:
             self.train_set, self.val_set = self._build_train_val()
         if stage in (None, "validate") and self.val_set is None:
             self.val_set = self._build_train_val()[1]
         if stage in (None, "test") and self.test_set is None:
             self.test_set = self._build_test()
-        if stage == "predict" or (stage is None and self.hparams.predict_paths):
-            self.predict_set = self._build_predict()
 
     def train_dataloader(self) -> DataLoader:
         if self.train_set is None:
@@ -319,11 +247,6 @@ class ImageDataModule(L.LightningDataModule):
         if self.test_set is None:
             self.setup("test")
         return self._loader(self.test_set, train=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        if self.predict_set is None:
-            self.setup("predict")
-        return self._loader(self.predict_set, train=False)
 
     def state_dict(self) -> dict:
         """Saved in checkpoints: the unreadable images skipped so far (a record, not restored)."""
@@ -348,7 +271,7 @@ class ImageDataModule(L.LightningDataModule):
         return perm[n_val:].sort().values, perm[:n_val].sort().values
 
     def _build_train_val(self) -> tuple[Dataset, Dataset]:
-        if self.dataset == "imagefolder":
+        if self.spec.kind == "folder":
             return self._imagefolder_train_val()
         x, y = self._read_tensors("train")
         if self.hparams.val_fraction > 0:
@@ -360,7 +283,7 @@ class ImageDataModule(L.LightningDataModule):
         return self._tensor_dataset(x, y, train=True), self._tensor_dataset(xt, yt, train=False)
 
     def _build_test(self) -> Dataset:
-        if self.dataset == "imagefolder":
+        if self.spec.kind == "folder":
             test_dir = self.root / "test"
             if test_dir.is_dir():
                 self.test_split = "test"
@@ -370,22 +293,11 @@ class ImageDataModule(L.LightningDataModule):
             return self.val_set if self.val_set is not None else self._imagefolder_train_val()[1]
         return self._tensor_dataset(*self._read_tensors("test"), train=False)
 
-    def _build_predict(self) -> Dataset:
-        if not self.hparams.predict_paths:
-            return self._build_test()
-        self.predict_files = list_images(self.hparams.predict_paths)
-        return ImageFileDataset(
-            self.predict_files, range(len(self.predict_files)), self.in_chans, self.eval_transform,
-            skip_bad=self.hparams.skip_bad_images, on_bad="drop",
-        )
-
     def _read_tensors(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         if split not in self._tensors:
             h = self.hparams
-            if self.dataset == "fashion_mnist":
-                self._tensors[split] = read_fashion_mnist(self.root, split)
-            elif self.dataset in ("cifar10", "cifar100"):
-                self._tensors[split] = read_cifar(self.root, split, 10 if self.dataset == "cifar10" else 100)
+            if self.spec.kind == "tensors":
+                self._tensors[split] = self.spec.read(self.root, split)
             else:
                 size = h.synthetic_size if split == "train" else max(h.synthetic_size // 4, h.synthetic_num_classes)
                 offset = {"train": 0, "test": 1}[split]
