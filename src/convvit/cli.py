@@ -92,7 +92,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from convvit.models.weights import convert_checkpoint
+    from convvit.models.checkpoints import convert_checkpoint
 
     kwargs = {}
     if args.num_classes is not None:

@@ -13,8 +13,8 @@ import torch.nn as nn
 
 import convvit
 from convvit.errors import ConvvitError
-from convvit.models.weights import CheckpointError, read_checkpoint_file
-from convvit.training.checkpoint_io import atomic_write
+from convvit.models.checkpoints import CheckpointError, read_checkpoint_file
+from convvit.models.checkpoints import atomic_write
 
 __all__ = ["WEIGHTS", "EXPORT_FORMATS", "ONNX_TOLERANCE", "TrainedModelInfo", "Exported", "ExportMismatchError",
            "load_trained_model", "choose_weights", "weights_metadata", "export_safetensors", "export_onnx",
@@ -130,7 +130,7 @@ def weights_metadata(info: dict[str, Any]) -> dict[str, str]:
 
 def export_safetensors(model: nn.Module, path: str | os.PathLike, info: dict[str, Any]) -> Path:
     """Write the model's weights and :func:`weights_metadata` to ``path`` (.safetensors)."""
-    from convvit.models.weights import save_weights
+    from convvit.models.checkpoints import save_weights
 
     save_weights(model, path, weights_metadata(info))
     return Path(path)
