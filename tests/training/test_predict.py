@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from convvit.training.cli import main
-from convvit.training.predict import prediction_columns
+from convvit.inference.predict import prediction_columns
 
 
 def test_predict_writes_top_k_csv(trained_run, tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""Training, evaluation, prediction and export (LightningModule, callbacks, CLI).
+"""Training and evaluation (LightningModule, callbacks, checkpoint IO, the LightningCLI).
 
 ``convvit.training.cli.main(argv)`` runs ``convvit fit | validate | test | predict | export``. The names below
 load on first use, so that the command can answer ``--help`` and bad options without importing Lightning.

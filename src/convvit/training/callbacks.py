@@ -17,7 +17,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.model_summary.model_summary import _format_summary_table
 
-from convvit.training.export import choose_weights, export_safetensors
+from convvit.inference.export import choose_weights, export_safetensors
 
 __all__ = ["LastCheckpoint", "EpochSummary", "ModelSummary", "LearningCurves", "FinalWeights", "run_dir"]
 

@@ -2,7 +2,7 @@
 
 fit/validate/test run :class:`convvit.training.lightning_cli.ConvvitCLI` (LightningCLI conventions:
 ``--config FILE.yaml``, dotted overrides, ``--print_config``, ``--ckpt_path`` to resume); predict and
-export are small argparse commands over :mod:`convvit.training.predict` and :mod:`convvit.training.export`.
+export are small argparse commands over :mod:`convvit.inference.predict` and :mod:`convvit.inference.export`.
 """
 from __future__ import annotations
 
@@ -121,7 +121,7 @@ def _warnings_to_stderr() -> Iterator[None]:
 
 def _run_predict(argv: Sequence[str]) -> int:
     args = _predict_parser().parse_args(argv)
-    from convvit.training.predict import predict_images, write_predictions
+    from convvit.inference.predict import predict_images, write_predictions
 
     with _warnings_to_stderr():
         result = predict_images(args.ckpt_path, args.paths, args.top_k, args.batch_size, args.weights, args.device)
@@ -143,7 +143,7 @@ def _run_predict(argv: Sequence[str]) -> int:
 
 def _run_export(argv: Sequence[str]) -> int:
     args = _export_parser().parse_args(argv)
-    from convvit.training.export import ONNX_TOLERANCE, export_checkpoint
+    from convvit.inference.export import ONNX_TOLERANCE, export_checkpoint
 
     tolerance = ONNX_TOLERANCE if args.tolerance is None else args.tolerance
     exported = export_checkpoint(args.ckpt_path, args.format, args.output, args.weights, tolerance, args.opset)

@@ -31,6 +31,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from convvit.data import ImageDataModule
+from convvit.models.checkpoints import layout
 from convvit.training.callbacks import EpochSummary, FinalWeights, LastCheckpoint, LearningCurves, ModelSummary
 from convvit.training.checkpoint_io import AtomicCheckpointIO, explained_load_errors
 from convvit.training.cli import LIGHTNING_COMMANDS
@@ -160,7 +161,7 @@ class ConvvitCLI(LightningCLI):
             return
         with explained_load_errors(ckpt_path):  # a damaged or code-holding file: one line, not torch's traceback
             checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        hparams = dict(checkpoint.get("hyper_parameters") or {})
+        hparams = dict(checkpoint.get(layout.HPARAMS_KEY) or {})
         hparams.pop("_instantiator", None)
         self._ckpt_hparams = hparams
         if not hparams:
