@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 import convvit
-from convvit.training.cli import main
+from convvit.cli import main
 
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").rglob("*.yaml"))
 

@@ -11,7 +11,7 @@ import torch
 from safetensors import safe_open
 
 import convvit
-from convvit.training.cli import main
+from convvit.cli import main
 from convvit.inference.export import choose_weights, load_trained_model
 
 

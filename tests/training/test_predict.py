@@ -6,7 +6,7 @@ import csv
 import torch
 from PIL import Image
 
-from convvit.training.cli import main
+from convvit.cli import main
 from convvit.inference.predict import prediction_columns
 
 

@@ -34,7 +34,6 @@ from convvit.data import ImageDataModule
 from convvit.models.checkpoints import layout
 from convvit.training.callbacks import EpochSummary, FinalWeights, LastCheckpoint, LearningCurves, ModelSummary
 from convvit.training.checkpoint_io import AtomicCheckpointIO, explained_load_errors
-from convvit.training.cli import LIGHTNING_COMMANDS
 from convvit.training.interrupts import StopOnSignal
 from convvit.training.module import CheckpointConflictError, ImageClassifier, latest_checkpoint
 from convvit.training.precision import AUTO, Trainer, resolve_precision
@@ -42,7 +41,9 @@ from convvit.training.runs import (
     claim_version_dir, default_run_name, discard_if_unused, remove_abandoned_writes, versions,
 )
 
-__all__ = ["ConvvitCLI", "DEFAULT_ROOT_DIR", "DATA_TO_MODEL"]
+__all__ = ["ConvvitCLI", "DEFAULT_ROOT_DIR", "DATA_TO_MODEL", "LIGHTNING_COMMANDS"]
+
+LIGHTNING_COMMANDS = ("fit", "validate", "test")  # the LightningCLI subcommands convvit offers
 
 DEFAULT_ROOT_DIR = "runs"
 # Linked from the data module into the model (they are not set on the model directly).
