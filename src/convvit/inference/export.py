@@ -40,6 +40,23 @@ class TrainedModelInfo(dict):
     """What a checkpoint knows about its model: name, num_classes, class_names, in_chans, img_size, mean,
     std, and which weights were taken (``weights``: "raw" or "ema")."""
 
+    @classmethod
+    def from_hparams(cls, hp: Any, weights: str) -> "TrainedModelInfo":
+        """From the LightningModule's hyper-parameters (``checkpoint["hyper_parameters"]``, or ``module.hparams``)."""
+        img_size = hp["img_size"]
+        return cls(
+            name=hp["name"],
+            num_classes=hp["num_classes"],
+            class_names=list(hp.get("class_names") or [str(i) for i in range(hp["num_classes"])]),
+            in_chans=hp["in_chans"],
+            img_size=tuple(img_size) if isinstance(img_size, (list, tuple)) else (img_size, img_size),
+            mean=tuple(hp["mean"]) if hp.get("mean") is not None else None,
+            std=tuple(hp["std"]) if hp.get("std") is not None else None,
+            crop_pct=hp.get("crop_pct"),
+            interpolation=hp.get("interpolation", "bicubic"),
+            weights=weights,
+        )
+
 
 def choose_weights(weights: str, has_ema: bool, val_acc1: float | None, val_acc1_ema: float | None) -> str:
     """Resolve ``weights`` ("auto", "raw", "ema") to "raw" or "ema".
@@ -85,20 +102,7 @@ def load_trained_model(ckpt_path: str | os.PathLike, weights: str = "auto") -> t
     )
     model.load_state_dict(layout.model_weights(state, ema=choice == "ema"))
     model.eval()
-    img_size = hp["img_size"]
-    info = TrainedModelInfo(
-        name=hp["name"],
-        num_classes=hp["num_classes"],
-        class_names=list(hp.get("class_names") or [str(i) for i in range(hp["num_classes"])]),
-        in_chans=hp["in_chans"],
-        img_size=tuple(img_size) if isinstance(img_size, (list, tuple)) else (img_size, img_size),
-        mean=tuple(hp["mean"]) if hp.get("mean") is not None else None,
-        std=tuple(hp["std"]) if hp.get("std") is not None else None,
-        crop_pct=hp.get("crop_pct"),
-        interpolation=hp.get("interpolation", "bicubic"),
-        weights=choice,
-    )
-    return model, info
+    return model, TrainedModelInfo.from_hparams(hp, choice)
 
 
 def weights_metadata(info: dict[str, Any]) -> dict[str, str]:

@@ -16,14 +16,9 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from safetensors import SafetensorError
 
 from convvit.errors import CheckpointError, ConvvitError, DiskFullError, disk_full_error
-from convvit.models.checkpoints.files import (
-    atomic_write,
-    is_safetensors_file,
-    load_error,
-    remove_abandoned_temporaries,
-)
+from convvit.models.checkpoints.files import atomic_write, is_safetensors_file, load_error
 
-__all__ = ["AtomicCheckpointIO", "atomic_write", "explained_load_errors", "remove_abandoned_temporaries"]
+__all__ = ["AtomicCheckpointIO", "explained_load_errors"]
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
