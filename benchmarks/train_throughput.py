@@ -33,7 +33,7 @@ from timm.data import create_loader
 
 import convvit
 from convvit.data import ImageDataModule
-from convvit.training.cli import main as convvit_main
+from convvit.cli import main as convvit_main
 from convvit.training.optim import build_optimizer
 
 

@@ -106,3 +106,17 @@ def test_readme_model_table_is_what_convvit_models_prints(capsys):
         r = rows[name]
         assert (size, params, flops, acts) == (str(r["size"]), r["params"], r["flops"], r["acts"]), name
         assert paper == (r["paper"] or "small-image twin"), name
+
+
+def test_every_command_of_the_table_is_a_module_with_its_arguments_and_run(capsys):
+    """Adding a command is one module and one table entry: the dispatcher lists it and gives it --help."""
+    import importlib
+
+    from convvit.cli import COMMANDS
+
+    assert main(["--help"]) == 0
+    usage = capsys.readouterr().out
+    for command in COMMANDS:
+        module = importlib.import_module(command.module)
+        assert hasattr(module, "run_argv") or (hasattr(module, "add_arguments") and hasattr(module, "run")), command
+        assert f"    {command.name} " in usage, command.name

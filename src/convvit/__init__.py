@@ -55,8 +55,8 @@ def __dir__() -> list[str]:
 
 
 def load_checkpoint(model, path, **kwargs):
-    """Load a convvit, timm, official or Hugging Face checkpoint file into ``model`` (see convvit.models.weights)."""
-    from convvit.models.weights import load_checkpoint as _load
+    """Load a convvit, timm, official or Hugging Face checkpoint file into ``model`` (see convvit.models.checkpoints)."""
+    from convvit.models.checkpoints import load_checkpoint as _load
 
     return _load(model, path, **kwargs)
 

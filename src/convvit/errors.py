@@ -19,7 +19,7 @@ from typing import Callable, NoReturn
 
 __all__ = [
     "ConvvitError", "UsageError", "DiskFullError", "NonFiniteLossError", "ClassMismatchError",
-    "CheckpointConflictError", "ArgumentParser",
+    "CheckpointConflictError", "CheckpointError", "UnsafeCheckpointError", "ExportMismatchError", "ArgumentParser",
     "describe", "is_disk_full", "run_guarded", "debug_requested",
 ]
 
@@ -54,6 +54,18 @@ class ClassMismatchError(ConvvitError, ValueError):
 
 class CheckpointConflictError(ConvvitError, ValueError):
     """A setting given explicitly differs from the checkpoint being resumed or evaluated."""
+
+
+class CheckpointError(ConvvitError, ValueError):
+    """A checkpoint file cannot be read, or does not fit the model."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """A checkpoint holds pickled Python objects other than tensors and plain containers."""
+
+
+class ExportMismatchError(ConvvitError):
+    """The exported model's outputs differ from PyTorch's by more than the tolerance."""
 
 
 # Exceptions from Python, torch and Lightning whose message already says what a user got wrong.

@@ -12,7 +12,7 @@ import torch
 
 import convvit
 from convvit.models.convit import ConViT
-from convvit.models.weights import (
+from convvit.models.checkpoints import (
     CheckpointError,
     UnsafeCheckpointError,
     convert_checkpoint,
@@ -102,7 +102,7 @@ def test_other_num_classes_resets_the_head_and_says_so(tmp_path, caplog):
     save_weights(model, tmp_path / "five.safetensors")
     target = _convit(num_classes=3)
     head_before = target.head.weight.clone()
-    with caplog.at_level(logging.WARNING, logger="convvit.models.weights"):
+    with caplog.at_level(logging.WARNING, logger="convvit.models.checkpoints"):
         info = load_checkpoint(target, tmp_path / "five.safetensors")
     assert info["head_reset"] and "5 classes" in caplog.text and "3" in caplog.text
     assert torch.equal(target.head.weight, head_before)

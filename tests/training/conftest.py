@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from convvit.training.cli import main
+from convvit.cli import main
 
 MODEL = "vit_c_nano_32px"
 # 64 synthetic 16 px RGB images in batches of 16: 4 optimizer steps per epoch, 16 validation images.

@@ -64,7 +64,7 @@ def test_run_killed_while_saving_resumes_from_the_previous_checkpoint(tmp_path, 
 
 @pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640)])
 def test_checkpoints_and_weights_get_the_mode_the_umask_gives(tmp_path, umask, mode):
-    from convvit.models.weights import save_weights
+    from convvit.models.checkpoints import save_weights
 
     old = os.umask(umask)
     try:

@@ -1,4 +1,4 @@
-"""`convvit fit | validate | test` through convvit.training.cli.main on tiny synthetic data and image folders."""
+"""`convvit fit | validate | test` through convvit.cli.main on tiny synthetic data and image folders."""
 from __future__ import annotations
 
 import csv
@@ -13,8 +13,8 @@ from PIL import Image
 from safetensors import safe_open
 
 from convvit.data import ImageDataModule
-from convvit.training.cli import main
-from convvit.training.export import load_trained_model
+from convvit.cli import main
+from convvit.inference.export import load_trained_model
 from convvit.training.module import ImageClassifier
 
 from conftest import STEPS_PER_EPOCH, TINY, fit, run_dir

@@ -9,7 +9,7 @@ import yaml
 
 import convvit
 from convvit.data import get_dataset
-from convvit.training.cli import main
+from convvit.cli import main
 
 ROOT = Path(__file__).resolve().parents[2] / "configs"
 IMAGENET = ROOT / "imagenet"

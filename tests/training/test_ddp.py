@@ -8,7 +8,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from convvit.training.cli import main
+from convvit.cli import main
 
 
 class SaveRankWeights(L.Callback):

@@ -11,8 +11,8 @@ import torch
 from safetensors import safe_open
 
 import convvit
-from convvit.training.cli import main
-from convvit.training.export import choose_weights, load_trained_model
+from convvit.cli import main
+from convvit.inference.export import choose_weights, load_trained_model
 
 
 def test_onnx_matches_pytorch(trained_run, tmp_path):
@@ -94,7 +94,7 @@ def test_onnx_export_reports_its_check_against_pytorch(trained_run, tmp_path, ca
 
 def test_onnx_export_that_disagrees_is_refused_and_not_written(trained_run, tmp_path, monkeypatch):
     pytest.importorskip("onnxruntime")
-    from convvit.training import export
+    from convvit.inference import export
 
     model, info = load_trained_model(trained_run / "checkpoints" / "last.ckpt")
     other = convvit.create_model(info["name"], num_classes=10, img_size=16).eval()  # fresh weights

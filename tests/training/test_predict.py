@@ -6,8 +6,8 @@ import csv
 import torch
 from PIL import Image
 
-from convvit.training.cli import main
-from convvit.training.predict import prediction_columns
+from convvit.cli import main
+from convvit.inference.predict import prediction_columns
 
 
 def test_predict_writes_top_k_csv(trained_run, tmp_path, capsys):

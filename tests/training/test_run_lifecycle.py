@@ -16,7 +16,7 @@ import pytest
 import torch
 import yaml
 
-from convvit.training.cli import main
+from convvit.cli import main
 from convvit.training.module import ImageClassifier
 from convvit.training.runs import claim_version_dir
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from convvit.training.cli import main
+from convvit.cli import main
 
 from conftest import TINY, fit
 

@@ -63,7 +63,7 @@ def build_distance_parser() -> ArgumentParser:
 
 
 def _load(ckpt_path: str, weights: str):
-    from convvit.training.export import load_trained_model
+    from convvit.inference.export import load_trained_model
 
     model, info = load_trained_model(ckpt_path, weights)
     from convvit.explain.maps import _attention_modules

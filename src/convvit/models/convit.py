@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from timm.layers import trunc_normal_
 
 from convvit.models._base import TokenModel
+from convvit.models.checkpoints.formats import KeyFormat, register_key_format
 from convvit.models.layers import Attention, Block, head_dim
 from convvit.models.registry import build_with_cfg, model_cfg, register_model
 from convvit.models.stems import PatchifyStem, token_grid
@@ -254,6 +255,13 @@ class ConViT(TokenModel):
 def _cfg(flops_g: float, params_m: float) -> dict[str, Any]:
     """ConViT trains with DeiT's recipe: ``no_weight_decay()`` stays out of weight decay."""
     return model_cfg(exclude_no_weight_decay=True, published=dict(flops_g=flops_g, params_m=params_m, source="ConViT"))
+
+
+# timm's and facebookresearch/convit's keys are convvit's; recognised by the gating parameters.
+register_key_format(KeyFormat(
+    "convit", "a ConViT checkpoint (timm / facebookresearch/convit layout)",
+    detect=lambda keys: any(k.endswith("attn.gating_param") for k in keys), models=("convit_*",), priority=30,
+))
 
 
 def _create(name: str, pretrained: bool = False, **kwargs: Any) -> ConViT:

@@ -9,7 +9,7 @@ LayerNorm) followed by transformer blocks whose attention projects the token map
 depthwise convolution and BatchNorm before the linear q/k/v projections (stride 1 for the
 queries, 2 for keys and values). No position embedding, so any input size works; a class
 token joins in the last stage only. Keys are the official ones with the stages in a
-``ModuleList`` (``stage{i}.`` -> ``stages.{i}.``); :mod:`convvit.models.weights` maps official
+``ModuleList`` (``stage{i}.`` -> ``stages.{i}.``); the key formats at the end of this file map official
 and Hugging Face checkpoints onto them.
 """
 from __future__ import annotations
@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from timm.layers import trunc_normal_
 
 from convvit.models._base import TokenModel
+from convvit.models.checkpoints.formats import KeyFormat, register_key_format
 from convvit.models.layers import Block, Mlp, QuickGELU, get_act_layer, head_dim
 from convvit.models.registry import build_with_cfg, model_cfg, register_model
 
@@ -334,6 +335,50 @@ def _cfg(flops_g: float, params_m: float, **kwargs: Any) -> dict[str, Any]:
         first_conv="stages.0.patch_embed.proj", fixed_input_size=False, exclude_no_weight_decay=True,
         published=dict(flops_g=flops_g, params_m=params_m, source="CvT"), **kwargs,
     )
+
+
+# ---------------------------------------------------------------------- checkpoint key formats
+# Official CvT -> convvit CvT: the stages are a ModuleList.
+_OFFICIAL_TO_CONVVIT = ((r"^stage(\d+)\.", r"stages.\1."),)
+# Hugging Face CvtForImageClassification -> official microsoft/CvT names (applied in order), then convvit's.
+_HF_TO_OFFICIAL = (
+    (r"^cvt\.", ""),
+    (r"^encoder\.stages\.(\d+)\.", r"stage\1."),
+    (r"\.embedding\.convolution_embeddings\.projection\.", ".patch_embed.proj."),
+    (r"\.embedding\.convolution_embeddings\.normalization\.", ".patch_embed.norm."),
+    (r"\.layers\.(\d+)\.", r".blocks.\1."),
+    (r"\.attention\.attention\.convolution_projection_(query|key|value)\.convolution_projection\.convolution\.",
+     r".attn.conv_proj_\1.conv."),
+    (r"\.attention\.attention\.convolution_projection_(query|key|value)\.convolution_projection\.normalization\.",
+     r".attn.conv_proj_\1.bn."),
+    (r"\.attention\.attention\.projection_(query|key|value)\.", r".attn.proj_\1."),
+    (r"\.attention\.output\.dense\.", ".attn.proj."),
+    (r"\.intermediate\.dense\.", ".mlp.fc1."),
+    (r"\.output\.dense\.", ".mlp.fc2."),
+    (r"\.layernorm_before\.", ".norm1."),
+    (r"\.layernorm_after\.", ".norm2."),
+    (r"(conv_proj|proj)_query\b", r"\1_q"),
+    (r"(conv_proj|proj)_key\b", r"\1_k"),
+    (r"(conv_proj|proj)_value\b", r"\1_v"),
+    (r"^layernorm\.", "norm."),
+    (r"^classifier\.", "head."),
+)
+register_key_format(KeyFormat(
+    "hf_cvt", "a Hugging Face CvtForImageClassification (CvT) checkpoint",
+    detect=lambda keys: any(k.startswith(("cvt.encoder.", "encoder.stages.")) for k in keys),
+    rules=_HF_TO_OFFICIAL + _OFFICIAL_TO_CONVVIT, models=("cvt_*",),
+    metadata={"act_layer": "gelu"},  # Hugging Face's CvT was trained with GELU, the official one with QuickGELU
+    reads_hf_config=True, priority=60,
+))
+register_key_format(KeyFormat(
+    "official_cvt", "an official microsoft/CvT checkpoint",
+    detect=lambda keys: any(k.startswith("stage0.patch_embed.") for k in keys),
+    rules=_OFFICIAL_TO_CONVVIT, models=("cvt_*",), priority=50,
+))
+register_key_format(KeyFormat(
+    "cvt", "a convvit CvT checkpoint",
+    detect=lambda keys: any(k.startswith("stages.0.patch_embed.") for k in keys), models=("cvt_*",), priority=40,
+))
 
 
 def _create(name: str, pretrained: bool = False, **kwargs: Any) -> CvT:

@@ -130,7 +130,7 @@ def create_model(
         )
     model = _builders[name](**kwargs)
     if checkpoint_path is not None:
-        from convvit.models.weights import load_checkpoint
+        from convvit.models.checkpoints import load_checkpoint
 
         load_checkpoint(model, checkpoint_path)
     return model

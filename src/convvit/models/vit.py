@@ -24,6 +24,7 @@ import torch.nn as nn
 from timm.layers import trunc_normal_
 
 from convvit.models._base import TokenModel
+from convvit.models.checkpoints.formats import KeyFormat, register_key_format
 from convvit.models.layers import Attention, Block
 from convvit.models.registry import build_with_cfg, model_cfg, register_model
 from convvit.models.stems import ConvStem, PatchifyStem, token_grid
@@ -205,6 +206,20 @@ def _deit_cfg(flops_g: float, params_m: float) -> dict[str, Any]:
 
 _CONV_FIRST = "patch_embed.stem.0.conv"
 _SMALL_IMAGE_CFG = dict(input_size=(3, 32, 32), crop_pct=1.0, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+
+
+# timm's keys (DeiT, ViT) are convvit's; a convolutional stem tells ViT_C from ViT_P / DeiT.
+register_key_format(KeyFormat(
+    "vit_c", "a ViT_C checkpoint (convolutional stem)",
+    detect=lambda keys: any(k.startswith("blocks.0.attn.qkv.") for k in keys)
+    and any(k.startswith("patch_embed.stem.") for k in keys),
+    models=("vit_c_*",), priority=20,
+))
+register_key_format(KeyFormat(
+    "vit", "a ViT_P / DeiT checkpoint (timm layout, patchify stem)",
+    detect=lambda keys: any(k.startswith("blocks.0.attn.qkv.") for k in keys), models=("vit_p_*", "deit_*"),
+    priority=10,
+))
 
 
 def _create(name: str, pretrained: bool = False, **kwargs: Any) -> VisionTransformer:

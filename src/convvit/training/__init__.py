@@ -1,7 +1,8 @@
-"""Training, evaluation, prediction and export (LightningModule, callbacks, CLI).
+"""Training and evaluation (LightningModule, callbacks, checkpoint IO, the LightningCLI).
 
-``convvit.training.cli.main(argv)`` runs ``convvit fit | validate | test | predict | export``. The names below
-load on first use, so that the command can answer ``--help`` and bad options without importing Lightning.
+``convvit fit | validate | test`` (:mod:`convvit.cli.train`) run :class:`convvit.training.lightning_cli.ConvvitCLI`.
+The names below load on first use, so that the command can answer ``--help`` and bad options without importing
+Lightning.
 """
 from __future__ import annotations
 

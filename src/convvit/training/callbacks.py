@@ -17,7 +17,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.model_summary.model_summary import _format_summary_table
 
-from convvit.training.export import choose_weights, export_safetensors
+from convvit.inference.export import TrainedModelInfo, choose_weights, export_safetensors
 
 __all__ = ["LastCheckpoint", "EpochSummary", "ModelSummary", "LearningCurves", "FinalWeights", "run_dir"]
 
@@ -232,12 +232,6 @@ class FinalWeights(L.Callback):
             float(metrics["val/acc1_ema"]) if "val/acc1_ema" in metrics else None,
         )
         model = ema.module if choice == "ema" else pl_module.model
-        hp = pl_module.hparams
-        img_size = hp.img_size if isinstance(hp.img_size, (tuple, list)) else (hp.img_size, hp.img_size)
-        info = dict(
-            name=hp.name, num_classes=hp.num_classes, in_chans=hp.in_chans, img_size=img_size,
-            class_names=hp.class_names or [str(i) for i in range(hp.num_classes)],
-            mean=hp.mean, std=hp.std, crop_pct=hp.crop_pct, interpolation=hp.interpolation, weights=choice,
-        )
+        info = TrainedModelInfo.from_hparams(pl_module.hparams, choice)
         self.path = export_safetensors(model, folder / self.filename, info)
         rank_zero_info(f"final weights ({choice}): {self.path}")

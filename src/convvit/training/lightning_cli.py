@@ -31,9 +31,9 @@ from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from convvit.data import ImageDataModule
+from convvit.models.checkpoints import layout
 from convvit.training.callbacks import EpochSummary, FinalWeights, LastCheckpoint, LearningCurves, ModelSummary
 from convvit.training.checkpoint_io import AtomicCheckpointIO, explained_load_errors
-from convvit.training.cli import LIGHTNING_COMMANDS
 from convvit.training.interrupts import StopOnSignal
 from convvit.training.module import CheckpointConflictError, ImageClassifier, latest_checkpoint
 from convvit.training.precision import AUTO, Trainer, resolve_precision
@@ -41,7 +41,9 @@ from convvit.training.runs import (
     claim_version_dir, default_run_name, discard_if_unused, remove_abandoned_writes, versions,
 )
 
-__all__ = ["ConvvitCLI", "DEFAULT_ROOT_DIR", "DATA_TO_MODEL"]
+__all__ = ["ConvvitCLI", "DEFAULT_ROOT_DIR", "DATA_TO_MODEL", "LIGHTNING_COMMANDS"]
+
+LIGHTNING_COMMANDS = ("fit", "validate", "test")  # the LightningCLI subcommands convvit offers
 
 DEFAULT_ROOT_DIR = "runs"
 # Linked from the data module into the model (they are not set on the model directly).
@@ -160,7 +162,7 @@ class ConvvitCLI(LightningCLI):
             return
         with explained_load_errors(ckpt_path):  # a damaged or code-holding file: one line, not torch's traceback
             checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        hparams = dict(checkpoint.get("hyper_parameters") or {})
+        hparams = dict(checkpoint.get(layout.HPARAMS_KEY) or {})
         hparams.pop("_instantiator", None)
         self._ckpt_hparams = hparams
         if not hparams:

@@ -23,6 +23,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 import convvit
 from convvit.errors import CheckpointConflictError, ClassMismatchError, NonFiniteLossError
+from convvit.models.checkpoints import layout
 from convvit.training.optim import (
     LR_SCHEDULES,
     OPTIMIZERS,
@@ -318,14 +319,14 @@ class ImageClassifier(L.LightningModule):
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         metrics = self.trainer.callback_metrics if self._trainer is not None else {}
-        checkpoint["convvit"] = {
-            "val_acc1": float(metrics["val/acc1"]) if "val/acc1" in metrics else None,
-            "val_acc1_ema": float(metrics["val/acc1_ema"]) if "val/acc1_ema" in metrics else None,
-            "rng_states": _collect_rng_states(),
-        }
+        checkpoint[layout.METADATA_KEY] = layout.convvit_metadata(
+            val_acc1=float(metrics["val/acc1"]) if "val/acc1" in metrics else None,
+            val_acc1_ema=float(metrics["val/acc1_ema"]) if "val/acc1_ema" in metrics else None,
+            rng_states=_collect_rng_states(),
+        )
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        saved = checkpoint.get("hyper_parameters", {})
+        saved = checkpoint.get(layout.HPARAMS_KEY, {})
         hp = self.hparams
         saved_n, saved_names = saved.get("num_classes"), saved.get("class_names")
         if saved_n is not None and (
@@ -336,16 +337,12 @@ class ImageClassifier(L.LightningModule):
                 f"{_describe_classes(hp.num_classes, hp.class_names)}. Use data with the checkpoint's classes, or "
                 "fine-tune from its weights with --model.init_checkpoint CKPT (the head is re-initialised)."
             )
-        state = checkpoint.get("state_dict", {})
-        if self.ema_model is not None and not any(k.startswith("ema_model.") for k in state):
-            # a checkpoint from a run without EMA: start the average from the loaded weights
-            for k, v in list(state.items()):
-                if k.startswith("model."):
-                    state["ema_model.module." + k[len("model."):]] = v.clone()
+        state = checkpoint.get(layout.STATE_KEY, {})
+        if self.ema_model is not None and not layout.has_ema(state):
+            layout.seed_ema(state)  # a checkpoint from a run without EMA: start the average from its weights
         elif self.ema_model is None:
-            for k in [k for k in state if k.startswith("ema_model.")]:
-                del state[k]
-        rng = checkpoint.get("convvit", {}).get("rng_states")
+            layout.drop_ema(state)
+        rng = checkpoint.get(layout.METADATA_KEY, {}).get("rng_states")
         if rng and self._trainer is not None and self.trainer.state.fn == "fit":
             _set_rng_states(rng)
 

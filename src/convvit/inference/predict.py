@@ -10,7 +10,7 @@ from typing import Iterator, Sequence
 
 import torch
 
-from convvit.training.export import load_trained_model
+from convvit.inference.export import load_trained_model
 
 __all__ = ["Predictions", "predict_images", "write_predictions", "prediction_columns", "DEFAULT_OUTPUT"]
 
@@ -53,7 +53,7 @@ def predict_images(
     Images are read and normalised the way the checkpoint's validation data was
     (``convvit.data.load_image`` / ``build_eval_transform``). One row per image, keys as
     :func:`prediction_columns`. An image that cannot be decoded is skipped with a warning (logger
-    ``convvit.training.predict``) and listed in ``Predictions.skipped``: one bad file must not cost the rest.
+    ``convvit.inference.predict``) and listed in ``Predictions.skipped``: one bad file must not cost the rest.
     """
     from convvit.data import BadImageError, build_eval_transform, list_images, load_image
 

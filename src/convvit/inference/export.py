@@ -1,4 +1,5 @@
-"""Trained models out of Lightning checkpoints: load for inference, export to .safetensors or ONNX."""
+"""Trained models out of `convvit fit` checkpoints (layout: :mod:`convvit.models.checkpoints.layout`): load for
+inference, export to .safetensors or ONNX."""
 from __future__ import annotations
 
 import json
@@ -12,9 +13,8 @@ import torch
 import torch.nn as nn
 
 import convvit
-from convvit.errors import ConvvitError
-from convvit.models.weights import CheckpointError, read_checkpoint_file
-from convvit.training.checkpoint_io import atomic_write
+from convvit.errors import ExportMismatchError
+from convvit.models.checkpoints import CheckpointError, atomic_write, layout, read_checkpoint_file, save_weights
 
 __all__ = ["WEIGHTS", "EXPORT_FORMATS", "ONNX_TOLERANCE", "TrainedModelInfo", "Exported", "ExportMismatchError",
            "load_trained_model", "choose_weights", "weights_metadata", "export_safetensors", "export_onnx",
@@ -25,11 +25,6 @@ EXPORT_FORMATS = ("onnx", "safetensors")
 # Largest |logit difference| accepted between onnxruntime and PyTorch. Measured differences are 4e-7 to 1e-6
 # (fp32, operators fused in another order); a wrong graph is off by orders of magnitude more.
 ONNX_TOLERANCE = 1e-4
-_EMA_PREFIX = "ema_model.module."
-
-
-class ExportMismatchError(ConvvitError):
-    """The exported model's outputs differ from PyTorch's by more than the tolerance."""
 
 
 @dataclass
@@ -44,6 +39,23 @@ class Exported:
 class TrainedModelInfo(dict):
     """What a checkpoint knows about its model: name, num_classes, class_names, in_chans, img_size, mean,
     std, and which weights were taken (``weights``: "raw" or "ema")."""
+
+    @classmethod
+    def from_hparams(cls, hp: Any, weights: str) -> "TrainedModelInfo":
+        """From the LightningModule's hyper-parameters (``checkpoint["hyper_parameters"]``, or ``module.hparams``)."""
+        img_size = hp["img_size"]
+        return cls(
+            name=hp["name"],
+            num_classes=hp["num_classes"],
+            class_names=list(hp.get("class_names") or [str(i) for i in range(hp["num_classes"])]),
+            in_chans=hp["in_chans"],
+            img_size=tuple(img_size) if isinstance(img_size, (list, tuple)) else (img_size, img_size),
+            mean=tuple(hp["mean"]) if hp.get("mean") is not None else None,
+            std=tuple(hp["std"]) if hp.get("std") is not None else None,
+            crop_pct=hp.get("crop_pct"),
+            interpolation=hp.get("interpolation", "bicubic"),
+            weights=weights,
+        )
 
 
 def choose_weights(weights: str, has_ema: bool, val_acc1: float | None, val_acc1_ema: float | None) -> str:
@@ -70,8 +82,8 @@ def _load_lightning_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if path.is_dir():
         raise IsADirectoryError(f"--ckpt_path {path} is a folder. Fix: pass a .ckpt file, e.g. {path}/last.ckpt")
     ckpt, _ = read_checkpoint_file(path)  # never runs code from the file; clear errors for damaged files
-    hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
-    if not isinstance(hp, dict) or "name" not in hp or "state_dict" not in ckpt:
+    hp = ckpt.get(layout.HPARAMS_KEY) if isinstance(ckpt, dict) else None
+    if not isinstance(hp, dict) or "name" not in hp or layout.STATE_KEY not in ckpt:
         raise CheckpointError(
             f"{path} is not a convvit training checkpoint (a Lightning .ckpt written by `convvit fit`). Fix: pass "
             "a run's checkpoints/*.ckpt; plain weights files load with convvit.create_model(name, checkpoint_path=...)"
@@ -82,31 +94,15 @@ def _load_lightning_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 def load_trained_model(ckpt_path: str | os.PathLike, weights: str = "auto") -> tuple[nn.Module, TrainedModelInfo]:
     """Build the model of a ``convvit fit`` checkpoint with its raw or EMA weights, in eval mode, on CPU."""
     ckpt = _load_lightning_checkpoint(ckpt_path)
-    hp, state = ckpt["hyper_parameters"], ckpt["state_dict"]
-    extra = ckpt.get("convvit", {})
-    has_ema = any(k.startswith(_EMA_PREFIX) for k in state)
-    choice = choose_weights(weights, has_ema, extra.get("val_acc1"), extra.get("val_acc1_ema"))
+    hp, state = ckpt[layout.HPARAMS_KEY], ckpt[layout.STATE_KEY]
+    choice = choose_weights(weights, layout.has_ema(state), *layout.validation_results(ckpt))
     model = convvit.create_model(
         hp["name"], num_classes=hp["num_classes"], in_chans=hp["in_chans"], img_size=hp["img_size"],
         **(hp.get("model_kwargs") or {}),
     )
-    prefix = _EMA_PREFIX if choice == "ema" else "model."
-    model.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+    model.load_state_dict(layout.model_weights(state, ema=choice == "ema"))
     model.eval()
-    img_size = hp["img_size"]
-    info = TrainedModelInfo(
-        name=hp["name"],
-        num_classes=hp["num_classes"],
-        class_names=list(hp.get("class_names") or [str(i) for i in range(hp["num_classes"])]),
-        in_chans=hp["in_chans"],
-        img_size=tuple(img_size) if isinstance(img_size, (list, tuple)) else (img_size, img_size),
-        mean=tuple(hp["mean"]) if hp.get("mean") is not None else None,
-        std=tuple(hp["std"]) if hp.get("std") is not None else None,
-        crop_pct=hp.get("crop_pct"),
-        interpolation=hp.get("interpolation", "bicubic"),
-        weights=choice,
-    )
-    return model, info
+    return model, TrainedModelInfo.from_hparams(hp, choice)
 
 
 def weights_metadata(info: dict[str, Any]) -> dict[str, str]:
@@ -130,8 +126,6 @@ def weights_metadata(info: dict[str, Any]) -> dict[str, str]:
 
 def export_safetensors(model: nn.Module, path: str | os.PathLike, info: dict[str, Any]) -> Path:
     """Write the model's weights and :func:`weights_metadata` to ``path`` (.safetensors)."""
-    from convvit.models.weights import save_weights
-
     save_weights(model, path, weights_metadata(info))
     return Path(path)
 

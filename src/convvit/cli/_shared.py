@@ -1,0 +1,40 @@
+"""Helpers the command modules share."""
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import sys
+from typing import Callable, Iterator
+
+from convvit.errors import ConvvitError, UsageError
+
+
+def model_arguments(run: Callable[..., int]) -> Callable[..., int]:
+    """For commands whose arguments name a model: an unknown model name, or a size it cannot take (ValueError,
+    TypeError from the model), is a bad command line (exit status 2)."""
+
+    @functools.wraps(run)
+    def wrapped(*args, **kwargs) -> int:
+        try:
+            return run(*args, **kwargs)
+        except ConvvitError:
+            raise
+        except (ValueError, TypeError) as err:
+            raise UsageError(str(err)) from err
+
+    return wrapped
+
+
+@contextlib.contextmanager
+def warnings_to_stderr() -> Iterator[None]:
+    """Show convvit's library warnings (e.g. each skipped image) as ``convvit: warning: ...`` lines."""
+    logger = logging.getLogger("convvit")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("convvit: warning: %(message)s"))
+    handler.setLevel(logging.WARNING)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)

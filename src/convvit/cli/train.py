@@ -1,0 +1,90 @@
+"""``convvit fit | validate | test``: LightningCLI (``--config FILE.yaml``, dotted overrides, ``--print_config``,
+``--ckpt_path`` to resume) over :class:`convvit.training.lightning_cli.ConvvitCLI`.
+
+These commands parse their own arguments (jsonargparse), so the module has ``run_argv`` instead of
+``add_arguments`` / ``run``.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import re
+import sys
+import warnings
+from typing import Iterator, Sequence
+
+from convvit.errors import UsageError
+
+
+@contextlib.contextmanager
+def _argv(argv: Sequence[str]) -> Iterator[None]:
+    """Run with ``sys.argv[1:] == argv``: LightningCLI parses it, and Lightning's DDP launcher re-runs it."""
+    saved = sys.argv
+    sys.argv = [saved[0] if saved else "convvit", *argv]
+    try:
+        yield
+    finally:
+        sys.argv = saved
+
+
+def _suggest(message: str) -> str:
+    """' (did you mean model.lr?)' for an unknown option, from the signatures the CLI is built on."""
+    import difflib
+    import inspect
+
+    match = re.search(r"(?:option '|arguments: --)([\w.]+)", message)
+    if not match or "." not in match.group(1):
+        return ""
+    group, key = match.group(1).split(".", 1)
+    from lightning.pytorch import Trainer
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from convvit.data import ImageDataModule
+    from convvit.training.module import ImageClassifier
+
+    owners = {"model": ImageClassifier, "data": ImageDataModule, "trainer": Trainer, "checkpoint": ModelCheckpoint}
+    if group not in owners:
+        close = difflib.get_close_matches(group, list(owners), n=1)
+        return f" (did you mean {close[0]}.{key}?)" if close else ""
+    names = [n for n in inspect.signature(owners[group].__init__).parameters if n != "self"]
+    close = difflib.get_close_matches(key, names, n=3, cutoff=0.6)
+    return f" (did you mean {' or '.join(f'{group}.{c}' for c in close)}?)" if close else ""
+
+
+# Lightning warnings that are expected here and say nothing useful to a convvit user.
+_QUIET = (
+    r"Found \d+ module\(s\) in eval mode",  # the EMA copy is kept in eval mode on purpose
+    r"Experiment logs directory .* exists and is not empty",  # CSV and TensorBoard share the run directory
+    r".*isinstance\(treespec, LeafSpec\)",
+    r"It is recommended to use `self.log\('train/loss'",  # the epoch mean of the training loss is per rank
+    r"The dirpath has changed from",  # a resumed run writes to a new version folder, always
+)
+
+
+def run_argv(argv: Sequence[str]) -> int:
+    """Run ``convvit fit|validate|test ...`` (``argv[0]`` is the command) with LightningCLI."""
+    from convvit.training.option_names import unknown_option
+
+    command = argv[0]
+    typo = unknown_option(argv[1:])  # before Lightning's import, which takes seconds
+    if typo:
+        raise UsageError(f"{typo}. Run `convvit {command} --help` to list the options")
+
+    from convvit.training.interrupts import catch_signals
+    from convvit.training.lightning_cli import ConvvitCLI
+
+    with _argv(argv), warnings.catch_warnings(), catch_signals() as signals:
+        for message in _QUIET:
+            warnings.filterwarnings("ignore", message=message)
+        try:
+            ConvvitCLI(args=None)
+        except argparse.ArgumentError as err:  # jsonargparse: unknown key, bad value, missing file
+            message = " ".join(str(err).split())
+            raise UsageError(f"{message}{_suggest(message)}. Run `convvit {command} --help` to list the options") from err
+        except (SystemExit, KeyboardInterrupt):  # Lightning ends an interrupted run with one of these
+            if signals.signum is None:
+                raise
+        if signals.signum is not None:  # a scheduler or a person stopped it: not a success
+            print(f"convvit {command}: {signals.report()}", file=sys.stderr, flush=True)
+            return signals.exit_code
+    return 0
