@@ -12,6 +12,11 @@ import sys
 from typing import Sequence
 
 TRAINING_COMMANDS = ("fit", "validate", "test", "predict", "export")
+# Commands that are modules of their own: main(argv) -> exit status.
+MODULE_COMMANDS = {
+    "sweep": ("convvit.sweep.cli", "stability sweep: (lr, wd) trials per model and optimizer -> results.csv"),
+    "plot": ("convvit.plots_cli", "plots of a sweep or runs: edf, lrwd, curves (PNG + CSV)"),
+}
 
 
 def _complexity_row(name: str, img_size: int | None, in_chans: int | None) -> dict:
@@ -130,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name in TRAINING_COMMANDS:
         sub.add_parser(name, help=f"{name} (LightningCLI; `convvit {name} --help`)", add_help=False)
+    for name, (_, help_) in MODULE_COMMANDS.items():
+        sub.add_parser(name, help=help_, add_help=False)
     return parser
 
 
@@ -139,6 +146,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from convvit.training.cli import main as training_main
 
         return training_main(argv)
+    if argv and argv[0] in MODULE_COMMANDS:
+        import importlib
+
+        return importlib.import_module(MODULE_COMMANDS[argv[0]][0]).main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
