@@ -125,8 +125,6 @@ class RayEngine:
         self.num_cpus = num_cpus
 
     def run(self, jobs: Sequence[TrialJob], on_result: OnResult) -> None:
-        # before Ray is imported: no per-trial CSV/JSON/TensorBoard files (results.csv is the record)
-        os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
         import ray
         from ray import tune
