@@ -244,12 +244,15 @@ def _label(run_dir: Path) -> str:
 
 
 def sweep_best_runs(folder: str | Path, metric: str = "final") -> list[tuple[Path, str]]:
-    """The best run of each model and optimizer of a sweep, labelled."""
+    """The best run of each model and optimizer of a sweep, labelled (groups whose runs all diverged have none)."""
     rows, _ = load_sweep(folder)
     out = []
     for (model, opt), runs in run_errors(rows, metric).items():
-        best = min(runs, key=lambda r: r["error"])
-        out.append((Path(folder) / best["run_dir"], f"{model} {opt} (best: lr {best['lr']:.3g}, wd {best['wd']:.3g})"))
+        trained = [r for r in runs if not r["diverged"]]
+        if trained:
+            best = min(trained, key=lambda r: r["error"])
+            out.append((Path(folder) / best["run_dir"],
+                        f"{model} {opt} (best: lr {best['lr']:.3g}, wd {best['wd']:.3g})"))
     return out
 
 

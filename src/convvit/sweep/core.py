@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import inspect
 import io
+import json
 import math
 import os
 import sys
@@ -353,7 +354,7 @@ class Sweep:
                     continue
                 row = recorded_row(job)  # done, but the sweep was killed before it wrote the row
                 if row is not None:
-                    rows[trial] = {**rows.get(trial, {}), **row, "seconds": rows.get(trial, {}).get("seconds")}
+                    rows[trial] = row
                 else:
                     pending.append(job)
             write_results(self.root / RESULTS, sort_rows(rows.values(), order))
@@ -417,7 +418,7 @@ class _Progress:
 
 
 def _short(value: Any) -> str:
-    text = value if isinstance(value, str) else yaml.safe_dump(value, default_flow_style=True, width=10**6).strip()
+    text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"), sort_keys=True)
     return text if len(text) <= 80 else text[:77] + "..."
 
 

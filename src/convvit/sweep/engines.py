@@ -146,9 +146,17 @@ class RayEngine:
         import json
 
         class Rows(tune.Callback):
+            """Hands each trial's row to the sweep as it arrives (Tune calls this in the driver)."""
+
+            def __init__(self, on_result: OnResult) -> None:
+                self.on_result = on_result
+
             def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-                if "row" in result:
-                    on_result(json.loads(result["row"]))
+                if "row" in result and getattr(self, "on_result", None) is not None:
+                    self.on_result(json.loads(result["row"]))
+
+            def __getstate__(self) -> dict:  # Tune saves its callbacks with the experiment; the sweep is not saved
+                return {}
 
         by_id = {job.trial["trial"]: job.to_dict() for job in jobs}
         root = Path(jobs[0].root)
@@ -167,7 +175,7 @@ class RayEngine:
                 name=f"tune-{time.strftime('%Y%m%d-%H%M%S')}",  # one Tune experiment per invocation of the sweep
                 storage_path=str(root / "ray"),
                 verbose=0,
-                callbacks=[Rows()],
+                callbacks=[Rows(on_result)],
                 failure_config=tune.FailureConfig(max_failures=0),
             ),
         )

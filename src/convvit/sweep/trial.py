@@ -27,6 +27,7 @@ __all__ = ["TrialRecord", "TrialJob", "run_trial", "RECORD_FILE", "RECORD_CALLBA
 
 RECORD_FILE = "trial.json"
 RECORD_CALLBACK = f"--trainer.callbacks+={__name__}.TrialRecord"
+_START_ENV = "CONVVIT_TRIAL_START"  # when the sweep started the trial's process (time.time())
 
 
 class TrialRecord(L.Callback):
@@ -72,6 +73,8 @@ class TrialRecord(L.Callback):
             "num_classes": int(pl_module.hparams.get("num_classes", 0)) or None,
             "val_split": getattr(trainer.datamodule, "val_split", None),
             "message": message,
+            # the trial's wall time so far, process start included (read back if the sweep died before its row)
+            "seconds": time.time() - float(os.environ[_START_ENV]) if _START_ENV in os.environ else None,
         }
         atomic_write_text(Path(trainer.log_dir) / RECORD_FILE, json.dumps(record, indent=1) + "\n")
 
@@ -110,6 +113,7 @@ def run_trial(job: TrialJob, on_start: Callable[[subprocess.Popen], None] | None
     env = {**os.environ, **job.env}
     threads = str(max(1, job.threads))
     env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads, PYTHONUNBUFFERED="1")
+    env[_START_ENV] = repr(time.time())
     log.parent.mkdir(parents=True, exist_ok=True)
     cwd = job.cwd if job.cwd and Path(job.cwd).is_dir() else None  # another node may not have the folder
     start = time.monotonic()
@@ -168,7 +172,7 @@ def recorded_row(job: TrialJob) -> dict[str, Any] | None:
         if path.is_file():
             record = json.loads(path.read_text())
             if record.get("status") in ("finished", "diverged"):
-                return make_row(job, record, record["status"], None, parent / name)
+                return make_row(job, record, record["status"], record.get("seconds"), parent / name)
     return None
 
 
