@@ -10,7 +10,8 @@ from sweep_helpers import sweep_args
 pytest.importorskip("ray.tune", reason="the Ray engine needs the ray extra (pip install 'convvit[ray]')")
 
 
-def test_ray_engine_matches_local(killed_and_resumed, tmp_path, capsys):
+def test_ray_engine_matches_local(killed_and_resumed, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")  # CI has no network: Ray should not try to report usage
     # one sample of adamw: a prefix of the local sweep's trials (samples do not depend on the sample count)
     args = sweep_args(killed_and_resumed["base"], tmp_path / "ray", "--engine", "ray", samples=1, optimizers="adamw")
     assert main(args) == 0
