@@ -41,6 +41,7 @@ def assert_refused(capsys, tmp_path, argv, *words):
     (["--model.lr", "0.1"], ["--model.lr is set by the sweep", "--lr"]),
     (["--trainer.max_epochs", "2", "stray"], ["unexpected argument 'stray'"]),
     (["--parallel", "0"], ["--parallel 0"]),
+    (["--trainer.check_val_every_n_epoch", "3"], ["validate every 3", "--trainer.check_val_every_n_epoch 1"]),
 ])
 def test_bad_options(capsys, tmp_path, base, extra, words):
     assert_refused(capsys, tmp_path, sweep(tmp_path, base, *extra), *words)

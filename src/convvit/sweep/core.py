@@ -115,6 +115,25 @@ def _lookup(config: dict, dotted: str) -> Any:
     return node
 
 
+def _setting(spec: SweepSpec, base: dict, key: str, default: Any = None) -> Any:
+    """A trial's value of ``key``: the command line's, else the base config's, else ``default``."""
+    value = _given(spec.overrides, key)
+    value = value if value is not None else _lookup(base, key)
+    return default if value is None else value
+
+
+def check_validates(spec: SweepSpec, base: dict) -> None:
+    """Trials that never validate leave nothing to compare: refuse them before anything trains."""
+    try:
+        every = int(_setting(spec, base, "trainer.check_val_every_n_epoch", SWEEP_DEFAULTS["trainer.check_val_every_n_epoch"]))
+        epochs = int(_setting(spec, base, "trainer.max_epochs", 10))  # 10: convvit fit's default
+    except (TypeError, ValueError):
+        return  # not plain numbers: `convvit fit` itself will say what is wrong
+    if 0 < epochs < every:
+        raise SweepError(f"trials train {epochs} epoch(s) but validate every {every}, so they would record no error. "
+                         f"Fix: add --trainer.check_val_every_n_epoch 1 (or --trainer.max_epochs {every})")
+
+
 def load_base_config(path: str) -> tuple[dict, str]:
     """The base config as a dict, and the sha256 of its text (a sweep is tied to one version of its file)."""
     file = Path(path)
@@ -159,13 +178,10 @@ def resolve_ranges(spec: SweepSpec, base: dict) -> dict[str, dict[str, Range]]:
     defaults = _model_defaults()
 
     def setting(key: str) -> Any:
-        value = _given(spec.overrides, f"model.{key}")
-        value = value if value is not None else _lookup(base, f"model.{key}")
-        return value if value is not None else defaults.get(key)
+        return _setting(spec, base, f"model.{key}", defaults.get(key))
 
     base_opt = str(setting("optimizer")).lower()
-    base_batch = setting("lr_base_batch_size") or _given(spec.overrides, "data.batch_size") or \
-        _lookup(base, "data.batch_size") or 128
+    base_batch = setting("lr_base_batch_size") or _setting(spec, base, "data.batch_size", 128)
     ranges: dict[str, dict[str, Range]] = {}
     for opt in spec.optimizers:
         if opt == base_opt:
@@ -223,7 +239,7 @@ def _trial_argv(spec: SweepSpec, base: dict, trial: Trial, root: Path) -> list[s
     """``fit --config BASE [sweep defaults] [overrides] --model.name ... --name TRIAL ...`` for one trial."""
     defaults: list[str] = []
     for key, value in SWEEP_DEFAULTS.items():
-        if _lookup(base, key) is None and _given(spec.overrides, key) is None:
+        if _setting(spec, base, key) is None:
             defaults += [f"--{key}", value]
     return [
         "fit", "--config", str(Path(spec.config).resolve()), *defaults, *spec.overrides,
@@ -289,6 +305,7 @@ class Sweep:
         self.spec = spec
         self.root = Path(spec.out).resolve()
         self.base, digest = load_base_config(spec.config)
+        check_validates(spec, self.base)
         self.ranges = resolve_ranges(spec, self.base)
         self.trials = make_trials(spec.models, spec.optimizers, spec.samples, self.ranges, spec.seed)
         self.manifest = {
