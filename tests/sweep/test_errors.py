@@ -91,6 +91,13 @@ def test_ray_not_installed(capsys, tmp_path, base, monkeypatch):
     assert_refused(capsys, tmp_path, sweep(tmp_path, base, "--engine", "ray"), "pip install 'convvit[ray]'")
 
 
+def test_ray_address_nobody_answers(capsys, tmp_path, base):
+    pytest.importorskip("ray.tune")
+    assert_refused(capsys, tmp_path, sweep(tmp_path, base, "--engine", "ray", "--address", "127.0.0.1:1"),
+                   "no Ray cluster answers at --address 127.0.0.1:1", "ray start --head")
+    assert not (tmp_path / "out").exists()  # refused before the sweep folder is made
+
+
 def test_debug_shows_the_traceback(tmp_path, base):
     with pytest.raises(SweepError, match="--samples 0"):
         convvit_main([*sweep(tmp_path, base, samples="0"), "--debug"])

@@ -28,7 +28,7 @@ from typing import Any, Iterator, Sequence
 
 import yaml
 
-from convvit.sweep.engines import ENGINES, Resources, check_ray, make_engine
+from convvit.sweep.engines import ENGINES, Resources, check_ray, check_reachable, make_engine
 from convvit.sweep.results import (
     DONE, MANIFEST, RESULTS, read_manifest, read_results, sort_rows, write_manifest, write_results,
 )
@@ -229,6 +229,8 @@ def check_spec(spec: SweepSpec) -> None:
         raise SweepError(f"--gpus-per-trial {spec.gpus_per_trial} is negative. Fix: --gpus-per-trial 0 or more")
     if spec.engine == "ray":
         check_ray()
+        if spec.address:
+            check_reachable(spec.address)
     elif spec.address:
         raise SweepError(f"--address {spec.address} joins a Ray cluster, which only --engine ray does. "
                          "Fix: add --engine ray, or drop --address")

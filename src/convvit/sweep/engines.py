@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 from convvit.sweep.space import SweepError
 from convvit.sweep.trial import TrialJob, run_trial
 
-__all__ = ["ENGINES", "Resources", "LocalEngine", "RayEngine", "make_engine", "check_ray"]
+__all__ = ["ENGINES", "Resources", "LocalEngine", "RayEngine", "make_engine", "check_ray", "check_reachable"]
 
 ENGINES = ("local", "ray")
 OnResult = Callable[[dict[str, Any]], None]
@@ -96,6 +96,21 @@ def check_ray() -> None:
                          "(or pip install 'ray[tune]'), or run the sweep with --engine local")
 
 
+def check_reachable(address: str) -> None:
+    """Fail fast on a HOST:PORT nobody listens on: ray.init retries such an address for minutes."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    if "://" in address or not host or not port.isdigit():
+        return  # "auto", "ray://...": Ray resolves and reports these itself
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as err:
+        raise SweepError(f"no Ray cluster answers at --address {address} ({err.strerror or err}). Fix: start one "
+                         "with `ray start --head --port=PORT` and pass HEAD_IP:PORT, or --address auto on a node of "
+                         "the cluster") from None
+
+
 def _ray_trial(config: dict[str, Any]) -> None:
     """The Ray Tune trainable: one trial as a subprocess on whichever node Ray placed it, its row reported back."""
     import json
@@ -132,7 +147,15 @@ class RayEngine:
         started_here = not ray.is_initialized()
         if started_here:
             if self.address:
-                ray.init(address=self.address, log_to_driver=False)
+                try:
+                    ray.init(address=self.address, log_to_driver=False)
+                except ConnectionError as err:
+                    raise SweepError(
+                        f"could not join the Ray cluster at --address {self.address} ({err}). Fix: start it with "
+                        "`ray start --head` and pass the head's IP:PORT (or auto on a node of the cluster); if the "
+                        "cluster uses token authentication, set RAY_AUTH_MODE=token here with its token "
+                        "(~/.ray/auth_token or RAY_AUTH_TOKEN)"
+                    ) from None
             else:
                 ray.init(num_cpus=self.num_cpus or os.cpu_count() or 1, include_dashboard=False,
                          log_to_driver=False)
