@@ -157,7 +157,8 @@ class RayEngine:
                         "(~/.ray/auth_token or RAY_AUTH_TOKEN)"
                     ) from None
             else:
-                ray.init(num_cpus=self.num_cpus or os.cpu_count() or 1, include_dashboard=False,
+                # "local": a new instance of our own, never a cluster some earlier `ray start` left an address of
+                ray.init(address="local", num_cpus=self.num_cpus or os.cpu_count() or 1, include_dashboard=False,
                          log_to_driver=False)
         try:
             self._fit(jobs, on_result, tune)
