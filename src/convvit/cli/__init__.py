@@ -49,6 +49,8 @@ COMMANDS: tuple[Command, ...] = (
     Command("predict", "convvit.cli.predict", "classify images: convvit predict --ckpt_path CKPT PATH... [--output predictions.csv]"),
     Command("export", "convvit.cli.export", "export weights: convvit export --ckpt_path CKPT --format onnx|safetensors"),
     Command("explain", "convvit.cli.explain", "attention rollout per image, or attention distance by depth (explain distance)"),
+    Command("sweep", "convvit.cli.sweep", "stability sweep: (lr, wd) trials per model and optimizer -> results.csv"),
+    Command("plot", "convvit.cli.plot", "plots of a sweep or runs: edf, lrwd, curves (PNG + CSV)"),
 )
 _BY_NAME = {command.name: command for command in COMMANDS}
 

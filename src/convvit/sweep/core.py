@@ -1,0 +1,446 @@
+"""A stability sweep from start to results.csv: check the input, plan the trials, skip what is done, run the rest.
+
+Layout of a sweep folder ``OUT``::
+
+    OUT/sweep.json                 what was asked for (models, optimizers, ranges, seed, base config, options)
+    OUT/results.csv                one row per trial (see convvit.sweep.results)
+    OUT/runs/TRIAL/version_N/      each trial's ordinary `convvit fit` run directory (+ trial.json)
+    OUT/logs/TRIAL.log             each trial's output
+    OUT/ray/                       Ray Tune's own state (--engine ray)
+
+Resuming is the same command again: trials whose row says finished or diverged are skipped, the others (never
+run, interrupted, failed) run again from the start in a new ``version_N``.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import inspect
+import io
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import yaml
+
+from convvit.sweep.engines import ENGINES, Resources, check_ray, check_reachable, make_engine
+from convvit.sweep.results import (
+    DONE, MANIFEST, RESULTS, read_manifest, read_results, sort_rows, write_manifest, write_results,
+)
+from convvit.sweep.space import (
+    PAPER_BATCH_SIZE, PAPER_GOOD, Range, SweepError, Trial, around, make_trials, parse_range,
+)
+from convvit.sweep.trial import RECORD_CALLBACK, TrialJob, recorded_row
+
+__all__ = ["SweepSpec", "Sweep", "run_sweep", "RESERVED_OPTIONS", "SWEEP_DEFAULTS"]
+
+# Options each trial gets from the sweep: giving them as overrides would break the sweep's bookkeeping.
+RESERVED_OPTIONS = {
+    "--model.name": "--models", "--model.optimizer": "--optimizers", "--model.lr": "--lr",
+    "--model.weight_decay": "--wd", "--seed_everything": "--seed", "--trainer.default_root_dir": "--out",
+    "--name": "--out", "--config": "--config", "--ckpt_path": "a fresh --out",
+}
+# What a trial runs with unless the base config or the command line says otherwise: rank trials on a split
+# held out from training (never on the test split), validate every epoch (the curves), and do not test.
+SWEEP_DEFAULTS = {"data.val_fraction": "0.1", "trainer.check_val_every_n_epoch": "1", "test_after_fit": "false"}
+_STATE = "state"  # manifest keys that may change between runs of the same sweep
+_IDENTITY = ("models", "optimizers", "seed", "ranges", "config_sha256", "overrides")
+
+
+@dataclass
+class SweepSpec:
+    """The arguments of ``convvit sweep`` (see ``convvit sweep --help``)."""
+
+    config: str
+    models: list[str]
+    optimizers: list[str]
+    samples: int
+    out: str
+    lr: list[str] = field(default_factory=list)  # "LOW,HIGH" or "OPTIMIZER=LOW,HIGH"
+    wd: list[str] = field(default_factory=list)
+    seed: int = 0
+    parallel: int = 1
+    engine: str = "local"
+    address: str | None = None
+    cpus_per_trial: int | None = None
+    gpus_per_trial: float = 0.0
+    overrides: list[str] = field(default_factory=list)  # further `convvit fit` options
+    check_config: bool = True
+
+
+# ---------------------------------------------------------------------------------------------------- checks
+def _split_option(token: str) -> str:
+    return token.split("=", 1)[0]
+
+
+def check_overrides(overrides: Sequence[str]) -> None:
+    """Further options are ``--key value`` or ``--key=value`` pairs for ``convvit fit``, none the sweep sets."""
+    expect_value = False
+    for token in overrides:
+        if token.startswith("--"):
+            option = _split_option(token)
+            if option in RESERVED_OPTIONS:
+                raise SweepError(f"{option} is set by the sweep for each trial. Fix: use {RESERVED_OPTIONS[option]}")
+            expect_value = "=" not in token
+        elif expect_value:
+            expect_value = False
+        else:
+            raise SweepError(f"unexpected argument {token!r}. Fix: options for the trials go as --key value "
+                             "(e.g. --trainer.max_epochs 2)")
+
+
+def _given(overrides: Sequence[str], key: str) -> str | None:
+    """The value of ``--key`` in the overrides (the last one wins, as in parsing), else None."""
+    value = None
+    for i, token in enumerate(overrides):
+        option, has_value, inline = token.partition("=")
+        if option == f"--{key}":
+            value = inline if has_value else (overrides[i + 1] if i + 1 < len(overrides) else "")
+    return value
+
+
+def _lookup(config: dict, dotted: str) -> Any:
+    node: Any = config.get("fit", config) if isinstance(config.get("fit"), dict) else config
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+        if isinstance(node, dict) and "init_args" in node:
+            node = node["init_args"]
+    return node
+
+
+def _setting(spec: SweepSpec, base: dict, key: str, default: Any = None) -> Any:
+    """A trial's value of ``key``: the command line's, else the base config's, else ``default``."""
+    value = _given(spec.overrides, key)
+    value = value if value is not None else _lookup(base, key)
+    return default if value is None else value
+
+
+def check_validates(spec: SweepSpec, base: dict) -> None:
+    """Trials that never validate leave nothing to compare: refuse them before anything trains."""
+    try:
+        every = int(_setting(spec, base, "trainer.check_val_every_n_epoch", SWEEP_DEFAULTS["trainer.check_val_every_n_epoch"]))
+        epochs = int(_setting(spec, base, "trainer.max_epochs", 10))  # 10: convvit fit's default
+    except (TypeError, ValueError):
+        return  # not plain numbers: `convvit fit` itself will say what is wrong
+    if 0 < epochs < every:
+        raise SweepError(f"trials train {epochs} epoch(s) but validate every {every}, so they would record no error. "
+                         f"Fix: add --trainer.check_val_every_n_epoch 1 (or --trainer.max_epochs {every})")
+
+
+def load_base_config(path: str) -> tuple[dict, str]:
+    """The base config as a dict, and the sha256 of its text (a sweep is tied to one version of its file)."""
+    file = Path(path)
+    if not file.is_file():
+        raise SweepError(f"base config {path} does not exist. Fix: --config PATH/TO/BASE.yaml, e.g. "
+                         "configs/fashion_mnist/vit_c.yaml")
+    text = file.read_text()
+    try:
+        config = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise SweepError(f"base config {path} is not valid YAML ({first}). Fix: check that `convvit fit --config "
+                         f"{path} --print_config` loads it") from None
+    if config is None:
+        config = {}
+    if not isinstance(config, dict):
+        raise SweepError(f"base config {path} is not a mapping of options. Fix: a `convvit fit` config, e.g. "
+                         "configs/fashion_mnist/vit_c.yaml")
+    return config, hashlib.sha256(text.encode()).hexdigest()
+
+
+def _model_defaults() -> dict[str, Any]:
+    from convvit.training.module import ImageClassifier
+
+    return {k: p.default for k, p in inspect.signature(ImageClassifier.__init__).parameters.items()}
+
+
+def resolve_ranges(spec: SweepSpec, base: dict) -> dict[str, dict[str, Range]]:
+    """(lr, wd) ranges per optimizer: ``--lr``/``--wd`` where given (for all optimizers, or ``OPT=LOW,HIGH``),
+    else 1/8x..4x the good value: the base config's for its own optimizer, the paper's for the others (its lr
+    scaled linearly from batch 2048 to the trials' batch)."""
+    given: dict[str, dict[str, Range]] = {opt: {} for opt in spec.optimizers}
+    for key, texts in (("lr", spec.lr), ("wd", spec.wd)):
+        for text in texts:
+            opt, _, rng = text.rpartition("=")
+            targets = [opt] if opt else spec.optimizers
+            if opt and opt not in spec.optimizers:
+                raise SweepError(f"--{key} {text}: {opt!r} is not one of --optimizers {','.join(spec.optimizers)}. "
+                                 f"Fix: --{key} {spec.optimizers[0]}={rng}, or add {opt} to --optimizers")
+            for target in targets:
+                given[target][key] = parse_range(rng, f"--{key}")
+    defaults = _model_defaults()
+
+    def setting(key: str) -> Any:
+        return _setting(spec, base, f"model.{key}", defaults.get(key))
+
+    base_opt = str(setting("optimizer")).lower()
+    base_batch = setting("lr_base_batch_size") or _setting(spec, base, "data.batch_size", 128)
+    ranges: dict[str, dict[str, Range]] = {}
+    for opt in spec.optimizers:
+        if opt == base_opt:
+            good = {"lr": (float(setting("lr")), f"{Path(spec.config).name}"),
+                    "wd": (float(setting("weight_decay")), f"{Path(spec.config).name}")}
+        else:
+            lr, wd = PAPER_GOOD[opt]
+            scale = float(base_batch) / PAPER_BATCH_SIZE
+            good = {"lr": (float(f"{lr * scale:.3g}"), f"paper {lr:g} at batch {PAPER_BATCH_SIZE}, x{scale:g}"),
+                    "wd": (wd, "paper")}
+        ranges[opt] = {key: given[opt].get(key) or around(*good[key]) for key in ("lr", "wd")}
+    return ranges
+
+
+def check_spec(spec: SweepSpec) -> None:
+    """Everything that can be checked without training: each problem is a :class:`SweepError` naming the fix."""
+    import convvit
+    from convvit.training.optim import OPTIMIZERS
+
+    if spec.samples < 1:
+        raise SweepError(f"--samples {spec.samples}: a sweep needs at least one sample per model and optimizer. "
+                         "Fix: --samples 16 (the paper used 64)")
+    if not spec.models:
+        raise SweepError("--models is empty. Fix: e.g. --models vit_c_nano_32px,vit_p_nano_32px")
+    for model in spec.models:
+        if not convvit.is_model(model):
+            import difflib
+
+            close = difflib.get_close_matches(model, convvit.list_models(), n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise SweepError(f"unknown model {model!r}. Fix: {hint}`convvit models` lists them")
+    for opt in spec.optimizers:
+        if opt not in OPTIMIZERS:
+            raise SweepError(f"unknown optimizer {opt!r}. Fix: --optimizers takes {', '.join(OPTIMIZERS)}")
+    for name, values in (("--models", spec.models), ("--optimizers", spec.optimizers)):
+        if len(set(values)) != len(values):
+            raise SweepError(f"{name} lists a name twice ({','.join(values)}). Fix: name each once")
+    if spec.engine not in ENGINES:
+        raise SweepError(f"unknown engine {spec.engine!r}. Fix: --engine local or --engine ray")
+    if spec.parallel < 1:
+        raise SweepError(f"--parallel {spec.parallel}: at least one trial must run at a time. Fix: --parallel 1")
+    if spec.cpus_per_trial is not None and spec.cpus_per_trial < 1:
+        raise SweepError(f"--cpus-per-trial {spec.cpus_per_trial}: a trial needs a CPU. Fix: --cpus-per-trial 1")
+    if spec.gpus_per_trial < 0:
+        raise SweepError(f"--gpus-per-trial {spec.gpus_per_trial} is negative. Fix: --gpus-per-trial 0 or more")
+    if spec.engine == "ray":
+        check_ray()
+        if spec.address:
+            check_reachable(spec.address)
+    elif spec.address:
+        raise SweepError(f"--address {spec.address} joins a Ray cluster, which only --engine ray does. "
+                         "Fix: add --engine ray, or drop --address")
+    check_overrides(spec.overrides)
+
+
+def _trial_argv(spec: SweepSpec, base: dict, trial: Trial, root: Path) -> list[str]:
+    """``fit --config BASE [sweep defaults] [overrides] --model.name ... --name TRIAL ...`` for one trial."""
+    defaults: list[str] = []
+    for key, value in SWEEP_DEFAULTS.items():
+        if _setting(spec, base, key) is None:
+            defaults += [f"--{key}", value]
+    return [
+        "fit", "--config", str(Path(spec.config).resolve()), *defaults, *spec.overrides,
+        "--model.name", trial.model, "--model.optimizer", trial.optimizer,
+        "--model.lr", repr(trial.lr), "--model.weight_decay", repr(trial.wd),
+        "--seed_everything", str(trial.seed),
+        "--trainer.default_root_dir", str(root / "runs"), "--name", trial.trial,
+        RECORD_CALLBACK,
+    ]
+
+
+def check_fit_options(argv: Sequence[str]) -> None:
+    """The base config and options load as ``convvit fit`` options (parsed only: nothing is built or trained)."""
+    from convvit.cli import main as training_main
+
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        code = training_main([*argv, "--print_config"])
+    if code != 0:
+        lines = [line for line in err.getvalue().splitlines() if line.strip()]
+        message = next((line.split("error:", 1)[1].strip() for line in lines if "error:" in line),
+                       lines[-1] if lines else f"exit status {code}")
+        raise SweepError(f"the base config and options do not load as `convvit fit` options: {message}. Fix: "
+                         f"correct them until `convvit {' '.join(argv[:3])} ... --print_config` runs")
+
+
+# ---------------------------------------------------------------------------------------------------- the sweep
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.2f}%"
+
+
+@contextlib.contextmanager
+def _exclusive(folder: Path) -> Iterator[None]:
+    """One sweep process per folder: two would run the same trials and overwrite each other's results.csv."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield
+        return
+    with open(folder / ".lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise SweepError(f"another `convvit sweep` is running in {folder}. Fix: wait for it, or choose "
+                             "another --out") from None
+        yield
+
+
+class Sweep:
+    """A checked, planned sweep: :meth:`run` runs what is left and keeps results.csv up to date."""
+
+    def __init__(self, spec: SweepSpec, command: str = "") -> None:
+        check_spec(spec)
+        self.spec = spec
+        self.root = Path(spec.out).resolve()
+        self.base, digest = load_base_config(spec.config)
+        check_validates(spec, self.base)
+        self.ranges = resolve_ranges(spec, self.base)
+        self.trials = make_trials(spec.models, spec.optimizers, spec.samples, self.ranges, spec.seed)
+        self.manifest = {
+            "models": list(spec.models), "optimizers": list(spec.optimizers), "seed": spec.seed,
+            "ranges": {opt: {k: {"low": r.low, "high": r.high} for k, r in rs.items()} for opt, rs in self.ranges.items()},
+            "good": {opt: {k: r.good for k, r in rs.items()} for opt, rs in self.ranges.items()},
+            "config": str(Path(spec.config).resolve()), "config_sha256": digest, "overrides": list(spec.overrides),
+            "samples": spec.samples, "command": command, "cwd": os.getcwd(),
+            "metric_split": "validation (see the val_split column)",
+        }
+        self._check_folder()
+        cpus = os.cpu_count() or 1
+        self.resources = Resources(
+            parallel=spec.parallel,
+            cpus_per_trial=spec.cpus_per_trial or max(1, cpus // spec.parallel),
+            gpus_per_trial=spec.gpus_per_trial,
+        )
+        if spec.check_config:
+            check_fit_options(_trial_argv(spec, self.base, self.trials[0], self.root)[:-1])  # without the callback
+
+    def _check_folder(self) -> None:
+        """An --out that holds another sweep is refused: its results would be mixed with this one's."""
+        if self.root.exists() and not self.root.is_dir():
+            raise SweepError(f"--out {self.spec.out} is a file. Fix: give a folder (it is created if needed)")
+        old = read_manifest(self.root) if self.root.is_dir() else None
+        if old is None:
+            if (self.root / RESULTS).is_file():
+                raise SweepError(f"{self.root} holds a {RESULTS} but no {MANIFEST}, so it cannot be checked to be "
+                                 "this sweep. Fix: choose another --out")
+            return
+        changed = [key for key in _IDENTITY if old.get(key) != self.manifest[key]]
+        if changed:
+            details = "; ".join(f"{key}: {_short(old.get(key))} there, {_short(self.manifest[key])} here"
+                                for key in changed)
+            hint = f" (it was started with: {old['command']})" if old.get("command") else ""
+            raise SweepError(f"--out {self.spec.out} holds a different sweep's results ({details}). Fix: choose "
+                             f"another --out, or run the command that started it{hint}")
+
+    # -------------------------------------------------------------------------------------------- running
+    def jobs(self) -> list[TrialJob]:
+        return [
+            TrialJob(
+                trial=t.to_dict(), argv=_trial_argv(self.spec, self.base, t, self.root), root=str(self.root),
+                run_parent=str(self.root / "runs" / t.trial), log=str(self.root / "logs" / f"{t.trial}.log"),
+                threads=self.resources.cpus_per_trial, cwd=os.getcwd(),
+            )
+            for t in self.trials
+        ]
+
+    def run(self, out: Any = None) -> int:
+        """Run the trials not yet done; returns 0 when every trial finished or diverged, 1 when some failed."""
+        out = out or sys.stdout
+        self.root.mkdir(parents=True, exist_ok=True)
+        with _exclusive(self.root):
+            write_manifest(self.root, self.manifest)
+            rows = {r["trial"]: r for r in read_results(self.root / RESULTS)} if (self.root / RESULTS).is_file() else {}
+            jobs = self.jobs()
+            order = [j.trial["trial"] for j in jobs]
+            pending = []
+            for job in jobs:
+                trial = job.trial["trial"]
+                if rows.get(trial, {}).get("status") in DONE:
+                    continue
+                row = recorded_row(job)  # done, but the sweep was killed before it wrote the row
+                if row is not None:
+                    rows[trial] = row
+                else:
+                    pending.append(job)
+            write_results(self.root / RESULTS, sort_rows(rows.values(), order))
+            self._print_plan(len(jobs), len(pending), out)
+            progress = _Progress(total=len(jobs), done=len(jobs) - len(pending), parallel=self.resources.parallel)
+
+            def on_result(row: dict[str, Any]) -> None:
+                if row["status"] == "interrupted":  # not a result: it runs again when the sweep is resumed
+                    return
+                rows[row["trial"]] = row
+                write_results(self.root / RESULTS, sort_rows(rows.values(), order))
+                print(progress.line(row), file=out, flush=True)
+
+            if pending:
+                engine = make_engine(self.spec.engine, self.resources, self.spec.address)
+                engine.run(pending, on_result)
+        final = [rows[t] for t in order if t in rows]
+        done = sum(r["status"] in DONE for r in final)
+        failed = [r for r in final if r["status"] == "failed"]
+        diverged = sum(bool(r["diverged"]) for r in final)
+        print(f"sweep: {done}/{len(order)} trials done ({diverged} diverged, {len(failed)} failed); "
+              f"results: {self.root / RESULTS}", file=out, flush=True)
+        if failed or done < len(order):
+            shown = ", ".join(f"{r['trial']} (logs/{r['trial']}.log)" for r in failed[:3])
+            print(f"convvit sweep: error: {len(order) - done} trial(s) did not finish{': ' + shown if shown else ''}. "
+                  "Fix: read their logs, then run the same command again to retry them", file=sys.stderr, flush=True)
+            return 1
+        return 0
+
+    def _print_plan(self, total: int, pending: int, out: Any) -> None:
+        spec, res = self.spec, self.resources
+        print(f"sweep: {len(spec.models)} model(s) x {len(spec.optimizers)} optimizer(s) x {spec.samples} samples = "
+              f"{total} trials; {total - pending} done, {pending} to run, {res.parallel} at a time, "
+              f"{res.cpus_per_trial} CPU thread(s)"
+              + (f" and {res.gpus_per_trial:g} GPU(s)" if res.gpus_per_trial else "")
+              + f" each, engine {spec.engine}", file=out)
+        for opt, rs in self.ranges.items():
+            parts = [f"{k} {r.low:.3g}..{r.high:.3g} (good {r.good:.3g}: {r.source})" for k, r in rs.items()]
+            print(f"  {opt}: " + ", ".join(parts), file=out)
+        print(f"  results: {self.root / RESULTS}  (errors: top-1 % on the validation split)", file=out, flush=True)
+
+
+class _Progress:
+    """``[3/16] TRIAL lr 0.0012 wd 0.04: best 12.34% final 12.50%  41s | 1m23s elapsed, ~4m10s left``."""
+
+    def __init__(self, total: int, done: int, parallel: int) -> None:
+        self.total, self.done, self.parallel = total, done, parallel
+        self.ran = 0
+        self.start = time.monotonic()
+
+    def line(self, row: dict[str, Any]) -> str:
+        self.done += 1
+        self.ran += 1
+        elapsed = time.monotonic() - self.start
+        left = elapsed / self.ran * (self.total - self.done)
+        outcome = {"finished": f"best {_fmt(row['best_error'])} final {_fmt(row['final_error'])}",
+                   "diverged": "diverged (NaN loss)"}.get(row["status"], f"{row['status']} (see logs/{row['trial']}.log)")
+        seconds = f"  {_duration(row['seconds'])}" if row.get("seconds") is not None else ""
+        return (f"[{self.done}/{self.total}] {row['trial']} lr {row['lr']:.3g} wd {row['wd']:.3g}: {outcome}{seconds}"
+                f" | {_duration(elapsed)} elapsed, ~{_duration(left)} left")
+
+
+def _short(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"), sort_keys=True)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def run_sweep(spec: SweepSpec, command: str = "") -> int:
+    """Check, plan and run a sweep (see :class:`Sweep`); returns the exit status."""
+    return Sweep(spec, command).run()

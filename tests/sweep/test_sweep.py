@@ -1,0 +1,100 @@
+"""convvit sweep end to end: a 2 x 2 x 2 sweep of a few steps on synthetic data, killed part way and resumed."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from convvit.cli import main as convvit_main
+from convvit.sweep.core import Sweep, SweepSpec
+from convvit.sweep.results import COLUMNS, read_manifest
+from convvit.sweep.space import make_trials
+
+from sweep_helpers import MODELS
+
+
+def test_results_csv(killed_and_resumed):
+    out, rows = killed_and_resumed["out"], killed_and_resumed["after"]
+    assert killed_and_resumed["code"] == 0, killed_and_resumed["output"]
+    assert (out / "results.csv").read_text().splitlines()[0] == ",".join(COLUMNS)
+    assert len(rows) == 8 and len({r["trial"] for r in rows}) == 8
+    for row in rows:
+        assert row["epochs"] == 2 and row["val_split"] == "train-holdout" and row["num_classes"] == 10
+        assert row["seed"] == row["sample"]  # sweep seed 0: sample i trains with seed i
+        assert row["seconds"] > 0
+        run_dir = out / row["run_dir"]
+        assert run_dir.parent.name == row["trial"] and (run_dir / "metrics.csv").is_file()
+        record = json.loads((run_dir / "trial.json").read_text())
+        if row["optimizer"] == "adamw":
+            assert row["status"] == "finished" and not row["diverged"]
+            errors = [e for _, _, e in record["val_errors"]]
+            assert len(errors) == 2  # validated every epoch, on the held-out quarter of the training set
+            assert row["best_error"] == round(min(errors), 4) and row["final_error"] == round(errors[-1], 4)
+        else:  # lr >= 1e5: the loss is NaN within the first steps
+            assert row["status"] == "diverged" and row["diverged"]
+            assert row["final_error"] == 90.0  # a NaN model is worth chance: 10 classes
+            assert "NonFiniteLossError" in record["message"]
+
+
+def test_samples_are_seeded_and_paired(killed_and_resumed):
+    rows = {r["trial"]: r for r in killed_and_resumed["after"]}
+    manifest = read_manifest(killed_and_resumed["out"])
+    assert manifest["models"] == MODELS.split(",") and manifest["optimizers"] == ["adamw", "sgd"]
+    # the base config's adamw lr 1e-3 / wd 0.05: 1/8x..4x; sgd's lr from --lr, its wd the paper's
+    assert manifest["ranges"]["adamw"] == {"lr": {"low": 1.25e-4, "high": 4e-3}, "wd": {"low": 0.00625, "high": 0.2}}
+    assert manifest["ranges"]["sgd"]["lr"] == {"low": 1e5, "high": 1e6}
+    for opt in ("adamw", "sgd"):
+        for i in range(2):
+            c, p = rows[f"vit_c_nano_32px-{opt}-s{i:03d}"], rows[f"vit_p_nano_32px-{opt}-s{i:03d}"]
+            assert (c["lr"], c["wd"], c["seed"]) == (p["lr"], p["wd"], p["seed"])  # paired across models
+            r = manifest["ranges"][opt]
+            assert r["lr"]["low"] <= c["lr"] <= r["lr"]["high"] and r["wd"]["low"] <= c["wd"] <= r["wd"]["high"]
+    # the same command plans the same trials
+    spec = SweepSpec(config=str(killed_and_resumed["base"]), models=MODELS.split(","), optimizers=["adamw", "sgd"],
+                     samples=2, out=str(killed_and_resumed["out"]), lr=["sgd=1e5,1e6"], check_config=False)
+    for trial in Sweep(spec).trials:
+        assert (rows[trial.trial]["lr"], rows[trial.trial]["wd"]) == (trial.lr, trial.wd)
+
+
+def test_resume_after_kill(killed_and_resumed):
+    before = {r["trial"]: r for r in killed_and_resumed["before"] if r["status"] in ("finished", "diverged")}
+    after = {r["trial"]: r for r in killed_and_resumed["after"]}
+    out, output = killed_and_resumed["out"], killed_and_resumed["output"]
+    assert 2 <= len(before) < 8
+    for trial, row in before.items():  # recorded before the kill: kept as they were
+        assert after[trial] == row
+    # done at the restart: those recorded, and any that finished after the kill (read back from their trial.json)
+    done = int(re.search(r"(\d+) done, (\d+) to run", output).group(1))
+    assert len(before) <= done < 8 and f"{done} done, {8 - done} to run" in output
+    assert output.count("] vit_") == 8 - done  # one progress line per trial run on resume
+    assert "[8/8]" in output and "left" in output and "8/8 trials done" in output
+    for trial, row in after.items():
+        versions = sorted(p.name for p in (out / "runs" / trial).iterdir())
+        assert row["run_dir"] == f"runs/{trial}/{versions[-1]}"  # the newest run is the result
+        for old in versions[:-1]:  # a trial the kill interrupted ran again from the start, in a new version_N
+            record = out / "runs" / trial / old / "trial.json"
+            assert not record.exists() or json.loads(record.read_text())["status"] == "interrupted"
+
+
+def test_rerun_when_done_runs_nothing(killed_and_resumed, capsys):
+    from convvit.cli.sweep import main
+
+    assert main(killed_and_resumed["args"]) == 0
+    out = capsys.readouterr().out
+    assert "8 done, 0 to run" in out and "8/8 trials done (4 diverged, 0 failed)" in out
+
+
+def test_every_plot_written(killed_and_resumed, tmp_path):
+    out = killed_and_resumed["out"]
+    assert convvit_main(["plot", "edf", str(out)]) == 0
+    assert convvit_main(["plot", "lrwd", str(out), "--reps", "200"]) == 0
+    assert convvit_main(["plot", "curves", str(out)]) == 0
+    runs = sorted(str(out / r["run_dir"]) for r in killed_and_resumed["after"] if r["optimizer"] == "adamw")
+    assert convvit_main(["plot", "curves", *runs, "--out", str(tmp_path / "c.png")]) == 0
+    for png in [out / "plots" / f"{n}.png" for n in ("edf", "lrwd", "curves")] + [tmp_path / "c.png"]:
+        assert png.stat().st_size > 1000 and png.with_suffix(".csv").stat().st_size > 0
+    assert (out / "plots" / "lrwd_ranges.csv").read_text().count("\n") == 1 + 2 * 4  # lr and wd per group
+    edf = (out / "plots" / "edf.csv").read_text().splitlines()
+    assert len(edf) == 1 + 8
+    curves = (tmp_path / "c.csv").read_text().splitlines()
+    assert curves[0] == "run,label,epoch,val_error" and len(curves) == 1 + 4 * 2  # 4 runs x 2 epochs
