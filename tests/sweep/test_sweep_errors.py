@@ -8,7 +8,6 @@ import pytest
 from convvit.cli import main as convvit_main
 from convvit.sweep.core import Sweep, SweepSpec
 from convvit.sweep.results import write_manifest
-from convvit.sweep.space import SweepError
 from sweep_helpers import MODELS, write_base
 
 
@@ -98,6 +97,8 @@ def test_ray_address_nobody_answers(capsys, tmp_path, base):
     assert not (tmp_path / "out").exists()  # refused before the sweep folder is made
 
 
-def test_debug_shows_the_traceback(tmp_path, base):
-    with pytest.raises(SweepError, match="--samples 0"):
-        convvit_main([*sweep(tmp_path, base, samples="0"), "--debug"])
+def test_debug_shows_the_traceback(tmp_path, base, capsys, monkeypatch):
+    monkeypatch.setenv("CONVVIT_DEBUG", "0")  # restored after the test: --debug sets it to 1 for child processes
+    assert convvit_main([*sweep(tmp_path, base, samples="0"), "--debug"]) != 0
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "SweepError" in err and err.rstrip().splitlines()[-1].startswith("convvit")
