@@ -1,22 +1,12 @@
 """Shared fixtures of the explain tests: one thread, small models, and one tiny trained checkpoint."""
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 import pytest
 import torch
 
-
-@contextlib.contextmanager
-def one_thread():
-    """Tiny models run fastest on one thread (and the test machine's cores are shared)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+from single_thread import one_thread  # tests/single_thread.py
 
 
 @pytest.fixture(autouse=True)

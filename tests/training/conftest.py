@@ -1,14 +1,13 @@
 """Shared helpers for the training tests: tiny synthetic runs through the real CLI entry point."""
 from __future__ import annotations
 
-import contextlib
-
 from pathlib import Path
 
 import pytest
 import torch
 
 from convvit.cli import main
+from single_thread import one_thread  # tests/single_thread.py
 
 MODEL = "vit_c_nano_32px"
 # 64 synthetic 16 px RGB images in batches of 16: 4 optimizer steps per epoch, 16 validation images.
@@ -20,17 +19,6 @@ TINY = [
     "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
 ]
 STEPS_PER_EPOCH = 4
-
-
-@contextlib.contextmanager
-def one_thread():
-    """Tiny models run fastest on one thread, and a second OpenMP thread stalls badly on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 @pytest.fixture(autouse=True)
