@@ -28,27 +28,14 @@ def _argv(argv: Sequence[str]) -> Iterator[None]:
 
 
 def _suggest(message: str) -> str:
-    """' (did you mean model.lr?)' for an unknown option, from the signatures the CLI is built on."""
-    import difflib
-    import inspect
+    """' (did you mean model.lr?)' for an unknown option in a jsonargparse error (e.g. a key in a config file)."""
+    from convvit.training.option_names import close_options
 
     match = re.search(r"(?:option '|arguments: --)([\w.]+)", message)
     if not match or "." not in match.group(1):
         return ""
-    group, key = match.group(1).split(".", 1)
-    from lightning.pytorch import Trainer
-    from lightning.pytorch.callbacks import ModelCheckpoint
-
-    from convvit.data import ImageDataModule
-    from convvit.training.module import ImageClassifier
-
-    owners = {"model": ImageClassifier, "data": ImageDataModule, "trainer": Trainer, "checkpoint": ModelCheckpoint}
-    if group not in owners:
-        close = difflib.get_close_matches(group, list(owners), n=1)
-        return f" (did you mean {close[0]}.{key}?)" if close else ""
-    names = [n for n in inspect.signature(owners[group].__init__).parameters if n != "self"]
-    close = difflib.get_close_matches(key, names, n=3, cutoff=0.6)
-    return f" (did you mean {' or '.join(f'{group}.{c}' for c in close)}?)" if close else ""
+    close = close_options(*match.group(1).split(".", 1))
+    return f" (did you mean {' or '.join(close)}?)" if close else ""
 
 
 # Lightning warnings that are expected here and say nothing useful to a convvit user.

@@ -14,7 +14,7 @@ import importlib.util
 from pathlib import Path
 from typing import Sequence
 
-__all__ = ["unknown_option"]
+__all__ = ["close_options", "unknown_option"]
 
 _PACKAGE = Path(__file__).resolve().parents[1]  # src/convvit
 
@@ -55,6 +55,20 @@ def _init_parameters(path: Path, class_name: str) -> frozenset[str] | None:
     return None
 
 
+def _group_names(group: str) -> frozenset[str] | None:
+    locate, class_name = _GROUPS[group]
+    path = locate()
+    return _init_parameters(path, class_name) if path is not None else None
+
+
+def close_options(group: str, key: str) -> list[str]:
+    """``group.name`` options close to a mistyped ``group.key`` (another group when ``group`` is unknown)."""
+    if group not in _GROUPS:
+        return [f"{g}.{key}" for g in difflib.get_close_matches(group, list(_GROUPS), n=1)]
+    names = _group_names(group) or frozenset()
+    return [f"{group}.{c}" for c in difflib.get_close_matches(key, sorted(names), n=3, cutoff=0.6)]
+
+
 def unknown_option(argv: Sequence[str]) -> str | None:
     """The error message for the first ``--group.key`` in ``argv`` that no constructor takes, else None."""
     for arg in argv:
@@ -62,16 +76,11 @@ def unknown_option(argv: Sequence[str]) -> str | None:
             continue
         group, key = arg[2:].split("=", 1)[0].split(".", 2)[:2]
         key = key.rstrip("+")  # jsonargparse's "append" form, e.g. --trainer.callbacks+
-        if group not in _GROUPS:  # the CLI has no other dotted groups
-            close = difflib.get_close_matches(group, list(_GROUPS), n=1)
-            hint = f" (did you mean --{close[0]}.{key}?)" if close else ""
-            return f"unrecognized option --{group}.{key}{hint}"
-        locate, class_name = _GROUPS[group]
-        path = locate()
-        names = _init_parameters(path, class_name) if path is not None else None
-        if names is None or key in names:
-            continue
-        close = difflib.get_close_matches(key, sorted(names), n=3, cutoff=0.6)
-        hint = f" (did you mean {' or '.join(f'--{group}.{c}' for c in close)}?)" if close else ""
+        if group in _GROUPS:  # the CLI has no other dotted groups
+            names = _group_names(group)
+            if names is None or key in names:
+                continue
+        close = close_options(group, key)
+        hint = f" (did you mean {' or '.join(f'--{c}' for c in close)}?)" if close else ""
         return f"unrecognized option --{group}.{key}{hint}"
     return None
