@@ -41,6 +41,33 @@ def test_explain_distance(checkpoints, image_dir, tmp_path, capsys):
     assert all(float(r["distance_px"]) >= 0 for r in rows)
 
 
+def test_explain_distance_on_a_registered_dataset(checkpoints, tmp_path, capsys, monkeypatch):
+    # --data DATASET reads the split's first --num_images images from the dataset's default path
+    from convvit.data import registry
+
+    seen = []
+
+    def read(root, split):
+        seen.append((root, split))
+        if not (root / "present").exists():
+            raise FileNotFoundError(f"no dataset files in {root}")
+        return (torch.rand(7, 1, 28, 28) * 255).byte(), torch.zeros(7, dtype=torch.long)
+
+    spec = registry.DatasetSpec("tiny_gray", read=read, class_names=["a"], img_size=28, in_chans=1, path=str(tmp_path))
+    monkeypatch.setitem(registry._DATASETS, "tiny_gray", spec)
+    out = tmp_path / "d.png"
+    argv = ["explain", "distance", "--ckpt_path", str(checkpoints["vit_c"]), "--data", "tiny_gray", "--output", str(out)]
+    assert main(argv) == 1  # the dataset's files are missing: one line naming the fix, nothing written
+    assert "cannot read the tiny_gray test split" in capsys.readouterr().err and not out.exists()
+    (tmp_path / "present").write_text("")
+    assert main(argv + ["--split", "train", "--num_images", "5"]) == 0
+    assert seen[-1] == (tmp_path, "train")
+    assert "vit_c_nano_32px, 3 layers" in capsys.readouterr().out
+    with open(out.with_suffix(".csv")) as f:
+        assert len(list(csv.DictReader(f))) == 3 * 4
+    assert main(argv + ["--num_images", "0"]) == 2
+
+
 def test_explain_errors(checkpoints, image_dir, tmp_path, capsys):
     out = tmp_path / "out"
     # not a convvit checkpoint: a plain state dict

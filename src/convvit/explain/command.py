@@ -1,7 +1,7 @@
 """``convvit explain``: draw what a trained checkpoint attends to.
 
     convvit explain --ckpt_path CKPT IMAGE... --output DIR [--head_fusion mean] [--discard_ratio 0.9] [--top_k 3]
-    convvit explain distance --ckpt_path CKPT [CKPT...] --data IMAGES_DIR --output OUT.png
+    convvit explain distance --ckpt_path CKPT [CKPT...] --data IMAGES_DIR|DATASET --output OUT.png
 
 The first writes ``DIR/<image>.png`` per image (the image with its top-k predictions, the attention
 rollout over it; conv stem channels for ViT_C, the GPSA gates for ConViT, the last stage's class-token
@@ -52,7 +52,13 @@ def build_distance_parser() -> ArgumentParser:
         description="Mean attention distance (pixels) of every head against depth, one panel per checkpoint.",
     )
     parser.add_argument("--ckpt_path", "--ckpt-path", required=True, nargs="+", help="one or more `convvit fit` checkpoints")
-    parser.add_argument("--data", required=True, help="a folder of images (searched recursively) to average over")
+    parser.add_argument("--data", required=True,
+                        help="a folder of images (searched recursively) to average over, or the name of an in-memory "
+                        "dataset (fashion_mnist, cifar10, cifar100) read from its default path")
+    parser.add_argument("--split", choices=("train", "test"), default="test",
+                        help="with a dataset name: the split whose images are used (default test)")
+    parser.add_argument("--num_images", "--num-images", type=int, default=1000,
+                        help="with a dataset name: how many of the split's images, from the first (default 1000)")
     parser.add_argument("--output", "-o", required=True, help="the PNG to write; the CSV goes beside it")
     parser.add_argument("--batch_size", "--batch-size", type=int, default=32)
     parser.add_argument("--weights", choices=("auto", "raw", "ema"), default="auto")
@@ -119,6 +125,30 @@ def _list_images(paths: Sequence[str]) -> list[Path]:
     if not files:
         raise ExplainError(f"no images found in {', '.join(paths)}. Fix: pass image files or a folder holding some")
     return files
+
+
+def _dataset_images(name: str, split: str, count: int):
+    """The first ``count`` images of a registered in-memory dataset's split, as PIL images, or None when ``name``
+    is not such a dataset (it is then taken for a path)."""
+    from PIL import Image
+
+    from convvit.data.registry import get_dataset
+
+    try:
+        spec = get_dataset(name)
+    except ValueError:
+        return None
+    if spec.kind != "tensors":
+        return None
+    root = Path(spec.path or ".")
+    try:
+        images, _ = spec.read(root, split)
+    except (FileNotFoundError, OSError) as err:
+        raise ExplainError(f"cannot read the {spec.name} {split} split under {root}: {err}. Fix: install it (see "
+                           "the README) or pass a folder of images") from err
+    images = images[:count]
+    # (N, C, H, W) uint8 -> PIL, so that a dataset goes through the checkpoint's own transform like image files
+    return [Image.fromarray(x[0].numpy() if x.shape[0] == 1 else x.permute(1, 2, 0).numpy()) for x in images]
 
 
 def _display(tensor, mean, std):
@@ -228,13 +258,19 @@ def explain_distance(args) -> int:
         raise UsageError(f"--output {output} must name a .png file (the CSV is written beside it)")
     if args.batch_size < 1:
         raise UsageError(f"--batch_size must be >= 1, got {args.batch_size}")
+    if args.num_images < 1:
+        raise UsageError(f"--num_images must be >= 1, got {args.num_images}")
     loaded = [(ckpt, *_load(ckpt, args.weights)) for ckpt in args.ckpt_path]
-    paths = _list_images([args.data])
+    dataset = None if Path(args.data).exists() else _dataset_images(args.data, args.split, args.num_images)
+    paths = _list_images([args.data]) if dataset is None else None
     _writable_dir(output.parent if str(output.parent) else Path("."))
     panels, rows = [], []
     for ckpt, model, info in loaded:
         transform, _, _ = _transform(model, info)
-        tensors = _read_images(paths, info, transform)
+        if dataset is None:
+            tensors = _read_images(paths, info, transform)
+        else:
+            tensors = [transform(image.convert("L" if info["in_chans"] == 1 else "RGB")) for image in dataset]
         total, count = None, 0
         for start in range(0, len(tensors), args.batch_size):
             batch = torch.stack(tensors[start:start + args.batch_size])
