@@ -23,7 +23,7 @@ from convvit.sweep.results import DONE, MANIFEST, RESULTS, atomic_write_text, ch
 from convvit.sweep.space import SweepError
 
 __all__ = [
-    "METRICS", "load_sweep", "run_errors", "edf", "edf_rows", "bootstrap_best", "read_curve",
+    "METRICS", "load_sweep", "run_errors", "best_runs", "edf", "edf_rows", "bootstrap_best", "read_curve",
     "plot_edf", "plot_lrwd", "plot_curves",
 ]
 
@@ -243,17 +243,24 @@ def _label(run_dir: Path) -> str:
     return f"{run_dir.parent.name}/{run_dir.name}"
 
 
+def best_runs(rows: Iterable[Mapping[str, Any]], metric: str = "final") -> dict[Group, dict[str, Any]]:
+    """Per (model, optimizer), the trained run (not diverged) with the lowest error, as :func:`run_errors` gives
+    it; groups whose runs all diverged have none (they left no weights to evaluate)."""
+    best = {}
+    for group, runs in run_errors(rows, metric).items():
+        trained = [r for r in runs if not r["diverged"]]
+        if trained:
+            best[group] = min(trained, key=lambda r: r["error"])
+    return best
+
+
 def sweep_best_runs(folder: str | Path, metric: str = "final") -> list[tuple[Path, str]]:
     """The best run of each model and optimizer of a sweep, labelled (groups whose runs all diverged have none)."""
     rows, _ = load_sweep(folder)
-    out = []
-    for (model, opt), runs in run_errors(rows, metric).items():
-        trained = [r for r in runs if not r["diverged"]]
-        if trained:
-            best = min(trained, key=lambda r: r["error"])
-            out.append((Path(folder) / best["run_dir"],
-                        f"{model} {opt} (best: lr {best['lr']:.3g}, wd {best['wd']:.3g})"))
-    return out
+    return [
+        (Path(folder) / best["run_dir"], f"{model} {opt} (best: lr {best['lr']:.3g}, wd {best['wd']:.3g})")
+        for (model, opt), best in best_runs(rows, metric).items()
+    ]
 
 
 def plot_curves(runs: Sequence[str | Path | tuple[Path, str]], out: str | Path) -> tuple[Path, Path]:
