@@ -18,12 +18,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.data import Mixup
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
-from timm.utils import ModelEmaV3
 from torchmetrics.classification import MulticlassAccuracy
 
 import convvit
 from convvit.errors import CheckpointConflictError, ClassMismatchError, NonFiniteLossError
 from convvit.models.checkpoints import layout
+from convvit.training.ema import build_ema, fit_checkpoint_ema
 from convvit.training.optim import (
     LR_SCHEDULES,
     OPTIMIZERS,
@@ -40,29 +40,6 @@ def _describe_classes(num_classes: int, names: Sequence[str] | None) -> str:
         return f"{num_classes} classes"
     shown = ", ".join(map(str, names[:8])) + (", ..." if len(names) > 8 else "")
     return f"{num_classes} classes [{shown}]"
-
-
-class _ModelEma(ModelEmaV3):
-    """timm's ModelEmaV3, picklable for spawned processes (DDP spawn).
-
-    A ``torch.Generator`` pickles its state as a temporary tensor, which torch.multiprocessing shares by file
-    descriptor and frees before the child reads it ("unable to resize file"). Its state travels as bytes instead.
-    """
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        gen = state.pop("_sr_generator", None)
-        if gen is not None:
-            state["_sr_generator_state"] = (str(gen.device), gen.get_state().numpy().tobytes())
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        saved = state.pop("_sr_generator_state", None)
-        self.__dict__.update(state)
-        if saved is not None:
-            device, rng = saved
-            self._sr_generator = torch.Generator(device=device)
-            self._sr_generator.set_state(torch.frombuffer(bytearray(rng), dtype=torch.uint8))
 
 
 class ImageClassifier(L.LightningModule):
@@ -156,11 +133,7 @@ class ImageClassifier(L.LightningModule):
         )
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
-        self.ema_model = (
-            _ModelEma(self.model, decay=ema_decay, use_warmup=ema_warmup, warmup_power=3 / 4) if ema else None
-        )
-        if self.ema_model is not None:
-            self.ema_model.requires_grad_(False)  # updated by averaging, never by gradients (and ignored by DDP)
+        self.ema_model = build_ema(self.model, ema_decay, ema_warmup) if ema else None
 
         self.mixup = None
         if mixup_alpha > 0 or cutmix_alpha > 0:
@@ -337,11 +310,7 @@ class ImageClassifier(L.LightningModule):
                 f"{_describe_classes(hp.num_classes, hp.class_names)}. Use data with the checkpoint's classes, or "
                 "fine-tune from its weights with --model.init_checkpoint CKPT (the head is re-initialised)."
             )
-        state = checkpoint.get(layout.STATE_KEY, {})
-        if self.ema_model is not None and not layout.has_ema(state):
-            layout.seed_ema(state)  # a checkpoint from a run without EMA: start the average from its weights
-        elif self.ema_model is None:
-            layout.drop_ema(state)
+        fit_checkpoint_ema(checkpoint.get(layout.STATE_KEY, {}), keeps_ema=self.ema_model is not None)
         rng = checkpoint.get(layout.METADATA_KEY, {}).get("rng_states")
         if rng and self._trainer is not None and self.trainer.state.fn == "fit":
             _set_rng_states(rng)
