@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import math
 import os
-import random
 from typing import Any, Sequence
 
 import lightning as L
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -31,6 +29,7 @@ from convvit.training.optim import (
     excludes_no_weight_decay,
     warmup_decay,
 )
+from convvit.training.rng import RngStates
 
 __all__ = ["ImageClassifier", "NonFiniteLossError", "ClassMismatchError", "CheckpointConflictError", "latest_checkpoint"]
 
@@ -295,7 +294,6 @@ class ImageClassifier(L.LightningModule):
         checkpoint[layout.METADATA_KEY] = layout.convvit_metadata(
             val_acc1=float(metrics["val/acc1"]) if "val/acc1" in metrics else None,
             val_acc1_ema=float(metrics["val/acc1_ema"]) if "val/acc1_ema" in metrics else None,
-            rng_states=_collect_rng_states(),
         )
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -311,9 +309,10 @@ class ImageClassifier(L.LightningModule):
                 "fine-tune from its weights with --model.init_checkpoint CKPT (the head is re-initialised)."
             )
         fit_checkpoint_ema(checkpoint.get(layout.STATE_KEY, {}), keeps_ema=self.ema_model is not None)
-        rng = checkpoint.get(layout.METADATA_KEY, {}).get("rng_states")
-        if rng and self._trainer is not None and self.trainer.state.fn == "fit":
-            _set_rng_states(rng)
+
+    def configure_callbacks(self) -> list[L.Callback]:
+        # every trainer this module runs in saves the RNG states and restores them on resume, CLI or not
+        return [RngStates()]
 
 
 def latest_checkpoint(trainer: L.Trainer) -> str:
@@ -325,26 +324,3 @@ def latest_checkpoint(trainer: L.Trainer) -> str:
         if p and os.path.isfile(p)
     }
     return max(paths, key=os.path.getmtime, default="")
-
-
-def _collect_rng_states() -> dict[str, Any]:
-    """RNG states in types ``torch.load(weights_only=True)`` accepts (no numpy arrays)."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    states: dict[str, Any] = {
-        "torch": torch.get_rng_state(),
-        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
-        "python": random.getstate(),
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    return states
-
-
-def _set_rng_states(states: dict[str, Any]) -> None:
-    torch.set_rng_state(states["torch"])
-    kind, keys, pos, has_gauss, cached = states["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    version, internal, gauss = states["python"]
-    random.setstate((version, tuple(internal), gauss))
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
