@@ -5,6 +5,8 @@ import json
 import logging
 import os
 import pathlib
+import subprocess
+import sys
 
 import pytest
 import timm
@@ -20,6 +22,18 @@ from convvit.models.checkpoints import (
     read_checkpoint_metadata,
     save_weights,
 )
+
+
+def test_checkpoint_files_import_no_model_and_no_registry():
+    """Reading and writing checkpoint files (training writes one every epoch) must not build the model registry."""
+    code = (
+        "import sys\n"
+        "import convvit.checkpoints.files, convvit.checkpoints.containers, convvit.checkpoints.layout\n"
+        "print(sorted(m for m in sys.modules if m.startswith('convvit.models')))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
 
 
 def _convit(**kwargs) -> ConViT:

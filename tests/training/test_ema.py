@@ -6,7 +6,7 @@ import pickle
 import torch
 import torch.nn as nn
 
-from convvit.models.checkpoints import layout
+from convvit.checkpoints import layout
 from convvit.training.ema import build_ema, fit_checkpoint_ema
 
 

@@ -2,7 +2,7 @@
 
 timm's ``ModelEmaV3``, made picklable for spawned processes, and how a checkpoint's EMA weights are fitted to
 a run that does or does not keep an average. The weights live under ``ema_model.module.`` in the checkpoint
-(:mod:`convvit.models.checkpoints.layout`).
+(:mod:`convvit.checkpoints.layout`).
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 from timm.utils import ModelEmaV3
 
-from convvit.models.checkpoints import layout
+from convvit.checkpoints import layout
 
 __all__ = ["ModelEma", "build_ema", "fit_checkpoint_ema"]
 

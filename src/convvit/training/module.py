@@ -20,7 +20,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 import convvit
 from convvit.errors import CheckpointConflictError, ClassMismatchError, NonFiniteLossError
-from convvit.models.checkpoints import layout
+from convvit.checkpoints import layout
 from convvit.training.ema import build_ema, fit_checkpoint_ema
 from convvit.training.optim import (
     LR_SCHEDULES,

@@ -14,7 +14,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from convvit.models.checkpoints import layout
+from convvit.checkpoints import layout
 
 __all__ = ["RngStates", "collect_rng_states", "set_rng_states"]
 

@@ -1,6 +1,6 @@
 """Pulling the weights out of the containers checkpoints come in.
 
-A plain state dict; a Lightning training checkpoint (see :mod:`convvit.models.checkpoints.layout`; weights
+A plain state dict; a Lightning training checkpoint (see :mod:`convvit.checkpoints.layout`; weights
 under ``"state_dict"``, prefixed ``"model."``, EMA weights under ``"ema_model."`` used only with ``use_ema``);
 timm training checkpoints (under ``"model"``, ``"state_dict"`` or ``"state_dict_ema"``, EMA under
 ``"model_ema."``); DDP / ``torch.compile`` wrappers; and the ``config.json`` beside Hugging Face weights.
@@ -16,8 +16,8 @@ from typing import Any, Mapping
 
 import torch
 
+from convvit.checkpoints import layout
 from convvit.errors import CheckpointError
-from convvit.models.checkpoints import layout
 
 __all__ = ["extract_state_dict", "hf_config_metadata"]
 
