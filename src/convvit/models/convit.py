@@ -280,26 +280,22 @@ register_key_format(KeyFormat(
 ))
 
 
-def _create(name: str, pretrained: bool = False, **kwargs: Any) -> ConViT:
-    return build_with_cfg(ConViT, name, {}, pretrained=pretrained, **kwargs)
-
-
 @register_model(cfg=_cfg(1.26, 5.71))
 def convit_tiny(pretrained: bool = False, **kwargs: Any) -> ConViT:
     """ConViT-Ti: 4 heads x 48 = 192 wide, 12 blocks, 10 of them GPSA (5.7M params)."""
     model_args = dict(embed_dim=192, num_heads=4, depth=12, local_up_to_layer=10, locality_strength=1.0)
-    return _create("convit_tiny", pretrained, **dict(model_args, **kwargs))
+    return build_with_cfg(ConViT, "convit_tiny", model_args, pretrained, **kwargs)
 
 
 @register_model(cfg=_cfg(5.76, 27.78))
 def convit_small(pretrained: bool = False, **kwargs: Any) -> ConViT:
     """ConViT-S: 9 heads x 48 = 432 wide, 12 blocks, 10 of them GPSA (27.8M params)."""
     model_args = dict(embed_dim=432, num_heads=9, depth=12, local_up_to_layer=10, locality_strength=1.0)
-    return _create("convit_small", pretrained, **dict(model_args, **kwargs))
+    return build_with_cfg(ConViT, "convit_small", model_args, pretrained, **kwargs)
 
 
 @register_model(cfg=_cfg(17.52, 86.54))
 def convit_base(pretrained: bool = False, **kwargs: Any) -> ConViT:
     """ConViT-B: 16 heads x 48 = 768 wide, 12 blocks, 10 of them GPSA (86.5M params)."""
     model_args = dict(embed_dim=768, num_heads=16, depth=12, local_up_to_layer=10, locality_strength=1.0)
-    return _create("convit_base", pretrained, **dict(model_args, **kwargs))
+    return build_with_cfg(ConViT, "convit_base", model_args, pretrained, **kwargs)
