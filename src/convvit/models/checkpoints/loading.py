@@ -22,15 +22,19 @@ from typing import Any, Mapping
 import torch
 import torch.nn as nn
 
-from convvit.errors import CheckpointError
 from convvit.checkpoints.containers import extract_state_dict, hf_config_metadata
 from convvit.checkpoints.files import PathLike, read_checkpoint_file, read_safetensors_metadata, save_weights
+from convvit.errors import CheckpointError
 from convvit.models.checkpoints.fit import classifier_name, fit_state_dict, model_grid, square_grid
-from convvit.models.checkpoints.formats import detect_format, key_format, to_convvit
+from convvit.models.checkpoints.formats import UNKNOWN, detect_format, key_format, to_convvit
 
 __all__ = ["load_checkpoint", "read_checkpoint", "read_checkpoint_metadata", "convert_checkpoint"]
 
 _logger = logging.getLogger(__name__)
+
+
+def _in_a_known_format(keys: set[str]) -> bool:
+    return detect_format(keys) is not UNKNOWN
 
 
 def read_checkpoint(path: PathLike, use_ema: bool = False) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -40,7 +44,7 @@ def read_checkpoint(path: PathLike, use_ema: bool = False) -> tuple[dict[str, to
     """
     importlib.import_module("convvit.models")  # the families register their key formats
     obj, meta = read_checkpoint_file(path)
-    state, container, extra_meta = extract_state_dict(obj, use_ema)
+    state, container, extra_meta = extract_state_dict(obj, use_ema, is_model_keys=_in_a_known_format)
     state, fmt = to_convvit(state)
     metadata = {**extra_meta, **meta, **(hf_config_metadata(Path(path)) if fmt.reads_hf_config else {})}
     return state, {"format": fmt.name, "container": container, "metadata": metadata}
