@@ -76,6 +76,43 @@ def test_relative_positions_hold_dx_dy_and_squared_distance():
     assert torch.equal(rel[:, :, 0], -rel[:, :, 0].T)
 
 
+def test_relative_positions_are_built_once_for_the_built_grid(monkeypatch):
+    model = _tiny().eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = model(x)
+    gpsa = [b.attn for b in model.blocks[: model.local_up_to_layer]]
+    assert all(torch.equal(a.rel_pos, relative_positions((4, 4)).int()) for a in gpsa)
+
+    def rebuilt(*args, **kwargs):
+        raise AssertionError("relative positions rebuilt in the forward")
+
+    monkeypatch.setattr("convvit.models.convit.relative_positions", rebuilt)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), expected, rtol=0, atol=0)
+        gpsa[0].attention_probs(torch.randn(2, 16, 72), (4, 4))
+    # not state: timm's keys only
+    assert not any("rel_pos" in k for k in model.state_dict())
+
+
+def test_relative_positions_survive_a_half_precision_round_trip():
+    """They are integers, so casting the model to bfloat16 and back does not round 338 (= 13^2 + 13^2) to 336."""
+    model = convvit.create_model("convit_tiny", num_classes=3).eval()
+    before = model.blocks[0].attn.rel_pos.clone()
+    model.to(torch.bfloat16).to(torch.float32)
+    assert torch.equal(model.blocks[0].attn.rel_pos, before) and int(before[..., 2].max()) == 338
+
+
+def test_other_grids_still_get_their_own_relative_positions():
+    built = GatedPositionalAttention(dim=16, num_heads=4, grid_size=(3, 3)).eval()
+    fresh = GatedPositionalAttention(dim=16, num_heads=4).eval()
+    fresh.load_state_dict(built.state_dict())
+    with torch.no_grad():
+        for grid in ((3, 3), (2, 4), (4, 2)):
+            x = torch.randn(2, grid[0] * grid[1], 16)
+            torch.testing.assert_close(built(x, grid), fresh(x, grid), rtol=0, atol=0)
+
+
 def test_local_init_makes_each_head_attend_to_its_own_neighbour():
     model = _tiny(locality_strength=1.0)
     attn = model.blocks[0].attn

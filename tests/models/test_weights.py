@@ -5,6 +5,8 @@ import json
 import logging
 import os
 import pathlib
+import subprocess
+import sys
 
 import pytest
 import timm
@@ -20,6 +22,18 @@ from convvit.models.checkpoints import (
     read_checkpoint_metadata,
     save_weights,
 )
+
+
+def test_checkpoint_files_import_no_model_and_no_registry():
+    """Reading and writing checkpoint files (training writes one every epoch) must not build the model registry."""
+    code = (
+        "import sys\n"
+        "import convvit.checkpoints.files, convvit.checkpoints.containers, convvit.checkpoints.layout\n"
+        "print(sorted(m for m in sys.modules if m.startswith('convvit.models')))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
 
 
 def _convit(**kwargs) -> ConViT:
@@ -63,6 +77,25 @@ def test_lightning_checkpoint_loads_raw_or_ema_weights(tmp_path):
     load_checkpoint(target, tmp_path / "last.ckpt", use_ema=True)
     assert _same_weights(ema, target)
     assert json.loads(read_checkpoint_metadata(tmp_path / "last.ckpt")["class_names"]) == list("abcde")
+
+
+def test_a_model_prefix_beside_a_models_own_keys_is_part_of_them(tmp_path, monkeypatch):
+    """Whether ``model.`` wraps the network or belongs to it is decided by the key formats the families
+    register: a new family's format counts without an edit to the container code."""
+    from convvit.models.checkpoints import formats
+
+    monkeypatch.setattr(formats, "_formats", dict(formats._formats))
+    formats.register_key_format(formats.KeyFormat(
+        "test_trunk", "a test trunk model", detect=lambda keys: any(k.startswith("trunk.") for k in keys)
+    ))
+    own = {"trunk.weight": torch.ones(2), "model.weight": torch.zeros(2)}
+    torch.save(own, tmp_path / "own.pth")
+    state, info = convvit.models.checkpoints.read_checkpoint(tmp_path / "own.pth")
+    assert state.keys() == own.keys() and info["format"] == "test_trunk"
+    # beside a LightningModule's network there is nothing of a model: "model." is the wrapper
+    wrapped = {"model.trunk.weight": torch.ones(2), "ema_model.module.trunk.weight": torch.ones(2)}
+    torch.save(wrapped, tmp_path / "wrapped.pth")
+    assert convvit.models.checkpoints.read_checkpoint(tmp_path / "wrapped.pth")[0].keys() == {"trunk.weight"}
 
 
 def test_timm_deit_checkpoint_loads_directly(tmp_path):

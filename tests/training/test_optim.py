@@ -54,7 +54,7 @@ def test_a_model_registered_under_a_new_name_gets_its_family_policy(monkeypatch)
     def test_optim_custom_vit_c(pretrained=False, **kwargs):
         model_args = dict(img_size=32, patch_size=4, embed_dim=32, depth=1, num_heads=2,
                           stem_type="conv", stem_channels=(16, 32), stem_strides=(2, 2))
-        return build_with_cfg(VisionTransformer, "test_optim_custom_vit_c", {}, **dict(model_args, **kwargs))
+        return build_with_cfg(VisionTransformer, "test_optim_custom_vit_c", model_args, **kwargs)
 
     assert not excludes_no_weight_decay(convvit.create_model("test_optim_custom_vit_c"))
 

@@ -1,4 +1,4 @@
-"""Trained models out of `convvit fit` checkpoints (layout: :mod:`convvit.models.checkpoints.layout`): load for
+"""Trained models out of `convvit fit` checkpoints (layout: :mod:`convvit.checkpoints.layout`): load for
 inference, export to .safetensors or ONNX."""
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ import torch
 import torch.nn as nn
 
 import convvit
-from convvit.errors import ExportMismatchError
-from convvit.models.checkpoints import CheckpointError, atomic_write, layout, read_checkpoint_file, save_weights
+from convvit.checkpoints import layout
+from convvit.checkpoints.files import atomic_write, read_checkpoint_file, save_weights
+from convvit.errors import CheckpointError, ExportMismatchError
 
 __all__ = ["WEIGHTS", "EXPORT_FORMATS", "ONNX_TOLERANCE", "TrainedModelInfo", "Exported", "ExportMismatchError",
            "load_trained_model", "choose_weights", "weights_metadata", "export_safetensors", "export_onnx",

@@ -30,13 +30,15 @@ from convvit.models.stems import PatchifyStem, token_grid
 __all__ = ["ConViT", "GatedPositionalAttention", "relative_positions"]
 
 
-def relative_positions(grid: tuple[int, int], device: torch.device | None = None) -> torch.Tensor:
+def relative_positions(
+    grid: Tuple[int, int], device: Optional[torch.device] = None, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
     """``(N, N, 3)`` tensor of ``[dx, dy, dx^2 + dy^2]`` from patch n to patch m (row-major patches)."""
     rows = torch.arange(grid[0], device=device).repeat_interleave(grid[1])  # (N,)
     cols = torch.arange(grid[1], device=device).repeat(grid[0])  # (N,)
-    dx = (cols[None, :] - cols[:, None]).float()  # (N, N)
-    dy = (rows[None, :] - rows[:, None]).float()
-    return torch.stack([dx, dy, dx * dx + dy * dy], dim=-1)
+    dx = cols[None, :] - cols[:, None]  # (N, N), integers: exact in any dtype they are cast to
+    dy = rows[None, :] - rows[:, None]
+    return torch.stack([dx, dy, dx * dx + dy * dy], dim=-1).to(dtype)
 
 
 class GatedPositionalAttention(nn.Module):
@@ -55,6 +57,7 @@ class GatedPositionalAttention(nn.Module):
         attn_drop: float = 0.0,
         proj_drop: float = 0.0,
         locality_strength: float = 1.0,
+        grid_size: Optional[Tuple[int, int]] = None,
     ) -> None:
         super().__init__()
         self.num_heads = num_heads
@@ -68,6 +71,11 @@ class GatedPositionalAttention(nn.Module):
         self.proj_drop = nn.Dropout(proj_drop) if proj_drop > 0 else nn.Identity()
         self.pos_proj = nn.Linear(3, num_heads)
         self.gating_param = nn.Parameter(torch.ones(num_heads))
+        # The relative positions depend on the token grid alone: built once for the grid the model is built for
+        # (``grid_size``) instead of in every forward. Integers, so that dtype casts of the model (``.half()``, a
+        # bfloat16 round trip) never round them; not persistent, so the state dict keeps timm's keys.
+        self.rel_pos_grid: Tuple[int, int] = (int(grid_size[0]), int(grid_size[1])) if grid_size is not None else (0, 0)
+        self.register_buffer("rel_pos", relative_positions(self.rel_pos_grid, dtype=torch.int32), persistent=False)
 
     @torch.no_grad()
     def local_init(self) -> None:
@@ -80,6 +88,13 @@ class GatedPositionalAttention(nn.Module):
                 row = h1 + k * h2
                 self.pos_proj.weight[row] = torch.tensor([2 * (h2 - center), 2 * (h1 - center), -1.0])
         self.pos_proj.weight.mul_(self.locality_strength)
+
+    def relative_positions_for(self, grid: Tuple[int, int], x: torch.Tensor) -> torch.Tensor:
+        """The relative positions of ``grid`` in ``x``'s dtype: the kept ones for the built grid, else built now
+        (an input of another size, with ``dynamic_img_size``)."""
+        if grid[0] == self.rel_pos_grid[0] and grid[1] == self.rel_pos_grid[1]:
+            return self.rel_pos.to(x.dtype)
+        return relative_positions(grid, x.device, x.dtype)
 
     def positional_attention(self, rel_pos: torch.Tensor) -> torch.Tensor:
         """``softmax(pos_proj(r))``: (heads, N, N), the same for every image."""
@@ -104,12 +119,12 @@ class GatedPositionalAttention(nn.Module):
 
     def attention_probs(self, x: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
         """The gated, renormalised attention (B, heads, N, N) the forward applies (for :mod:`convvit.explain`)."""
-        return self.attention_map(x, relative_positions(grid, x.device).to(x.dtype))
+        return self.attention_map(x, self.relative_positions_for(grid, x))
 
     def forward(self, x: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
         """(B, N, C) patch tokens on a ``grid`` of H' x W' patches -> (B, N, C)."""
         B, N, C = x.shape
-        rel_pos = relative_positions(grid, x.device).to(x.dtype)  # (N, N, 3)
+        rel_pos = self.relative_positions_for(grid, x)  # (N, N, 3)
         if self.training and self.attn_drop > 0:  # dropout acts on the gated map: build it
             q, k, v = self._qkv(x)
             attn = F.dropout(self.attention_map(x, rel_pos), self.attn_drop)
@@ -186,7 +201,8 @@ class ConViT(TokenModel):
             Block(
                 embed_dim,
                 GatedPositionalAttention(
-                    embed_dim, num_heads, qkv_bias, attn_drop_rate, proj_drop_rate, locality_strength
+                    embed_dim, num_heads, qkv_bias, attn_drop_rate, proj_drop_rate, locality_strength,
+                    grid_size=self.patch_embed.grid_size,
                 )
                 if i < local_up_to_layer
                 else Attention(embed_dim, num_heads, qkv_bias, attn_drop_rate, proj_drop_rate),
@@ -264,26 +280,22 @@ register_key_format(KeyFormat(
 ))
 
 
-def _create(name: str, pretrained: bool = False, **kwargs: Any) -> ConViT:
-    return build_with_cfg(ConViT, name, {}, pretrained=pretrained, **kwargs)
-
-
 @register_model(cfg=_cfg(1.26, 5.71))
 def convit_tiny(pretrained: bool = False, **kwargs: Any) -> ConViT:
     """ConViT-Ti: 4 heads x 48 = 192 wide, 12 blocks, 10 of them GPSA (5.7M params)."""
     model_args = dict(embed_dim=192, num_heads=4, depth=12, local_up_to_layer=10, locality_strength=1.0)
-    return _create("convit_tiny", pretrained, **dict(model_args, **kwargs))
+    return build_with_cfg(ConViT, "convit_tiny", model_args, pretrained, **kwargs)
 
 
 @register_model(cfg=_cfg(5.76, 27.78))
 def convit_small(pretrained: bool = False, **kwargs: Any) -> ConViT:
     """ConViT-S: 9 heads x 48 = 432 wide, 12 blocks, 10 of them GPSA (27.8M params)."""
     model_args = dict(embed_dim=432, num_heads=9, depth=12, local_up_to_layer=10, locality_strength=1.0)
-    return _create("convit_small", pretrained, **dict(model_args, **kwargs))
+    return build_with_cfg(ConViT, "convit_small", model_args, pretrained, **kwargs)
 
 
 @register_model(cfg=_cfg(17.52, 86.54))
 def convit_base(pretrained: bool = False, **kwargs: Any) -> ConViT:
     """ConViT-B: 16 heads x 48 = 768 wide, 12 blocks, 10 of them GPSA (86.5M params)."""
     model_args = dict(embed_dim=768, num_heads=16, depth=12, local_up_to_layer=10, locality_strength=1.0)
-    return _create("convit_base", pretrained, **dict(model_args, **kwargs))
+    return build_with_cfg(ConViT, "convit_base", model_args, pretrained, **kwargs)

@@ -381,22 +381,18 @@ register_key_format(KeyFormat(
 ))
 
 
-def _create(name: str, pretrained: bool = False, **kwargs: Any) -> CvT:
-    return build_with_cfg(CvT, name, {}, pretrained=pretrained, **kwargs)
-
-
 @register_model(cfg=_cfg(4.5, 19.997))
 def cvt_13(pretrained: bool = False, **kwargs: Any) -> CvT:
     """CvT-13: widths 64/192/384, depths 1/2/10, heads 1/3/6 (20.0M params, 4.5 GFLOPs at 224)."""
     model_args = dict(embed_dims=(64, 192, 384), depths=(1, 2, 10), num_heads=(1, 3, 6), drop_path_rate=0.1)
-    return _create("cvt_13", pretrained, **dict(model_args, **kwargs))
+    return build_with_cfg(CvT, "cvt_13", model_args, pretrained, **kwargs)
 
 
 @register_model(cfg=_cfg(7.1, 31.623))
 def cvt_21(pretrained: bool = False, **kwargs: Any) -> CvT:
     """CvT-21: widths 64/192/384, depths 1/4/16, heads 1/3/6 (31.6M params, 7.1 GFLOPs at 224)."""
     model_args = dict(embed_dims=(64, 192, 384), depths=(1, 4, 16), num_heads=(1, 3, 6), drop_path_rate=0.1)
-    return _create("cvt_21", pretrained, **dict(model_args, **kwargs))
+    return build_with_cfg(CvT, "cvt_21", model_args, pretrained, **kwargs)
 
 
 @register_model(cfg=_cfg(193.2, 277.196, input_size=(3, 384, 384), crop_pct=1.0))
@@ -405,4 +401,4 @@ def cvt_w24(pretrained: bool = False, **kwargs: Any) -> CvT:
     model_args = dict(
         img_size=384, embed_dims=(192, 768, 1024), depths=(2, 2, 20), num_heads=(3, 12, 16), drop_path_rate=0.3,
     )
-    return _create("cvt_w24", pretrained, **dict(model_args, **kwargs))
+    return build_with_cfg(CvT, "cvt_w24", model_args, pretrained, **kwargs)

@@ -222,37 +222,33 @@ register_key_format(KeyFormat(
 ))
 
 
-def _create(name: str, pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
-    return build_with_cfg(VisionTransformer, name, {}, pretrained=pretrained, **kwargs)
-
-
 # ViT_P (paper Table 1, left): 16x16 patchify stem.
 @register_model(cfg=_pycls_cfg((1.1, 4.8, 5.5)))
 def vit_p_1gf(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
     """ViT_P-1GF (~ViT-Tiny): 192 wide, 12 blocks, 3 heads, MLP 576."""
     model_args = dict(patch_size=16, embed_dim=192, depth=12, num_heads=3, mlp_dim=576)
-    return _create("vit_p_1gf", pretrained, **dict(model_args, **kwargs))
+    return build_with_cfg(VisionTransformer, "vit_p_1gf", model_args, pretrained, **kwargs)
 
 
 @register_model(cfg=_pycls_cfg((3.9, 18.5, 11.1)))
 def vit_p_4gf(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
     """ViT_P-4GF (~ViT-Small): 384 wide, 12 blocks, 6 heads, MLP 1152."""
     model_args = dict(patch_size=16, embed_dim=384, depth=12, num_heads=6, mlp_dim=1152)
-    return _create("vit_p_4gf", pretrained, **dict(model_args, **kwargs))
+    return build_with_cfg(VisionTransformer, "vit_p_4gf", model_args, pretrained, **kwargs)
 
 
 @register_model(cfg=_pycls_cfg((17.5, 86.6, 24.0)))
 def vit_p_18gf(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
     """ViT_P-18GF (= ViT-Base): 768 wide, 12 blocks, 12 heads, MLP 3072."""
     model_args = dict(patch_size=16, embed_dim=768, depth=12, num_heads=12, mlp_dim=3072)
-    return _create("vit_p_18gf", pretrained, **dict(model_args, **kwargs))
+    return build_with_cfg(VisionTransformer, "vit_p_18gf", model_args, pretrained, **kwargs)
 
 
 @register_model(cfg=_pycls_cfg((35.9, 178.4, 37.3)))
 def vit_p_36gf(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
     """ViT_P-36GF (3/5 ViT-Large): 1024 wide, 14 blocks, 16 heads, MLP 4096."""
     model_args = dict(patch_size=16, embed_dim=1024, depth=14, num_heads=16, mlp_dim=4096)
-    return _create("vit_p_36gf", pretrained, **dict(model_args, **kwargs))
+    return build_with_cfg(VisionTransformer, "vit_p_36gf", model_args, pretrained, **kwargs)
 
 
 # ViT_C (paper Table 1, right): conv stem (strides multiply to the patch size), one block fewer.
@@ -263,7 +259,7 @@ def vit_c_1gf(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
         patch_size=16, embed_dim=192, depth=11, num_heads=3, mlp_dim=576,
         stem_type="conv", stem_channels=(24, 48, 96, 192), stem_strides=(2, 2, 2, 2),
     )
-    return _create("vit_c_1gf", pretrained, **dict(model_args, **kwargs))
+    return build_with_cfg(VisionTransformer, "vit_c_1gf", model_args, pretrained, **kwargs)
 
 
 @register_model(cfg=_pycls_cfg((4.0, 17.8, 11.3), first_conv=_CONV_FIRST))
@@ -273,7 +269,7 @@ def vit_c_4gf(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
         patch_size=16, embed_dim=384, depth=11, num_heads=6, mlp_dim=1152,
         stem_type="conv", stem_channels=(48, 96, 192, 384), stem_strides=(2, 2, 2, 2),
     )
-    return _create("vit_c_4gf", pretrained, **dict(model_args, **kwargs))
+    return build_with_cfg(VisionTransformer, "vit_c_4gf", model_args, pretrained, **kwargs)
 
 
 @register_model(cfg=_pycls_cfg((17.7, 81.6, 24.1), first_conv=_CONV_FIRST))
@@ -283,7 +279,7 @@ def vit_c_18gf(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
         patch_size=16, embed_dim=768, depth=11, num_heads=12, mlp_dim=3072,
         stem_type="conv", stem_channels=(64, 128, 128, 256, 256, 512), stem_strides=(2, 2, 1, 2, 1, 2),
     )
-    return _create("vit_c_18gf", pretrained, **dict(model_args, **kwargs))
+    return build_with_cfg(VisionTransformer, "vit_c_18gf", model_args, pretrained, **kwargs)
 
 
 @register_model(cfg=_pycls_cfg((35.0, 167.8, 36.7), first_conv=_CONV_FIRST))
@@ -293,7 +289,7 @@ def vit_c_36gf(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
         patch_size=16, embed_dim=1024, depth=13, num_heads=16, mlp_dim=4096,
         stem_type="conv", stem_channels=(64, 128, 128, 256, 256, 512), stem_strides=(2, 2, 1, 2, 1, 2),
     )
-    return _create("vit_c_36gf", pretrained, **dict(model_args, **kwargs))
+    return build_with_cfg(VisionTransformer, "vit_c_36gf", model_args, pretrained, **kwargs)
 
 
 # Small-image variants (28-32 px, e.g. Fashion-MNIST, CIFAR): patch size 4, ViT_C stem strides 2, 1, 2.
@@ -308,7 +304,7 @@ def vit_c_36gf(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
 def vit_p_nano_32px(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
     """Small-image ViT_P: 4x4 patchify, 64 wide, 6 blocks, 4 heads of 16 (~0.3M params)."""
     model_args = dict(img_size=32, patch_size=4, embed_dim=64, depth=6, num_heads=4, mlp_dim=192)
-    return _create("vit_p_nano_32px", pretrained, **dict(model_args, **kwargs))
+    return build_with_cfg(VisionTransformer, "vit_p_nano_32px", model_args, pretrained, **kwargs)
 
 
 @register_model(cfg=_pycls_cfg(first_conv=_CONV_FIRST, **_SMALL_IMAGE_CFG))
@@ -318,14 +314,14 @@ def vit_c_nano_32px(pretrained: bool = False, **kwargs: Any) -> VisionTransforme
         img_size=32, patch_size=4, embed_dim=64, depth=3, num_heads=4, mlp_dim=192,
         stem_type="conv", stem_channels=(32, 64, 112), stem_strides=(2, 1, 2),
     )
-    return _create("vit_c_nano_32px", pretrained, **dict(model_args, **kwargs))
+    return build_with_cfg(VisionTransformer, "vit_c_nano_32px", model_args, pretrained, **kwargs)
 
 
 @register_model(cfg=_pycls_cfg(**_SMALL_IMAGE_CFG))
 def vit_p_tiny_32px(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
     """Small-image ViT_P: 4x4 patchify, ViT_P-1GF's width (192), 12 blocks."""
     model_args = dict(img_size=32, patch_size=4, embed_dim=192, depth=12, num_heads=3, mlp_dim=576)
-    return _create("vit_p_tiny_32px", pretrained, **dict(model_args, **kwargs))
+    return build_with_cfg(VisionTransformer, "vit_p_tiny_32px", model_args, pretrained, **kwargs)
 
 
 @register_model(cfg=_pycls_cfg(first_conv=_CONV_FIRST, **_SMALL_IMAGE_CFG))
@@ -335,7 +331,7 @@ def vit_c_tiny_32px(pretrained: bool = False, **kwargs: Any) -> VisionTransforme
         img_size=32, patch_size=4, embed_dim=192, depth=11, num_heads=3, mlp_dim=576,
         stem_type="conv", stem_channels=(48, 96, 192), stem_strides=(2, 1, 2),
     )
-    return _create("vit_c_tiny_32px", pretrained, **dict(model_args, **kwargs))
+    return build_with_cfg(VisionTransformer, "vit_c_tiny_32px", model_args, pretrained, **kwargs)
 
 
 # DeiT (Touvron et al.): ViT with timm's init, MLP ratio 4.
@@ -343,18 +339,18 @@ def vit_c_tiny_32px(pretrained: bool = False, **kwargs: Any) -> VisionTransforme
 def deit_tiny(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
     """DeiT-Tiny: 192 wide, 3 heads, 12 blocks (timm deit_tiny_patch16_224)."""
     model_args = dict(patch_size=16, embed_dim=192, depth=12, num_heads=3, weight_init="timm")
-    return _create("deit_tiny", pretrained, **dict(model_args, **kwargs))
+    return build_with_cfg(VisionTransformer, "deit_tiny", model_args, pretrained, **kwargs)
 
 
 @register_model(cfg=_deit_cfg(4.61, 22.05))
 def deit_small(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
     """DeiT-Small: 384 wide, 6 heads, 12 blocks (timm deit_small_patch16_224)."""
     model_args = dict(patch_size=16, embed_dim=384, depth=12, num_heads=6, weight_init="timm")
-    return _create("deit_small", pretrained, **dict(model_args, **kwargs))
+    return build_with_cfg(VisionTransformer, "deit_small", model_args, pretrained, **kwargs)
 
 
 @register_model(cfg=_deit_cfg(17.58, 86.57))
 def deit_base(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
     """DeiT-Base: 768 wide, 12 heads, 12 blocks (timm deit_base_patch16_224)."""
     model_args = dict(patch_size=16, embed_dim=768, depth=12, num_heads=12, weight_init="timm")
-    return _create("deit_base", pretrained, **dict(model_args, **kwargs))
+    return build_with_cfg(VisionTransformer, "deit_base", model_args, pretrained, **kwargs)

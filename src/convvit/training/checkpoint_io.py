@@ -1,6 +1,6 @@
 """Atomic checkpoint writes: a run killed while saving keeps its previous checkpoint intact.
 
-The writing itself is :func:`convvit.models.checkpoints.files.atomic_write`, shared with every other writer.
+The writing itself is :func:`convvit.checkpoints.files.atomic_write`, shared with every other writer.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from safetensors import SafetensorError
 
 from convvit.errors import CheckpointError, ConvvitError, DiskFullError, disk_full_error
-from convvit.models.checkpoints.files import atomic_write, is_safetensors_file, load_error
+from convvit.checkpoints.files import atomic_write, is_safetensors_file, load_error
 
 __all__ = ["AtomicCheckpointIO", "explained_load_errors"]
 

@@ -8,22 +8,20 @@ from __future__ import annotations
 
 import math
 import os
-import random
 from typing import Any, Sequence
 
 import lightning as L
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from timm.data import Mixup
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
-from timm.utils import ModelEmaV3
 from torchmetrics.classification import MulticlassAccuracy
 
 import convvit
 from convvit.errors import CheckpointConflictError, ClassMismatchError, NonFiniteLossError
-from convvit.models.checkpoints import layout
+from convvit.checkpoints import layout
+from convvit.training.ema import build_ema, fit_checkpoint_ema
 from convvit.training.optim import (
     LR_SCHEDULES,
     OPTIMIZERS,
@@ -31,6 +29,7 @@ from convvit.training.optim import (
     excludes_no_weight_decay,
     warmup_decay,
 )
+from convvit.training.rng import RngStates
 
 __all__ = ["ImageClassifier", "NonFiniteLossError", "ClassMismatchError", "CheckpointConflictError", "latest_checkpoint"]
 
@@ -40,29 +39,6 @@ def _describe_classes(num_classes: int, names: Sequence[str] | None) -> str:
         return f"{num_classes} classes"
     shown = ", ".join(map(str, names[:8])) + (", ..." if len(names) > 8 else "")
     return f"{num_classes} classes [{shown}]"
-
-
-class _ModelEma(ModelEmaV3):
-    """timm's ModelEmaV3, picklable for spawned processes (DDP spawn).
-
-    A ``torch.Generator`` pickles its state as a temporary tensor, which torch.multiprocessing shares by file
-    descriptor and frees before the child reads it ("unable to resize file"). Its state travels as bytes instead.
-    """
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        gen = state.pop("_sr_generator", None)
-        if gen is not None:
-            state["_sr_generator_state"] = (str(gen.device), gen.get_state().numpy().tobytes())
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        saved = state.pop("_sr_generator_state", None)
-        self.__dict__.update(state)
-        if saved is not None:
-            device, rng = saved
-            self._sr_generator = torch.Generator(device=device)
-            self._sr_generator.set_state(torch.frombuffer(bytearray(rng), dtype=torch.uint8))
 
 
 class ImageClassifier(L.LightningModule):
@@ -156,11 +132,7 @@ class ImageClassifier(L.LightningModule):
         )
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
-        self.ema_model = (
-            _ModelEma(self.model, decay=ema_decay, use_warmup=ema_warmup, warmup_power=3 / 4) if ema else None
-        )
-        if self.ema_model is not None:
-            self.ema_model.requires_grad_(False)  # updated by averaging, never by gradients (and ignored by DDP)
+        self.ema_model = build_ema(self.model, ema_decay, ema_warmup) if ema else None
 
         self.mixup = None
         if mixup_alpha > 0 or cutmix_alpha > 0:
@@ -322,7 +294,6 @@ class ImageClassifier(L.LightningModule):
         checkpoint[layout.METADATA_KEY] = layout.convvit_metadata(
             val_acc1=float(metrics["val/acc1"]) if "val/acc1" in metrics else None,
             val_acc1_ema=float(metrics["val/acc1_ema"]) if "val/acc1_ema" in metrics else None,
-            rng_states=_collect_rng_states(),
         )
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -337,14 +308,11 @@ class ImageClassifier(L.LightningModule):
                 f"{_describe_classes(hp.num_classes, hp.class_names)}. Use data with the checkpoint's classes, or "
                 "fine-tune from its weights with --model.init_checkpoint CKPT (the head is re-initialised)."
             )
-        state = checkpoint.get(layout.STATE_KEY, {})
-        if self.ema_model is not None and not layout.has_ema(state):
-            layout.seed_ema(state)  # a checkpoint from a run without EMA: start the average from its weights
-        elif self.ema_model is None:
-            layout.drop_ema(state)
-        rng = checkpoint.get(layout.METADATA_KEY, {}).get("rng_states")
-        if rng and self._trainer is not None and self.trainer.state.fn == "fit":
-            _set_rng_states(rng)
+        fit_checkpoint_ema(checkpoint.get(layout.STATE_KEY, {}), keeps_ema=self.ema_model is not None)
+
+    def configure_callbacks(self) -> list[L.Callback]:
+        # every trainer this module runs in saves the RNG states and restores them on resume, CLI or not
+        return [RngStates()]
 
 
 def latest_checkpoint(trainer: L.Trainer) -> str:
@@ -356,26 +324,3 @@ def latest_checkpoint(trainer: L.Trainer) -> str:
         if p and os.path.isfile(p)
     }
     return max(paths, key=os.path.getmtime, default="")
-
-
-def _collect_rng_states() -> dict[str, Any]:
-    """RNG states in types ``torch.load(weights_only=True)`` accepts (no numpy arrays)."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    states: dict[str, Any] = {
-        "torch": torch.get_rng_state(),
-        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
-        "python": random.getstate(),
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    return states
-
-
-def _set_rng_states(states: dict[str, Any]) -> None:
-    torch.set_rng_state(states["torch"])
-    kind, keys, pos, has_gauss, cached = states["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    version, internal, gauss = states["python"]
-    random.setstate((version, tuple(internal), gauss))
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])

@@ -10,7 +10,7 @@ import re
 import shutil
 from pathlib import Path
 
-from convvit.models.checkpoints.files import remove_abandoned_temporaries
+from convvit.checkpoints.files import remove_abandoned_temporaries
 
 __all__ = ["versions", "claim_version_dir", "discard_if_unused", "remove_abandoned_writes", "default_run_name"]
 

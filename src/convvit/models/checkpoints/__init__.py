@@ -1,16 +1,15 @@
-"""Model weights: reading, unwrapping, renaming, fitting and writing checkpoints, one layer a module.
+"""Model weights: key formats, fitting a state dict to a model, and loading and converting checkpoints.
 
-* :mod:`.files` -- safe reading (never executes a file) and atomic writing (:func:`atomic_write`,
-  :func:`save_weights`); knows nothing of models;
-* :mod:`.layout` -- the layout of convvit's own training checkpoints (``model.`` / ``ema_model.module.``,
-  hyper-parameters, the ``convvit`` metadata);
-* :mod:`.containers` -- pulling the weights out of Lightning, timm (EMA) and Hugging Face containers;
+The layers that know nothing of models -- reading and writing files, the layout of convvit's training
+checkpoints, pulling weights out of containers -- are :mod:`convvit.checkpoints` (importing them registers no
+model); this package adds the model-aware ones:
+
 * :mod:`.formats` -- key formats, which each model family registers in its own file;
 * :mod:`.fit` -- fitting a state dict to a model (head reset, position-embedding resampling, in_chans);
-* :mod:`.loading` -- :func:`load_checkpoint`, :func:`convert_checkpoint`: the layers above, put together.
+* :mod:`.loading` -- :func:`load_checkpoint`, :func:`convert_checkpoint`: all the layers, put together.
 """
 from convvit.errors import CheckpointError, UnsafeCheckpointError
-from convvit.models.checkpoints.files import (
+from convvit.checkpoints.files import (
     atomic_write,
     is_safetensors_file,
     load_error,

@@ -1,6 +1,6 @@
 """Loading checkpoints into convvit models: one entry point for every checkpoint a user is likely to hold.
 
-* convvit's own ``.safetensors`` (see :func:`~convvit.models.checkpoints.files.save_weights`);
+* convvit's own ``.safetensors`` (see :func:`~convvit.checkpoints.files.save_weights`);
 * Lightning training checkpoints (weights under ``"state_dict"``, prefixed ``"model."``; EMA
   weights under ``"ema_model."`` / ``"model_ema."`` are used only with ``use_ema=True``);
 * timm checkpoints (DeiT, ConViT): a plain state dict, or one under ``"model"``, ``"state_dict"``
@@ -8,9 +8,9 @@
 * official CvT ``.pth`` files (microsoft/CvT) and Hugging Face ``CvtForImageClassification``
   weights (``pytorch_model.bin`` or ``model.safetensors``).
 
-The layers below do the work: :mod:`.files` reads without executing, :mod:`.containers` finds the weights,
-the key formats the model families register (:mod:`.formats`) rename them, :mod:`.fit` fits them to the
-model. This module is the only one of the package that uses the registry (for conversion and hints).
+The layers below do the work: :mod:`convvit.checkpoints.files` reads without executing,
+:mod:`convvit.checkpoints.containers` finds the weights, the key formats the model families register
+(:mod:`.formats`) rename them, :mod:`.fit` fits them to the model. This module is the only one of the package that uses the registry (for conversion and hints).
 """
 from __future__ import annotations
 
@@ -22,15 +22,19 @@ from typing import Any, Mapping
 import torch
 import torch.nn as nn
 
+from convvit.checkpoints.containers import extract_state_dict, hf_config_metadata
+from convvit.checkpoints.files import PathLike, read_checkpoint_file, read_safetensors_metadata, save_weights
 from convvit.errors import CheckpointError
-from convvit.models.checkpoints.containers import extract_state_dict, hf_config_metadata
-from convvit.models.checkpoints.files import PathLike, read_checkpoint_file, read_safetensors_metadata, save_weights
 from convvit.models.checkpoints.fit import classifier_name, fit_state_dict, model_grid, square_grid
-from convvit.models.checkpoints.formats import detect_format, key_format, to_convvit
+from convvit.models.checkpoints.formats import UNKNOWN, detect_format, key_format, to_convvit
 
 __all__ = ["load_checkpoint", "read_checkpoint", "read_checkpoint_metadata", "convert_checkpoint"]
 
 _logger = logging.getLogger(__name__)
+
+
+def _in_a_known_format(keys: set[str]) -> bool:
+    return detect_format(keys) is not UNKNOWN
 
 
 def read_checkpoint(path: PathLike, use_ema: bool = False) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -40,7 +44,7 @@ def read_checkpoint(path: PathLike, use_ema: bool = False) -> tuple[dict[str, to
     """
     importlib.import_module("convvit.models")  # the families register their key formats
     obj, meta = read_checkpoint_file(path)
-    state, container, extra_meta = extract_state_dict(obj, use_ema)
+    state, container, extra_meta = extract_state_dict(obj, use_ema, is_model_keys=_in_a_known_format)
     state, fmt = to_convvit(state)
     metadata = {**extra_meta, **meta, **(hf_config_metadata(Path(path)) if fmt.reads_hf_config else {})}
     return state, {"format": fmt.name, "container": container, "metadata": metadata}

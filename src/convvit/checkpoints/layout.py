@@ -3,8 +3,9 @@
 ``state_dict`` holds the network under ``model.`` and, when the run keeps an EMA, its average under
 ``ema_model.module.`` (timm's ``ModelEmaV3`` wraps the copy in ``.module``); ``hyper_parameters`` holds the
 model's arguments (name, num_classes, class names, input size, normalisation); ``convvit`` holds what convvit
-adds: the last validation accuracies of the raw and EMA weights and the RNG states. The LightningModule writes
-this layout, and export, prediction and weight loading read it through the functions here.
+adds: the last validation accuracies of the raw and EMA weights (checkpoints written before the ``RngStates``
+callback kept the RNG states there too; they are now that callback's state under ``callbacks``). The
+LightningModule writes this layout, and export, prediction and weight loading read it through the functions here.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any, Mapping, TypeVar
 __all__ = [
     "MODEL_PREFIX", "EMA_ROOT", "EMA_PREFIX", "HPARAMS_KEY", "STATE_KEY", "METADATA_KEY",
     "has_ema", "model_weights", "seed_ema", "drop_ema", "convvit_metadata", "validation_results",
+    "legacy_rng_states",
 ]
 
 MODEL_PREFIX = "model."
@@ -49,12 +51,17 @@ def drop_ema(state: dict[str, Any]) -> None:
         del state[key]
 
 
-def convvit_metadata(val_acc1: float | None, val_acc1_ema: float | None, rng_states: Any) -> dict[str, Any]:
+def convvit_metadata(val_acc1: float | None, val_acc1_ema: float | None) -> dict[str, Any]:
     """What convvit stores under ``checkpoint["convvit"]``."""
-    return {"val_acc1": val_acc1, "val_acc1_ema": val_acc1_ema, "rng_states": rng_states}
+    return {"val_acc1": val_acc1, "val_acc1_ema": val_acc1_ema}
 
 
 def validation_results(checkpoint: Mapping[str, Any]) -> tuple[float | None, float | None]:
     """``(val_acc1, val_acc1_ema)`` at the checkpoint's last validation (None where unknown)."""
     extra = checkpoint.get(METADATA_KEY) or {}
     return extra.get("val_acc1"), extra.get("val_acc1_ema")
+
+
+def legacy_rng_states(checkpoint: Mapping[str, Any]) -> Any:
+    """The RNG states where checkpoints written before the ``RngStates`` callback kept them (None if absent)."""
+    return (checkpoint.get(METADATA_KEY) or {}).get("rng_states")

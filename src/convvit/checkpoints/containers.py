@@ -1,6 +1,6 @@
 """Pulling the weights out of the containers checkpoints come in.
 
-A plain state dict; a Lightning training checkpoint (see :mod:`convvit.models.checkpoints.layout`; weights
+A plain state dict; a Lightning training checkpoint (see :mod:`convvit.checkpoints.layout`; weights
 under ``"state_dict"``, prefixed ``"model."``, EMA weights under ``"ema_model."`` used only with ``use_ema``);
 timm training checkpoints (under ``"model"``, ``"state_dict"`` or ``"state_dict_ema"``, EMA under
 ``"model_ema."``); DDP / ``torch.compile`` wrappers; and the ``config.json`` beside Hugging Face weights.
@@ -12,12 +12,12 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 
+from convvit.checkpoints import layout
 from convvit.errors import CheckpointError
-from convvit.models.checkpoints import layout
 
 __all__ = ["extract_state_dict", "hf_config_metadata"]
 
@@ -50,8 +50,14 @@ def _plain_metadata(values: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
-def extract_state_dict(obj: Any, use_ema: bool) -> tuple[dict[str, torch.Tensor], str, dict[str, str]]:
-    """Find the model weights in a loaded checkpoint: ``(state_dict, container description, metadata)``."""
+def extract_state_dict(
+    obj: Any, use_ema: bool, is_model_keys: Callable[[set[str]], bool]
+) -> tuple[dict[str, torch.Tensor], str, dict[str, str]]:
+    """Find the model weights in a loaded checkpoint: ``(state_dict, container description, metadata)``.
+
+    ``is_model_keys(keys)`` says whether keys are a model's own (the loader asks the key formats the model
+    families register); this module knows no model.
+    """
     meta: dict[str, str] = {}
     took_ema = False
     if _is_state_dict(obj):
@@ -88,7 +94,10 @@ def extract_state_dict(obj: Any, use_ema: bool) -> tuple[dict[str, torch.Tensor]
             if all(k.startswith(prefix) for k in state):
                 state = _strip(state, prefix)
     elif any(k.startswith(layout.MODEL_PREFIX) for k in state) and not any(k.startswith(layout.MODEL_PREFIX * 2) for k in state):
-        if not _looks_like_model(state):
+        # "model." wraps the network, unless the keys beside the layout's prefixes are a model's own: then it is
+        # part of that model's keys
+        beside = {k for k in state if not k.startswith((layout.MODEL_PREFIX, *_EMA_PREFIXES))}
+        if not is_model_keys(beside):
             dropped = sorted(k for k in state if not k.startswith(layout.MODEL_PREFIX))
             if dropped:
                 _logger.info("ignoring %d non-model entries of the checkpoint (e.g. %s)", len(dropped), dropped[0])
@@ -96,11 +105,6 @@ def extract_state_dict(obj: Any, use_ema: bool) -> tuple[dict[str, torch.Tensor]
     elif use_ema and not took_ema:
         raise CheckpointError("use_ema=True, but the checkpoint has no EMA weights")
     return state, container, meta
-
-
-def _looks_like_model(state: Mapping[str, torch.Tensor]) -> bool:
-    """True if the keys are a model's own (so a "model." prefix is part of a key, not a wrapper)."""
-    return any(k.startswith(("blocks.", "stages.", "stage0.", "cvt.", "patch_embed.")) for k in state)
 
 
 def hf_config_metadata(path: Path) -> dict[str, str]:
