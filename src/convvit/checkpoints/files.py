@@ -8,14 +8,10 @@ This module knows nothing about models or the registry.
 """
 from __future__ import annotations
 
-import contextlib
-import glob
 import json
 import logging
 import os
 import re
-import socket
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any, Mapping
@@ -23,8 +19,8 @@ from typing import Any, Mapping
 import torch
 import torch.nn as nn
 
-from convvit.errors import CheckpointError, UnsafeCheckpointError, disk_full_error, is_disk_full
-from convvit.fileio import new_file_mode
+from convvit.errors import CheckpointError, UnsafeCheckpointError
+from convvit.fileio import atomic_write, remove_abandoned_temporaries
 
 __all__ = [
     "atomic_write", "remove_abandoned_temporaries", "save_weights", "read_checkpoint_file", "load_error",
@@ -37,69 +33,6 @@ PathLike = str | os.PathLike
 
 
 # ----------------------------------------------------------------------------- writing
-# Temporary files are named ``.TARGET.HOST-PID.RANDOM.tmp``: the writer's host and pid tell a later run whether
-# a leftover file is abandoned (its writer is gone) or still being written.
-_HOST = socket.gethostname().split(".")[0] or "localhost"
-_TEMPORARY = re.compile(r"\.(?P<host>[^.]+)-(?P<pid>\d+)\.\w+\.tmp")
-
-
-def _writer_is_alive(name: str) -> bool:
-    match = _TEMPORARY.search(name)
-    if match is None:
-        return False  # an older naming without the writer: nothing is writing it any more
-    if match["host"] != _HOST:
-        return True  # another machine's process (a shared file system): it cannot be checked from here
-    try:
-        os.kill(int(match["pid"]), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, someone else's
-        return True
-    return True
-
-
-def remove_abandoned_temporaries(folder: PathLike, target: str = "*") -> list[Path]:
-    """Delete the temporary files of ``atomic_write`` in ``folder`` (for ``target``, or any file) whose writer
-    is no longer running, e.g. killed in the middle of a save; returns the removed paths."""
-    removed = []
-    pattern = target if target == "*" else glob.escape(target)
-    for stale in Path(folder).glob(f".{pattern}.*.tmp"):
-        if not _writer_is_alive(stale.name):
-            with contextlib.suppress(OSError):
-                stale.unlink()
-                removed.append(stale)
-    return removed
-
-
-@contextlib.contextmanager
-def atomic_write(path: PathLike):
-    """Open a temporary file beside ``path`` for binary writing; on success it is synced and renamed onto
-    ``path`` (``os.replace``, atomic on POSIX), on any error it is removed and ``path`` is left as it was."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_abandoned_temporaries(path.parent, path.name)  # left by a process killed mid-write
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_HOST}-{os.getpid()}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, new_file_mode())  # mkstemp made it 0600
-        os.replace(tmp, path)
-    except BaseException as err:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        if isinstance(err, Exception) and is_disk_full(err):
-            raise disk_full_error(path, path.exists()) from err
-        raise
-    with contextlib.suppress(OSError):  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-
-
 def save_weights(model: nn.Module, path: PathLike, metadata: Mapping[str, Any] | None = None) -> None:
     """Write ``model``'s weights (state dict) to a ``.safetensors`` file, atomically.
 

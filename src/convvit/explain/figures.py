@@ -5,37 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from convvit.fileio import new_file_mode
+from convvit.fileio import atomic_write_bytes
 
-__all__ = ["atomic_write_bytes", "distance_figure", "explain_figure", "write_csv", "save_png"]
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder: readers see all or nothing."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, new_file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        _unlink_quietly(tmp)
-        raise
-    return path
-
-
-def _unlink_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
+__all__ = ["distance_figure", "explain_figure", "write_csv", "save_png"]
 
 
 def save_png(fig, path: str | os.PathLike) -> Path:

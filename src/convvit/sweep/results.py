@@ -13,10 +13,10 @@ import csv
 import io
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
+
+from convvit.fileio import atomic_write_bytes
 
 __all__ = [
     "COLUMNS", "RESULTS", "MANIFEST", "DONE", "atomic_write_text", "write_results", "read_results",
@@ -34,20 +34,8 @@ DONE = ("finished", "diverged")
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write ``text`` (UTF-8) to ``path`` with the one atomic writer: readers see all of it or the old file."""
+    return atomic_write_bytes(path, text.encode())
 
 
 def _cell(value: Any) -> str:
