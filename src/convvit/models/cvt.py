@@ -39,7 +39,10 @@ class ConvEmbed(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         """(B, C_in, H, W) -> tokens (B, H' * W', D) and the grid (H', W')."""
-        x = self.proj(x)
+        # A channels-last input gives a channels-last output, whose (B, H' * W', D) token view is contiguous:
+        # the LayerNorm then reads it in place instead of copying it. Later stages get channels-last maps
+        # already (a no-op there); the image costs one small copy.
+        x = self.proj(x.contiguous(memory_format=torch.channels_last))
         grid = (x.shape[2], x.shape[3])
         return self.norm(x.flatten(2).transpose(1, 2)), grid
 
@@ -52,9 +55,29 @@ class ConvProjection(nn.Module):
         self.conv = nn.Conv2d(dim, dim, kernel_size, stride=stride, padding=padding, groups=dim, bias=False)
         self.bn = nn.BatchNorm2d(dim)
 
+    def folded(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Weight and bias of the one depthwise conv equal to ``bn(conv(x))`` with BatchNorm's running statistics.
+
+        Eval-mode BatchNorm is a per-channel affine map, ``(y - mean) * gamma / sqrt(var + eps) + beta``, so it
+        folds into the conv's weights and a bias. Computed on every call from the current parameters and
+        buffers (a few thousand numbers, no cache to go stale when weights or statistics change) and
+        differentiable, so gradients reach conv and bn as through the two layers.
+        """
+        bn = self.bn
+        scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)  # (C,)
+        return self.conv.weight * scale.view(-1, 1, 1, 1), bn.bias - bn.running_mean * scale
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> tokens (B, H' * W', C)."""
-        return self.bn(self.conv(x)).flatten(2).transpose(1, 2)
+        if self.bn.training or self.bn.running_mean is None:
+            # Training: BatchNorm normalises with the batch's statistics and updates its running ones.
+            x = self.bn(self.conv(x))
+        else:
+            # Eval: one conv with the BatchNorm folded in, one pass over the map instead of two.
+            weight, bias = self.folded()
+            conv = self.conv
+            x = F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+        return x.flatten(2).transpose(1, 2)
 
 
 class ConvAttention(nn.Module):
@@ -104,7 +127,10 @@ class ConvAttention(nn.Module):
         """Heads of q (B, h, T, hd) on the query grid and of k, v (B, h, T_kv, hd) on the strided key grid."""
         B, T, C = x.shape
         n_prefix = 1 if self.with_cls_token else 0
-        x_map = x[:, n_prefix:].transpose(1, 2).reshape(B, C, grid[0], grid[1])  # (B, C, H', W'), a channels-last view
+        # (B, C, H', W') in channels-last, the depthwise convs' fastest format: a view of the tokens when there is
+        # no class token; with one, a single copy here rather than one inside each of the three convs.
+        x_map = x[:, n_prefix:].transpose(1, 2).reshape(B, C, grid[0], grid[1])
+        x_map = x_map.contiguous(memory_format=torch.channels_last)
         q = self.conv_proj_q(x_map)  # (B, N', C)
         k = self.conv_proj_k(x_map)
         v = self.conv_proj_v(x_map)
