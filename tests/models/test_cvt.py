@@ -200,6 +200,9 @@ def test_folded_quick_gelu_mlp_matches_the_plain_one():
     g_plain = torch.autograd.grad(plain(x).square().sum(), [x, plain.fc1.weight])
     g_folded = torch.autograd.grad(folded(x).square().sum(), [x, folded.fc1.weight])
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(g_plain, g_folded))
+    for no_autograd in (torch.no_grad, torch.inference_mode):  # the in-place inference path
+        with no_autograd():
+            assert torch.allclose(folded(x), plain(x), atol=1e-6)
     assert isinstance(_small().stages[0].blocks[0].mlp, QuickGELUMlp)
 
 

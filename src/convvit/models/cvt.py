@@ -158,9 +158,14 @@ class ConvAttention(nn.Module):
 class QuickGELUMlp(Mlp):
     """``fc2(QuickGELU(fc1(x)))`` computed as ``fc2'(silu(fc1'(x)))``: one pass over the hidden activations, not three.
 
-    ``x * sigmoid(a x) = silu(a x) / a``, so ``a`` is folded into fc1's weights and ``1 / a`` into fc2's
-    on the fly (a cost per parameter, not per token). Same keys and the same function as
-    ``Mlp(act_layer=QuickGELU)``.
+    ``x * sigmoid(a x) = silu(a x) / a``, so ``fc2(QuickGELU(h)) = fc2.weight @ silu(a h) / a + fc2.bias`` with
+    ``a h = a (fc1.weight @ x + fc1.bias)``. Same keys and the same function as ``Mlp(act_layer=QuickGELU)``.
+    Where ``a`` goes depends on whether autograd records:
+
+    * training: into the weights (``fc1.weight * a``, ...), a cost per parameter. Passing ``a`` as addmm's
+      ``alpha`` instead would make its backward scale the hidden-sized gradients, a cost per token.
+    * inference: as the GEMMs' own ``alpha``/``beta`` factors, free; and silu overwrites the hidden
+      activations, as no backward needs them: no second hidden-sized buffer.
     """
 
     __constants__ = ["alpha"]  # TorchScript reads it as a constant
@@ -168,8 +173,14 @@ class QuickGELUMlp(Mlp):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a = self.alpha
-        h = F.silu(F.linear(x, self.fc1.weight * a, self.fc1.bias * a))
-        return self.drop(F.linear(self.drop(h), self.fc2.weight * (1.0 / a), self.fc2.bias))
+        if torch.is_grad_enabled():
+            h = F.silu(F.linear(x, self.fc1.weight * a, self.fc1.bias * a))
+            return self.drop(F.linear(self.drop(h), self.fc2.weight * (1.0 / a), self.fc2.bias))
+        shape = x.shape
+        h = torch.addmm(self.fc1.bias, x.reshape(-1, shape[-1]), self.fc1.weight.t(), beta=a, alpha=a)  # a * fc1(x)
+        h = F.silu(h, inplace=True)
+        out = torch.addmm(self.fc2.bias, self.drop(h), self.fc2.weight.t(), alpha=1.0 / a)
+        return self.drop(out.view(shape[:-1] + (out.shape[-1],)))
 
 
 class CvTStage(nn.Module):
