@@ -127,15 +127,17 @@ class ConvAttention(nn.Module):
         """Heads of q (B, h, T, hd) on the query grid and of k, v (B, h, T_kv, hd) on the strided key grid."""
         B, T, C = x.shape
         n_prefix = 1 if self.with_cls_token else 0
+        # One split, not two slices: its backward concatenates the two gradients, where each slice's backward
+        # would zero-fill a gradient of x's full size and the two then be added.
+        prefix, tokens = torch.split(x, [n_prefix, T - n_prefix], dim=1)
         # (B, C, H', W') in channels-last, the depthwise convs' fastest format: a view of the tokens when there is
         # no class token; with one, a single copy here rather than one inside each of the three convs.
-        x_map = x[:, n_prefix:].transpose(1, 2).reshape(B, C, grid[0], grid[1])
+        x_map = tokens.transpose(1, 2).reshape(B, C, grid[0], grid[1])
         x_map = x_map.contiguous(memory_format=torch.channels_last)
         q = self.conv_proj_q(x_map)  # (B, N', C)
         k = self.conv_proj_k(x_map)
         v = self.conv_proj_v(x_map)
         if self.with_cls_token:
-            prefix = x[:, :1]
             q, k, v = torch.cat([prefix, q], dim=1), torch.cat([prefix, k], dim=1), torch.cat([prefix, v], dim=1)
         return self._heads(self.proj_q(q)), self._heads(self.proj_k(k)), self._heads(self.proj_v(v))
 
