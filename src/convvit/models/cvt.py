@@ -126,10 +126,12 @@ class ConvAttention(nn.Module):
     def _qkv(self, x: torch.Tensor, grid: Tuple[int, int]) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Heads of q (B, h, T, hd) on the query grid and of k, v (B, h, T_kv, hd) on the strided key grid."""
         B, T, C = x.shape
-        n_prefix = 1 if self.with_cls_token else 0
-        # One split, not two slices: its backward concatenates the two gradients, where each slice's backward
-        # would zero-fill a gradient of x's full size and the two then be added.
-        prefix, tokens = torch.split(x, [n_prefix, T - n_prefix], dim=1)
+        if self.with_cls_token:
+            # One split, not two slices: its backward concatenates the two gradients, where each slice's
+            # backward would zero-fill a gradient of x's full size and the two then be added.
+            prefix, tokens = torch.split(x, [1, T - 1], dim=1)
+        else:
+            prefix, tokens = x[:, :0], x  # x itself: a split would copy the gradient in its backward
         # (B, C, H', W') in channels-last, the depthwise convs' fastest format: a view of the tokens when there is
         # no class token; with one, a single copy here rather than one inside each of the three convs.
         x_map = tokens.transpose(1, 2).reshape(B, C, grid[0], grid[1])
