@@ -200,4 +200,61 @@ def test_folded_quick_gelu_mlp_matches_the_plain_one():
     g_plain = torch.autograd.grad(plain(x).square().sum(), [x, plain.fc1.weight])
     g_folded = torch.autograd.grad(folded(x).square().sum(), [x, folded.fc1.weight])
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(g_plain, g_folded))
+    for no_autograd in (torch.no_grad, torch.inference_mode):  # the in-place inference path
+        with no_autograd():
+            assert torch.allclose(folded(x), plain(x), atol=1e-6)
     assert isinstance(_small().stages[0].blocks[0].mlp, QuickGELUMlp)
+
+
+def test_eval_folds_batchnorm_into_the_conv_and_training_still_updates_its_statistics():
+    from convvit.models.cvt import ConvProjection
+
+    proj = ConvProjection(8, stride=2)
+    _randomise_batchnorm(proj)
+    x = torch.randn(2, 8, 9, 9)
+
+    def unfused() -> torch.Tensor:  # the two layers one after the other, as the checkpoints were trained
+        return proj.bn(proj.conv(x)).flatten(2).transpose(1, 2)
+
+    proj.eval()
+    assert torch.allclose(proj(x), unfused(), atol=1e-6)
+    with torch.no_grad():  # changed weights and statistics are picked up: nothing is cached
+        proj.conv.weight.mul_(1.5)
+        proj.bn.running_var.mul_(2.0)
+        proj.bn.bias.add_(0.3)
+    assert torch.allclose(proj(x), unfused(), atol=1e-6)
+    # gradients reach both layers through the fold, as through the two layers
+    grads = torch.autograd.grad(proj(x).square().sum(), [proj.conv.weight, proj.bn.weight, proj.bn.bias])
+    expected = torch.autograd.grad(unfused().square().sum(), [proj.conv.weight, proj.bn.weight, proj.bn.bias])
+    assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(grads, expected))
+
+    # training after eval: batch statistics, and the running ones move
+    mean, var, seen = proj.bn.running_mean.clone(), proj.bn.running_var.clone(), int(proj.bn.num_batches_tracked)
+    proj.train()
+    y = proj(x)
+    batch = proj.conv(x)
+    batch_var = batch.var((0, 2, 3), unbiased=False, keepdim=True)
+    normalised = (batch - batch.mean((0, 2, 3), keepdim=True)) / torch.sqrt(batch_var + 1e-5)
+    expected = normalised * proj.bn.weight.view(1, -1, 1, 1) + proj.bn.bias.view(1, -1, 1, 1)
+    assert torch.allclose(y, expected.flatten(2).transpose(1, 2), atol=1e-5)
+    assert int(proj.bn.num_batches_tracked) == seen + 1
+    with torch.no_grad():  # momentum 0.1; the running variance is the unbiased one
+        assert torch.allclose(proj.bn.running_mean, 0.9 * mean + 0.1 * batch.mean((0, 2, 3)), atol=1e-6)
+        assert torch.allclose(proj.bn.running_var, 0.9 * var + 0.1 * batch.var((0, 2, 3)), atol=1e-5)
+    proj.eval()  # and eval uses the updated statistics
+    assert torch.allclose(proj(x), unfused(), atol=1e-6)
+
+
+def test_eval_model_matches_the_unfused_computation():
+    from convvit.models.cvt import ConvProjection
+
+    model = _small().eval()
+    _randomise_batchnorm(model)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        fused = model(x)
+        for m in model.modules():
+            if isinstance(m, ConvProjection):  # the unfused forward: conv, then BatchNorm
+                m.forward = lambda t, m=m: m.bn(m.conv(t)).flatten(2).transpose(1, 2)
+        unfused = model(x)
+    assert torch.allclose(fused, unfused, atol=1e-5) and fused.abs().max() > 1e-2

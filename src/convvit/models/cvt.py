@@ -39,7 +39,10 @@ class ConvEmbed(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         """(B, C_in, H, W) -> tokens (B, H' * W', D) and the grid (H', W')."""
-        x = self.proj(x)
+        # A channels-last input gives a channels-last output, whose (B, H' * W', D) token view is contiguous:
+        # the LayerNorm then reads it in place instead of copying it. Later stages get channels-last maps
+        # already (a no-op there); the image costs one small copy.
+        x = self.proj(x.contiguous(memory_format=torch.channels_last))
         grid = (x.shape[2], x.shape[3])
         return self.norm(x.flatten(2).transpose(1, 2)), grid
 
@@ -52,9 +55,29 @@ class ConvProjection(nn.Module):
         self.conv = nn.Conv2d(dim, dim, kernel_size, stride=stride, padding=padding, groups=dim, bias=False)
         self.bn = nn.BatchNorm2d(dim)
 
+    def folded(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Weight and bias of the one depthwise conv equal to ``bn(conv(x))`` with BatchNorm's running statistics.
+
+        Eval-mode BatchNorm is a per-channel affine map, ``(y - mean) * gamma / sqrt(var + eps) + beta``, so it
+        folds into the conv's weights and a bias. Computed on every call from the current parameters and
+        buffers (a few thousand numbers, no cache to go stale when weights or statistics change) and
+        differentiable, so gradients reach conv and bn as through the two layers.
+        """
+        bn = self.bn
+        scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)  # (C,)
+        return self.conv.weight * scale.view(-1, 1, 1, 1), bn.bias - bn.running_mean * scale
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> tokens (B, H' * W', C)."""
-        return self.bn(self.conv(x)).flatten(2).transpose(1, 2)
+        if self.bn.training or self.bn.running_mean is None:
+            # Training: BatchNorm normalises with the batch's statistics and updates its running ones.
+            x = self.bn(self.conv(x))
+        else:
+            # Eval: one conv with the BatchNorm folded in, one pass over the map instead of two.
+            weight, bias = self.folded()
+            conv = self.conv
+            x = F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+        return x.flatten(2).transpose(1, 2)
 
 
 class ConvAttention(nn.Module):
@@ -103,13 +126,20 @@ class ConvAttention(nn.Module):
     def _qkv(self, x: torch.Tensor, grid: Tuple[int, int]) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Heads of q (B, h, T, hd) on the query grid and of k, v (B, h, T_kv, hd) on the strided key grid."""
         B, T, C = x.shape
-        n_prefix = 1 if self.with_cls_token else 0
-        x_map = x[:, n_prefix:].transpose(1, 2).reshape(B, C, grid[0], grid[1])  # (B, C, H', W'), a channels-last view
+        if self.with_cls_token:
+            # One split, not two slices: its backward concatenates the two gradients, where each slice's
+            # backward would zero-fill a gradient of x's full size and the two then be added.
+            prefix, tokens = torch.split(x, [1, T - 1], dim=1)
+        else:
+            prefix, tokens = x[:, :0], x  # x itself: a split would copy the gradient in its backward
+        # (B, C, H', W') in channels-last, the depthwise convs' fastest format: a view of the tokens when there is
+        # no class token; with one, a single copy here rather than one inside each of the three convs.
+        x_map = tokens.transpose(1, 2).reshape(B, C, grid[0], grid[1])
+        x_map = x_map.contiguous(memory_format=torch.channels_last)
         q = self.conv_proj_q(x_map)  # (B, N', C)
         k = self.conv_proj_k(x_map)
         v = self.conv_proj_v(x_map)
         if self.with_cls_token:
-            prefix = x[:, :1]
             q, k, v = torch.cat([prefix, q], dim=1), torch.cat([prefix, k], dim=1), torch.cat([prefix, v], dim=1)
         return self._heads(self.proj_q(q)), self._heads(self.proj_k(k)), self._heads(self.proj_v(v))
 
@@ -132,9 +162,14 @@ class ConvAttention(nn.Module):
 class QuickGELUMlp(Mlp):
     """``fc2(QuickGELU(fc1(x)))`` computed as ``fc2'(silu(fc1'(x)))``: one pass over the hidden activations, not three.
 
-    ``x * sigmoid(a x) = silu(a x) / a``, so ``a`` is folded into fc1's weights and ``1 / a`` into fc2's
-    on the fly (a cost per parameter, not per token). Same keys and the same function as
-    ``Mlp(act_layer=QuickGELU)``.
+    ``x * sigmoid(a x) = silu(a x) / a``, so ``fc2(QuickGELU(h)) = fc2.weight @ silu(a h) / a + fc2.bias`` with
+    ``a h = a (fc1.weight @ x + fc1.bias)``. Same keys and the same function as ``Mlp(act_layer=QuickGELU)``.
+    Where ``a`` goes depends on whether autograd records:
+
+    * training: into the weights (``fc1.weight * a``, ...), a cost per parameter. Passing ``a`` as addmm's
+      ``alpha`` instead would make its backward scale the hidden-sized gradients, a cost per token.
+    * inference: as the GEMMs' own ``alpha``/``beta`` factors, free; and silu overwrites the hidden
+      activations, as no backward needs them: no second hidden-sized buffer.
     """
 
     __constants__ = ["alpha"]  # TorchScript reads it as a constant
@@ -142,8 +177,14 @@ class QuickGELUMlp(Mlp):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a = self.alpha
-        h = F.silu(F.linear(x, self.fc1.weight * a, self.fc1.bias * a))
-        return self.drop(F.linear(self.drop(h), self.fc2.weight * (1.0 / a), self.fc2.bias))
+        if torch.is_grad_enabled():
+            h = F.silu(F.linear(x, self.fc1.weight * a, self.fc1.bias * a))
+            return self.drop(F.linear(self.drop(h), self.fc2.weight * (1.0 / a), self.fc2.bias))
+        shape = x.shape
+        h = torch.addmm(self.fc1.bias, x.reshape(-1, shape[-1]), self.fc1.weight.t(), beta=a, alpha=a)  # a * fc1(x)
+        h = F.silu(h, inplace=True)
+        out = torch.addmm(self.fc2.bias, self.drop(h), self.fc2.weight.t(), alpha=1.0 / a)
+        return self.drop(out.view(shape[:-1] + (out.shape[-1],)))
 
 
 class CvTStage(nn.Module):
