@@ -49,7 +49,7 @@ def run(config: Path, root: Path, seed: int, extra: list[str]) -> dict[str, obje
     seconds = time.perf_counter() - start
     test = _TEST_LINE.search(proc.stdout)
     val = _VAL_LINE.findall(proc.stdout)
-    last = _LAST_CKPT.search(proc.stdout)
+    last = _LAST_CKPT.search(proc.stdout + proc.stderr)  # Lightning-style info lines may go to either stream
     if proc.returncode != 0 or test is None:
         sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-3000:])
         raise SystemExit(f"{config.name}: convvit fit failed (exit {proc.returncode})")
