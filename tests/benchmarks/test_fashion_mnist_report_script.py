@@ -1,15 +1,13 @@
 """benchmarks/fashion_mnist_report.py without training: its analysis and writing stages on a fabricated sweep
 (results.csv + sweep.json) and fabricated convergence rows, and the bookkeeping that makes a rerun resume."""
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
+from benchmark_scripts import load_script  # tests/benchmark_scripts.py
 from convvit.sweep.results import write_manifest, write_results
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "fashion_mnist_report.py"
 C, P = "vit_c_nano_32px", "vit_p_nano_32px"
 # (lr, wd) samples per optimizer, shared by both models as the sweep shares them
 SAMPLES = {"adamw": [(1e-3, 0.05), (3e-3, 0.1), (8e-3, 0.02), (5e-4, 0.2)],
@@ -22,11 +20,7 @@ TEST = {f"{C}-adamw-s001": 12.75, f"{C}-sgd-s001": 13.5, f"{P}-adamw-s001": 13.5
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("fashion_mnist_report", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["fashion_mnist_report"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("fashion_mnist_report")
 
 
 @pytest.fixture(scope="module")

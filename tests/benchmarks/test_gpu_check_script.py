@@ -1,21 +1,15 @@
 """The GPU check stays runnable: its --smoke mode runs the whole script at tiny sizes on the CPU."""
 import csv
-import importlib.util
 import sys
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_check.py"
+from benchmark_scripts import load_script  # tests/benchmark_scripts.py
 
 
 @pytest.fixture(scope="module")
 def gpu_check():
-    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["gpu_check"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("gpu_check")
 
 
 def test_smoke_run_writes_every_section(gpu_check, tmp_path, capsys):

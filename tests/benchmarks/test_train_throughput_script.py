@@ -1,18 +1,12 @@
 """benchmarks/train_throughput.py stays runnable: both sides train, the loaders are timed (figures not asserted)."""
 import argparse
-import importlib.util
 import sys
-from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "train_throughput.py"
+from benchmark_scripts import load_script  # tests/benchmark_scripts.py
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("train_throughput", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["train_throughput"] = mod  # the timing callback is named by its module path
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("train_throughput")
 
 
 def test_train_throughput_tiny(capsys, monkeypatch, tmp_path):
