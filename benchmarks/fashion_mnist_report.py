@@ -16,9 +16,11 @@ killed at any point), never redoing a finished run and never mixing runs of diff
 2. plots        `convvit plot edf` and `convvit plot lrwd` (with the bootstrap intervals of the best lr, wd).
 3. optimizers   per model, the best AdamW and the best SGD trial by final validation error, each tested once
                 with `convvit test --ckpt_path` on its last.ckpt (WORK/tests; a recorded test is not rerun).
-4. convergence  each model at its best AdamW (lr, wd), trained for each of --convergence-epochs (a fresh run
+4. seeds        those four chosen (lr, wd) trained again with SEED_RERUNS seeds no sweep trial used, same
+                budget (WORK/seeds): the seed-to-seed spread that one run per setting hides.
+5. convergence  each model at its best AdamW (lr, wd), trained for each of --convergence-epochs (a fresh run
                 per schedule, WORK/convergence), then tested once.
-5. report       docs/results/fashion_mnist.md from the CSVs of stages 2-4.
+6. report       docs/results/fashion_mnist.md from the CSVs of stages 2-5.
 
 Intermediate work (runs, checkpoints, logs) stays in --work (default runs/fashion_mnist_report, git-ignored);
 only the report, figures and CSVs go to --docs. The test split is used only to report the chosen runs.
@@ -69,6 +71,7 @@ SGD_WHY = """SGD's: the lr range is the sweep's default (the paper's SGD lr, 0.8
   here would make SGD's a tenth of AdamW's at the base setting, so the range is centred where they are equal
   (3e-4)."""
 WITHIN = (1.0, 2.0, 4.0)  # points above the best run; 4 is the paper's headline (REFERENCE section 7)
+SEED_RERUNS = 2  # extra seeds per chosen (lr, wd): with the chosen run, three runs give a spread
 TOP_K = 3  # the gap is also taken between the means of each optimizer's K best runs: less luck of one draw
 STATE = "report.json"  # WORK/report.json: the settings the work folder belongs to
 SESSIONS = "sessions.csv"  # WORK/sessions.csv: wall time of each invocation
@@ -151,7 +154,7 @@ def run_convvit(argv: Sequence[str]) -> None:
 
 
 def stage(number: int, title: str) -> None:
-    print(f"\n== stage {number}/5: {title}", flush=True)
+    print(f"\n== stage {number}/6: {title}", flush=True)
 
 
 # ---------------------------------------------------------------------------------------------------- 1. sweep
@@ -243,7 +246,56 @@ def optimizer_rows(sweep_dir: Path, test_error: Tester) -> list[dict[str, Any]]:
     return out
 
 
-# ---------------------------------------------------------------------------------------------------- 4. convergence
+# ---------------------------------------------------------------------------------------------------- 4. seeds
+def rerun_seeds(args: argparse.Namespace) -> list[int]:
+    """Seeds no sweep trial trained with (sample i trains with seed + i), the same for every chosen setting."""
+    return [args.seed + args.samples + k for k in range(SEED_RERUNS)]
+
+
+def seed_jobs(args: argparse.Namespace, chosen: Mapping[tuple[str, str], Mapping[str, Any]], root: Path) -> list[TrialJob]:
+    """Each chosen trial's (lr, wd) retrained for --sweep-epochs with each of the rerun seeds."""
+    threads = max(1, (os.cpu_count() or 1) // args.parallel)
+    jobs = []
+    for seed in rerun_seeds(args):
+        for (model, opt), run in chosen.items():
+            trial = {"trial": f"{run['trial']}-seed{seed}", "model": model, "optimizer": opt,
+                     "sample": run["sample"], "lr": run["lr"], "wd": run["wd"], "seed": seed}
+            jobs.append(TrialJob(
+                trial=trial, argv=fit_argv(args, trial, args.sweep_epochs, root), root=str(root),
+                run_parent=str(root / "runs" / trial["trial"]), log=str(root / "logs" / f"{trial['trial']}.log"),
+                threads=threads, cwd=os.getcwd(),
+            ))
+    return jobs
+
+
+def seed_rows(chosen: Mapping[tuple[str, str], Mapping[str, Any]], reruns: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per model and optimizer: the chosen trial's final validation error and its reruns' (a diverged rerun at
+    chance), their mean and sample standard deviation over all runs, and the reruns' mean alone: the chosen
+    run won its place on its own error, so it is luckier than its setting; the reruns are not."""
+    out = []
+    for model in MODELS:
+        for opt in OPTIMIZERS:
+            run = chosen[(model, opt)]
+            again = [r for r in reruns if r["model"] == model and r["optimizer"] == opt]
+            errors = [chance_or(r) for r in again]
+            every = [float(run["error"]), *errors]
+            out.append({
+                "model": model, "optimizer": opt, "lr": run["lr"], "wd": run["wd"], "chosen_seed": run["seed"],
+                "chosen_val_error": float(run["error"]),
+                "rerun_seeds": " ".join(str(r["seed"]) for r in again),
+                "rerun_val_errors": " ".join(f"{e:.4g}" for e in errors),
+                "rerun_mean": statistics.fmean(errors) if errors else None,
+                "mean": statistics.fmean(every), "sd": statistics.stdev(every) if len(every) > 1 else None,
+            })
+    return out
+
+
+def chance_or(row: Mapping[str, Any]) -> float:
+    """A run's final validation error (%), or the error of chance for a diverged run (as the plots count it)."""
+    return float(run_errors([row], "final")[(row["model"], row["optimizer"])][0]["error"])
+
+
+# ---------------------------------------------------------------------------------------------------- 5. convergence
 def fit_argv(args: argparse.Namespace, trial: Mapping[str, Any], epochs: int, root: Path) -> list[str]:
     """`convvit fit` of one convergence run: the sweep's trial settings (hold-out validation every epoch, no
     test after fit, the trial record callback) with its own schedule length."""
@@ -479,6 +531,14 @@ def optimizer_section(figures: Path) -> tuple[str, dict[str, dict[str, dict[str,
         ["model", "SGD - AdamW, validation (pt)", f"SGD - AdamW, mean of {TOP_K} best (pt)", "SGD - AdamW, test (pt)"],
         [[LABELS[m], *[f"{_gap(by[m], key):+.2f}" for key in ("val_error", top, "test_error")]] for m in MODELS],
     )
+    seeds = read_csv(figures / "seeds.csv")
+    spread = table(
+        ["model", "optimizer", "chosen run (seed)", "reruns (seeds)", "mean of reruns (%)", "mean, all (%)", "SD (pt)"],
+        [[LABELS[r["model"]], r["optimizer"], f"{_pct(r['chosen_val_error'])} ({r['chosen_seed']})",
+          f"{', '.join(_pct(e) for e in r['rerun_val_errors'].split())} ({', '.join(r['rerun_seeds'].split())})",
+          _pct(r["rerun_mean"]), _pct(r["mean"]), _pct(r["sd"])] for r in seeds],
+    )
+    rerun_gaps = seed_gaps(seeds)
     text = f"""## 2. Optimizer stability
 
 Per model, the AdamW and the SGD trial with the lowest final validation error, and the test error of exactly
@@ -487,8 +547,31 @@ those runs (`convvit test --ckpt_path` on each one's `last.ckpt`, once; `fashion
 {body}
 
 {gaps}
+
+How much one run per setting can be trusted: the four chosen (lr, wd) trained again with other seeds, same
+budget (final validation error, %; `fashion_mnist/seeds.csv`). The chosen run was picked for its own low error,
+so it is luckier than its setting; the reruns' mean is not.
+
+{spread}
+
+SGD - AdamW on the reruns' means: {'; '.join(f"{LABELS[m]} {g[0]:+.2f} (± {g[1]:.2f}, one standard error)" for m, g in rerun_gaps.items())}.
 """
     return text, by
+
+
+def seed_gaps(seeds: Sequence[Mapping[str, str]]) -> dict[str, tuple[float, float]]:
+    """Per model: SGD minus AdamW on the reruns' mean errors, and its standard error from the two settings'
+    seed-to-seed standard deviations (each over all its runs) and rerun counts."""
+    cells = {(r["model"], r["optimizer"]): r for r in seeds}
+    out = {}
+    for model in MODELS:
+        sgd, adamw = cells.get((model, "sgd")), cells.get((model, "adamw"))
+        if not sgd or not adamw or sgd["rerun_mean"] in ("", None) or adamw["rerun_mean"] in ("", None):
+            continue
+        n_sgd, n_adamw = len(sgd["rerun_val_errors"].split()), len(adamw["rerun_val_errors"].split())
+        se = math.sqrt(float(sgd["sd"] or 0) ** 2 / n_sgd + float(adamw["sd"] or 0) ** 2 / n_adamw)
+        out[model] = (float(sgd["rerun_mean"]) - float(adamw["rerun_mean"]), se)
+    return out
 
 
 def _gap(by_opt: Mapping[str, Mapping[str, str]], key: str) -> float:
@@ -560,7 +643,14 @@ def reading_section(stability: Sequence[Mapping[str, Any]], figures: Path, gaps:
     gap_c, gap_p = _gap(gaps[c], "val_error"), _gap(gaps[p], "val_error")
     test_c, test_p = _gap(gaps[c], "test_error"), _gap(gaps[p], "test_error")
     top_c, top_p = _gap(gaps[c], top), _gap(gaps[p], top)
-    claim2 = _verdict([gap_p - gap_c, test_p - test_c, top_p - top_c])  # SGD should cost ViT_P more
+    seeds = read_csv(figures / "seeds.csv")
+    rerun_gaps = seed_gaps(seeds)
+    sds = [float(r["sd"]) for r in seeds if r["sd"] not in ("", None)]
+    sd_text = f"{min(sds):.2f}-{max(sds):.2f}" if sds else "-"
+    comparisons = [gap_p - gap_c, test_p - test_c, top_p - top_c]
+    if c in rerun_gaps and p in rerun_gaps:
+        comparisons.append(rerun_gaps[p][0] - rerun_gaps[c][0])
+    claim2 = _verdict(comparisons)  # SGD should cost ViT_P more
     diffs = {e: (v[c] - v[p]) for e, v in test.items() if v.get(c) is not None and v.get(p) is not None}
     claim3 = _verdict([-d for d in diffs.values()])
     shortest = min(diffs) if diffs else None
@@ -582,18 +672,25 @@ setting: the numbers say what happened here, not what the paper's models do.
 {chr(10).join(lines)}
 
    With {samples} runs per cell the 95% intervals of those fractions are wide: a difference of one or two
-   runs is within what another draw of samples would give. The sign test says how uneven the paired
+   runs is within what another draw of samples would give. A run's own seed moves its error by a standard
+   deviation of {sd_text} points (`fashion_mnist/seeds.csv`), small beside the {headline:g}-point threshold. The sign test says how uneven the paired
    comparison is (p near 1: no evidence either way).
 2. **Optimizer stability (AdamW - SGD gap): {claim2}.** The paper's direction: SGD costs ViT_P more than
    ViT_C. Measured: best SGD minus best AdamW final validation error, ViT_C {gap_c:+.2f} vs ViT_P {gap_p:+.2f} points; mean of the {TOP_K} best runs {top_c:+.2f} vs
-   {top_p:+.2f}; test error of the chosen runs {test_c:+.2f} vs {test_p:+.2f} (the paper, 4GF at 50 epochs:
-   ViT_C 0.7, ViT_P 5.3). Each is one run per setting: seed-to-seed spread was not measured here (the README
-   records 0.1-0.3 points between seeds of the 6-epoch recipe), so gaps that differ by a few tenths are
-   not distinguishable.
+   {top_p:+.2f}; test error of the chosen runs {test_c:+.2f} vs {test_p:+.2f}; on the means of {SEED_RERUNS} reruns
+   of the chosen settings with other seeds {_seed_gap(rerun_gaps, c)} vs {_seed_gap(rerun_gaps, p)} (the paper,
+   4GF at 50 epochs: ViT_C 0.7, ViT_P 5.3). The seed-to-seed standard deviation of a chosen setting's error
+   was {sd_text} points here (`fashion_mnist/seeds.csv`), so gaps that differ by less than about twice that
+   are not distinguishable.
 3. **Convergence: {claim3}.** The paper's direction: ViT_C lower at every schedule. Measured: test error at the best AdamW setting after
    {', '.join(str(e) for e in sorted(test))} epochs, ViT_C minus ViT_P: {per_schedule or '-'}{('; ' + reach_text) if reach_text else ''}.
-   One run (one seed) per schedule, so differences of a few tenths are not distinguishable from seed noise.
+   One run (one seed) per schedule; at the sweep's budget a setting's error moved by a standard deviation
+   of {sd_text} points between seeds, so differences within about twice that are not distinguishable.
 """
+
+
+def _seed_gap(gaps: Mapping[str, tuple[float, float]], model: str) -> str:
+    return f"{gaps[model][0]:+.2f} (± {gaps[model][1]:.2f})" if model in gaps else "-"
 
 
 def _epochs_to_reach(test: Mapping[int, Mapping[str, float | None]], model: str, target: float | None) -> int | None:
@@ -655,7 +752,7 @@ def setup_section(context: Mapping[str, Any]) -> str:
     hours, sessions = context["wall"]
     shared = (f" (more than its {m['cores']} cores: the machine was shared with other work, so the wall time is "
               "not a speed measurement)" if context["load"] > float(m["cores"]) else "")
-    runs = 4 * context["samples"] + len(MODELS) * len(context["convergence_epochs"])
+    runs = 4 * (context["samples"] + context["seed_reruns"]) + len(MODELS) * len(context["convergence_epochs"])
     return f"""# Fashion-MNIST: ViT_C and its ViT_P twin against the paper's optimisation claims
 
 {smoke}Generated by `{context['command']}` (from the repository root) on {context['date']}; do not edit by hand:
@@ -673,8 +770,9 @@ run the command again (it resumes: finished runs are kept).
 * Stage 1, `{context['sweep_command']}`: {context['samples']} (lr, wd) samples per optimizer, log-uniform,
   the same samples for both models: {4 * context['samples']} runs of {context['sweep_epochs']} epoch(s).
   Ranges: {ranges}. AdamW's is the sweep's default (1/8x..4x the base config's lr and wd). {context['sgd_why']}
-* Stages 2-4: `convvit plot edf` / `convvit plot lrwd`; `convvit test --ckpt_path` of each model's best
-  AdamW and best SGD trial; each model at its best AdamW (lr, wd) for
+* Stages 2-5: `convvit plot edf` / `convvit plot lrwd`; `convvit test --ckpt_path` of each model's best
+  AdamW and best SGD trial; those four (lr, wd) trained again with {context['seed_reruns']} other seeds each
+  (the seed-to-seed spread); each model at its best AdamW (lr, wd) for
   {', '.join(str(e) for e in context['convergence_epochs'])} epochs (`convvit fit`, then `convvit test`).
 * Budget: {runs} training runs, {context['model_epochs']} epochs of {s['train']:,} images in all, {context['parallel']} runs at a
   time. Short sweep trials ({context['sweep_epochs']} epoch(s), about 420 steps of batch 128) are what let
@@ -738,9 +836,16 @@ def run_stages(args: argparse.Namespace, argv: Sequence[str], started: float) ->
     gap = optimizer_rows(sweep_dir, tester)
     write_csv(figures / "optimizer_gap.csv", gap)
 
+    chosen = chosen_runs(load_sweep(sweep_dir)[0])
+    seeds = ", ".join(map(str, rerun_seeds(args)))
+    stage(4, f"seeds: the four chosen (lr, wd) again with seeds {seeds} -> {work / 'seeds'}")
+    seeds_root = work / "seeds"
+    reruns = train_runs(seed_jobs(args, chosen, seeds_root), seeds_root, args.parallel)
+    write_csv(figures / "seeds.csv", seed_rows(chosen, reruns))
+
     epochs = ",".join(map(str, args.convergence_epochs))
-    stage(4, f"convergence: each model at its best AdamW (lr, wd) for {epochs} epochs -> {work / 'convergence'}")
-    best_adamw = {model: run for (model, opt), run in chosen_runs(load_sweep(sweep_dir)[0]).items() if opt == "adamw"}
+    stage(5, f"convergence: each model at its best AdamW (lr, wd) for {epochs} epochs -> {work / 'convergence'}")
+    best_adamw = {model: run for (model, opt), run in chosen.items() if opt == "adamw"}
     conv_root = work / "convergence"
     runs = train_runs(convergence_jobs(args, best_adamw, conv_root), conv_root, args.parallel)
     conv = convergence_rows(runs, conv_root, tester)
@@ -748,7 +853,7 @@ def run_stages(args: argparse.Namespace, argv: Sequence[str], started: float) ->
     plot_convergence(conv, figures / "convergence.png")
 
     report = docs / f"{NAME}.md"
-    stage(5, f"report -> {report}")
+    stage(6, f"report -> {report}")
     splits = split_sizes(float(SWEEP_DEFAULTS["data.val_fraction"]))
     context = report_context(args, argv, sweep, splits, wall_seconds(work, started))
     write_report(figures, report, context)
@@ -768,7 +873,9 @@ def report_context(args: argparse.Namespace, argv: Sequence[str], sweep: Sequenc
         "precision": trained_precision(Path(args.work) / "sweep"),
         "sgd_why": SGD_WHY if (args.sgd_lr, args.sgd_wd) == (SGD_LR, SGD_WD) else "SGD's: given with --sgd-lr / --sgd-wd.",
         "parallel": args.parallel, "load": os.getloadavg()[2] if hasattr(os, "getloadavg") else float("nan"),
-        "model_epochs": 4 * args.samples * args.sweep_epochs + len(MODELS) * sum(args.convergence_epochs),
+        "seed_reruns": SEED_RERUNS,
+        "model_epochs": (4 * (args.samples + SEED_RERUNS) * args.sweep_epochs
+                         + len(MODELS) * sum(args.convergence_epochs)),
     }
 
 

@@ -7,6 +7,10 @@ the median images/s of each is reported with the ratio convvit / peer (> 1.0: co
     python benchmarks/throughput.py                      # deit_small vs timm, batch 32, 224 px
     python benchmarks/throughput.py --pairs deit_small --rounds 7 --csv docs/throughput.csv
     python benchmarks/throughput.py --pairs convit_tiny cvt_13   # vs timm convit_tiny, HF CvT-13
+    python benchmarks/throughput.py --pairs cvt_13 --precisions fp32 --batch-size 8 --threads 1 --profile
+
+``--profile`` then runs a few steps of each side under torch.profiler and prints where the time goes, by
+kind of operator, side by side: what a faster implementation could still win, and what both must spend.
 """
 from __future__ import annotations
 
@@ -107,6 +111,50 @@ def train_step(model: nn.Module, batch: torch.Tensor, target: torch.Tensor, auto
     return step
 
 
+# Operator kinds of --profile, by ATen name (self time, so nested ops are not counted twice). Matrix products
+# are the work both sides must do; the fused attention kernel holds the attention's products and its softmax.
+OP_KINDS: dict[str, tuple[str, ...]] = {
+    "matrix products (mm, addmm, bmm)": ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm"),
+    "fused attention (SDPA kernels)": ("aten::_scaled_dot_product",),
+    "convolutions": ("aten::mkldnn_convolution", "aten::convolution_backward", "aten::_convolution",
+                     "aten::_slow_conv2d", "aten::thnn_conv2d", "aten::_mkldnn_"),
+    "norms": ("aten::native_layer_norm", "aten::native_batch_norm", "aten::_batch_norm"),
+    "softmax": ("aten::_softmax",),
+    "copies": ("aten::copy_", "aten::clone", "aten::contiguous", "aten::cat"),
+}
+OTHER = "everything else (elementwise, optimizer, ...)"
+
+
+def op_kind(name: str) -> str:
+    for kind, prefixes in OP_KINDS.items():
+        if name.startswith(prefixes):
+            return kind
+    return OTHER
+
+
+def profile_ms(step: Callable[[], None], iters: int) -> dict[str, float]:
+    """Milliseconds per step by operator kind (self CPU time of ``iters`` profiled steps), and ``total``."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(iters):
+            step()
+    kinds = dict.fromkeys([*OP_KINDS, OTHER], 0.0)
+    for event in prof.key_averages():
+        if event.key.startswith("aten::"):  # autograd nodes and Python scopes hold no time of their own
+            kinds[op_kind(event.key)] += event.self_cpu_time_total / 1e3 / iters
+    kinds["total"] = sum(kinds.values())
+    return kinds
+
+
+def print_profile(steps: dict[str, Callable[[], None]], iters: int, peer_name: str) -> dict[str, dict[str, float]]:
+    ms = {key: profile_ms(step, iters) for key, step in steps.items()}
+    print(f"  {f'profile, ms per step ({iters} step(s) each)':48s} {'convvit':>9s} {'peer':>9s}  ({peer_name})")
+    for kind in ms["convvit"]:
+        print(f"  {kind:48s} {ms['convvit'][kind]:9.1f} {ms['peer'][kind]:9.1f}")
+    return ms
+
+
 def write_csv(rows: list[dict], path) -> None:
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -155,6 +203,8 @@ def run(args: argparse.Namespace) -> list[dict]:
                     f"{pair.peer_name} {row['peer_img_s']:9.2f} img/s   ratio {row['ratio']:.3f}",
                     flush=True,
                 )
+                if args.profile:
+                    print_profile(steps, args.iters, pair.peer_name)
     return rows
 
 
@@ -171,6 +221,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: all cores)")
     parser.add_argument("--csv", default=None, help="also write the rows to this CSV file")
+    parser.add_argument("--profile", action="store_true",
+                        help="after timing, profile --iters steps of each side: ms per step by operator kind")
     return parser.parse_args(argv)
 
 

@@ -52,6 +52,16 @@ def fake_test(run_dir: Path, name: str) -> float:
     return TEST[name]
 
 
+# final validation errors (%) of the chosen settings' reruns with the two other seeds (None: diverged)
+RERUNS = {(C, "adamw"): [13.0, 13.5], (P, "adamw"): [14.0, 14.5], (C, "sgd"): [13.5, 14.5], (P, "sgd"): [17.0, None]}
+
+
+def fake_reruns(chosen):
+    return [{**chosen[group], "trial": f"{chosen[group]['trial']}-seed{seed}", "seed": seed,
+             "final_error": error if error is not None else 90.0, "diverged": error is None}
+            for group, errors in RERUNS.items() for seed, error in zip((4, 5), errors)]
+
+
 def fake_convergence():
     return [{"model": m, "epochs": e, "lr": 3e-3, "wd": 0.1, "val_error": TEST[f"{m}-adamw-e{e:02d}"] + 0.5,
              "diverged": False, "test_error": TEST[f"{m}-adamw-e{e:02d}"], "seconds": 100.0 * e}
@@ -62,6 +72,8 @@ def test_report_tables_hold_the_numbers_of_the_csvs(report, tmp_path):
     sweep, figures = fake_sweep(tmp_path / "work" / "sweep"), tmp_path / "docs" / "fashion_mnist"
     report.draw_plots(sweep, figures)
     report.write_csv(figures / "optimizer_gap.csv", report.optimizer_rows(sweep, fake_test))
+    chosen = report.chosen_runs(report.load_sweep(sweep)[0])
+    report.write_csv(figures / "seeds.csv", report.seed_rows(chosen, fake_reruns(chosen)))
     conv = fake_convergence()
     report.write_csv(figures / "convergence.csv", conv)
     report.plot_convergence(conv, figures / "convergence.png")
@@ -72,7 +84,7 @@ def test_report_tables_hold_the_numbers_of_the_csvs(report, tmp_path):
     md = report.write_report(figures, tmp_path / "docs" / "fashion_mnist.md", context).read_text()
 
     for name in ("edf.png", "edf.csv", "lrwd.png", "lrwd.csv", "lrwd_ranges.csv", "optimizer_gap.csv",
-                 "convergence.csv", "convergence.png"):
+                 "seeds.csv", "convergence.csv", "convergence.png"):
         assert (figures / name).is_file(), name
     for image in ("fashion_mnist/edf.png", "fashion_mnist/lrwd.png", "fashion_mnist/convergence.png"):
         assert f"]({image})" in md
@@ -87,6 +99,13 @@ def test_report_tables_hold_the_numbers_of_the_csvs(report, tmp_path):
     assert "| ViT_C | sgd | `vit_c_nano_32px-sgd-s001` | 0.1 | 0.0003 | 13.00 | 13.50 | 13.50 |" in md
     assert "| ViT_C | +0.50 | +0.33 | +0.75 |" in md
     assert "| ViT_P | +2.75 | +1.92 | +3.00 |" in md
+    # seeds: the chosen run, its reruns (a diverged one at chance), the reruns' mean, the mean and SD of all three
+    assert "| ViT_C | adamw | 12.50 (1) | 13.00, 13.50 (4, 5) | 13.25 | 13.00 | 0.50 |" in md
+    assert "| ViT_P | sgd | 16.00 (1) | 17.00, 90.00 (4, 5) | 53.50 |" in md
+    # SGD - AdamW on the reruns' means, with the standard error from both cells' SDs over 2 reruns each
+    assert "ViT_C +0.75 (± 0.65, one standard error)" in md
+    assert "runs (104 training" not in md and "| 48 training runs" not in md
+    assert "* Budget: 28 training runs" in md  # 4 x (4 samples + 2 reruns) + 2 models x 2 schedules
     # convergence: validation / test per schedule and the difference
     assert "| 1 | 20.50 / 20.00 | 24.50 / 24.00 | -4.00 |" in md
     assert "| 2 | 15.50 / 15.00 | 19.00 / 18.50 | -3.50 |" in md
@@ -112,6 +131,31 @@ def test_a_recorded_test_is_not_run_again(report, tmp_path, monkeypatch):
     (version / "metrics.csv").write_text("epoch,step,test/acc1,test/loss\n0,0,0.9125,0.3\n")
     monkeypatch.setattr(report, "convvit", lambda argv: pytest.fail(f"ran convvit {argv}"))
     assert report.ConvvitTest(tmp_path / "tests")(tmp_path / "run", "trial-a") == pytest.approx(8.75)
+
+
+def test_seed_reruns_use_seeds_no_trial_had_and_the_sweep_budget(report, tmp_path):
+    args = report.build_parser().parse_args(["--samples", "4", "--sweep-epochs", "3", "--work", str(tmp_path)])
+    chosen = report.chosen_runs(report.load_sweep(fake_sweep(tmp_path / "sweep"))[0])
+    jobs = report.seed_jobs(args, chosen, tmp_path / "seeds")
+    assert report.rerun_seeds(args) == [4, 5]  # the sweep's samples 0..3 trained with seeds 0..3
+    assert sorted(j.trial["trial"] for j in jobs) == sorted(f"{m}-{o}-s001-seed{k}" for m in (C, P)
+                                                           for o in ("adamw", "sgd") for k in (4, 5))
+    for job in jobs:
+        argv = job.argv
+        assert argv[argv.index("--trainer.max_epochs") + 1] == "3"
+        assert argv[argv.index("--seed_everything") + 1] == str(job.trial["seed"])
+        assert argv[argv.index("--model.lr") + 1] == repr(chosen[(job.trial["model"], job.trial["optimizer"])]["lr"])
+        assert argv[argv.index("--model.optimizer") + 1] == job.trial["optimizer"]
+
+
+def test_seed_rows_arithmetic(report, tmp_path):
+    chosen = report.chosen_runs(report.load_sweep(fake_sweep(tmp_path / "sweep"))[0])
+    rows = {(r["model"], r["optimizer"]): r for r in report.seed_rows(chosen, fake_reruns(chosen))}
+    c = rows[(C, "sgd")]
+    assert (c["chosen_val_error"], c["rerun_seeds"], c["rerun_val_errors"]) == (13.0, "4 5", "13.5 14.5")
+    assert c["rerun_mean"] == pytest.approx(14.0) and c["mean"] == pytest.approx(13.6667, abs=1e-4)
+    assert c["sd"] == pytest.approx(0.7638, abs=1e-4)
+    assert rows[(P, "sgd")]["rerun_mean"] == pytest.approx(53.5)  # the diverged rerun counts as chance
 
 
 def test_finished_convergence_runs_are_read_back_and_only_the_rest_trained(report, tmp_path, monkeypatch):
