@@ -14,7 +14,7 @@ def test_throughput_script_runs_tiny(tmp_path):
 
 def test_throughput_profile_accounts_for_the_step(capsys):
     mod = load_script("throughput")
-    mod.main(["--pairs", "cvt_13", "--img-size", "64", "--batch-size", "2", "--rounds", "1", "--iters", "1",
+    mod.main(["--pairs", "deit_small", "--img-size", "32", "--batch-size", "2", "--rounds", "1", "--iters", "1",
               "--warmup", "1", "--num-classes", "10", "--precisions", "fp32", "--modes", "train", "--profile"])
     table = {line[:50].strip(): line[50:].split() for line in capsys.readouterr().out.splitlines()
              if line.startswith("  ") and not line.startswith("  profile")}
