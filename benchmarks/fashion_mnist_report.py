@@ -483,7 +483,18 @@ def table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
-def stability_section(figures: Path) -> tuple[str, list[dict[str, Any]]]:
+EDGE = 0.1  # a best run this close (in log position) to a range's end may have a better setting beyond it
+
+
+def range_position(value: float, bounds: Mapping[str, float] | None) -> float | None:
+    """Where ``value`` lies in its sampled range on the log scale the samples were drawn on: 0 low, 1 high."""
+    if not bounds:
+        return None
+    low, high = float(bounds["low"]), float(bounds["high"])
+    return math.log(value / low) / math.log(high / low)
+
+
+def stability_section(figures: Path, ranges_sampled: Mapping[str, Any] | None = None) -> tuple[str, list[dict[str, Any]]]:
     rows = stability_rows(figures / "edf.csv")
     body = table(
         ["model", "optimizer", "runs", "diverged", "best (%)", "median (%)",
@@ -492,11 +503,18 @@ def stability_section(figures: Path) -> tuple[str, list[dict[str, Any]]]:
           _pct(r["median"]), *[f"{r[f'within_{p:g}']}/{r['n']}" for p in WITHIN]] for r in rows],
     )
     ranges = read_csv(figures / "lrwd_ranges.csv")
+    sampled = ranges_sampled or {}
+    places = [range_position(float(r["best_run"]), sampled.get(r["optimizer"], {}).get(r["param"])) for r in ranges]
     boot = table(
-        ["model", "optimizer", "param", "best run", "bootstrap 2.5%", "50%", "97.5%", "range centre"],
+        ["model", "optimizer", "param", "best run", "bootstrap 2.5%", "50%", "97.5%", "range centre",
+         "best run's place in range (log, 0-1)"],
         [[LABELS[r["model"]], r["optimizer"], r["param"], _g(r["best_run"]), _g(r["p2.5"]), _g(r["p50"]),
-          _g(r["p97.5"]), _g(r["good"])] for r in ranges],
+          _g(r["p97.5"]), _g(r["good"]), "-" if place is None else f"{place:.2f}"] for r, place in zip(ranges, places)],
     )
+    edges = [f"{LABELS[r['model']]} {r['optimizer']} {r['param']} ({place:.2f})" for r, place in zip(ranges, places)
+             if place is not None and min(place, 1 - place) < EDGE]
+    edge_text = ("Best runs in the outer tenth of their range, where a better setting may lie beyond the range: "
+                 + ", ".join(edges) + "." if edges else "No best run lies in the outer tenth of its range.")
     text = f"""## 1. lr / wd stability
 
 Final validation top-1 error of every sweep run (a diverged run counts as chance, 90%), per model and
@@ -514,6 +532,8 @@ the runs drawn with replacement 2,500 times, the best run's lr and wd kept; `fas
 ![lr-wd](fashion_mnist/lrwd.png)
 
 {boot}
+
+{edge_text}
 """
     return text, rows
 
@@ -788,7 +808,7 @@ run the command again (it resumes: finished runs are kept).
 
 def write_report(figures: Path, report: Path, context: Mapping[str, Any]) -> Path:
     """The markdown report, from the CSVs under ``figures`` and the run's context."""
-    stability_text, stability = stability_section(figures)
+    stability_text, stability = stability_section(figures, context["sweep_manifest"].get("ranges"))
     optimizer_text, gaps = optimizer_section(figures)
     convergence_text, test = convergence_section(figures)
     parts = [setup_section(context), stability_text, optimizer_text, convergence_text,

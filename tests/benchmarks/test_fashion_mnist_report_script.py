@@ -95,6 +95,10 @@ def test_report_tables_hold_the_numbers_of_the_csvs(report, tmp_path):
     assert "| ViT_P `vit_p_nano_32px` | sgd | 4 | 1 | 16.00 | 17.50 | 2/4 | 3/4 | 3/4 |" in md
     # the bootstrap table comes from lrwd_ranges.csv
     assert "| ViT_C | adamw | lr | 0.003 |" in md
+    # where each best run lies in its sampled log range; the ones near an end are named (SGD lr 0.1 of 0.00625..0.2:
+    # log(16) / log(32) = 0.80, inside; AdamW wd 0.1 of 0.00625..0.2: 0.80)
+    assert "| ViT_C | sgd | lr | 0.1 | 0.02 | 0.1 | 0.3 | 0.05 | 0.80 |" in md
+    assert "No best run lies in the outer tenth of its range." in md
     # optimizer gap: the chosen trials (best by validation), their test errors, and the gaps
     assert "| ViT_C | sgd | `vit_c_nano_32px-sgd-s001` | 0.1 | 0.0003 | 13.00 | 13.50 | 13.50 |" in md
     assert "| ViT_C | +0.50 | +0.33 | +0.75 |" in md
@@ -115,6 +119,12 @@ def test_report_tables_hold_the_numbers_of_the_csvs(report, tmp_path):
     assert "ViT_P needed 2 epochs to reach ViT_C's 1-epoch test error" in md
     assert "1. **lr / wd stability: agrees.**" in md
     assert "Smoke run" not in md
+
+
+def test_range_position(report):
+    assert report.range_position(0.2, {"low": 0.00625, "high": 0.2}) == pytest.approx(1.0)
+    assert report.range_position(0.00625 * 2 ** 2.5, {"low": 0.00625, "high": 0.2}) == pytest.approx(0.5)
+    assert report.range_position(0.1, None) is None
 
 
 def test_sign_test_and_wilson_interval(report):
