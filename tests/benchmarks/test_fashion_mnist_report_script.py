@@ -117,7 +117,7 @@ def test_report_tables_hold_the_numbers_of_the_csvs(report, tmp_path):
     assert "2. **Optimizer stability (AdamW - SGD gap): agrees.**" in md
     assert "3. **Convergence: agrees.**" in md
     assert "ViT_P needed 2 epochs to reach ViT_C's 1-epoch test error" in md
-    assert "1. **lr / wd stability: agrees.**" in md
+    assert "1. **lr / wd stability: agrees in direction, within the noise of 4 runs.**" in md  # 4/4 vs 3/4 overlap
     assert "Smoke run" not in md
 
 
