@@ -9,7 +9,7 @@ the median images/s of each is reported with the ratio convvit / peer (> 1.0: co
     python benchmarks/throughput.py --pairs convit_tiny cvt_13   # vs timm convit_tiny, HF CvT-13
     python benchmarks/throughput.py --pairs cvt_13 --precisions fp32 --batch-size 8 --threads 1 --profile
 
-``--profile`` then runs a few steps of each side under torch.profiler and prints where the time goes, by
+``--profile`` then runs --iters steps of each side under torch.profiler and prints where the time goes, by
 kind of operator, side by side: what a faster implementation could still win, and what both must spend.
 """
 from __future__ import annotations
@@ -123,6 +123,7 @@ OP_KINDS: dict[str, tuple[str, ...]] = {
     "copies": ("aten::copy_", "aten::clone", "aten::contiguous", "aten::cat"),
 }
 OTHER = "everything else (elementwise, optimizer, ...)"
+TOTAL = "total of ATen operators (no Python overhead)"
 
 
 def op_kind(name: str) -> str:
@@ -133,7 +134,7 @@ def op_kind(name: str) -> str:
 
 
 def profile_ms(step: Callable[[], None], iters: int) -> dict[str, float]:
-    """Milliseconds per step by operator kind (self CPU time of ``iters`` profiled steps), and ``total``."""
+    """Milliseconds per step by operator kind (self CPU time of ``iters`` profiled steps), and their TOTAL."""
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU]) as prof:
@@ -143,7 +144,7 @@ def profile_ms(step: Callable[[], None], iters: int) -> dict[str, float]:
     for event in prof.key_averages():
         if event.key.startswith("aten::"):  # autograd nodes and Python scopes hold no time of their own
             kinds[op_kind(event.key)] += event.self_cpu_time_total / 1e3 / iters
-    kinds["total"] = sum(kinds.values())
+    kinds[TOTAL] = sum(kinds.values())
     return kinds
 
 

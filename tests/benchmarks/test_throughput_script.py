@@ -18,9 +18,9 @@ def test_throughput_profile_accounts_for_the_step(capsys):
               "--warmup", "1", "--num-classes", "10", "--precisions", "fp32", "--modes", "train", "--profile"])
     table = {line[:50].strip(): line[50:].split() for line in capsys.readouterr().out.splitlines()
              if line.startswith("  ") and not line.startswith("  profile")}
-    assert set(table) == {*mod.OP_KINDS, mod.OTHER, "total"}
+    assert set(table) == {*mod.OP_KINDS, mod.OTHER, mod.TOTAL}
     for side in (0, 1):  # convvit, peer: every kind counted once, and the step did multiply matrices
-        assert abs(sum(float(v[side]) for k, v in table.items() if k != "total") - float(table["total"][side])) < 0.5
+        assert abs(sum(float(v[side]) for k, v in table.items() if k != mod.TOTAL) - float(table[mod.TOTAL][side])) < 0.5
         assert float(table["matrix products (mm, addmm, bmm)"][side]) > 0
 
 
