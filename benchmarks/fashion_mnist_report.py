@@ -48,7 +48,7 @@ from convvit.cli import main as convvit
 from convvit.plots import best_runs, load_sweep, run_errors
 from convvit.sweep.core import SWEEP_DEFAULTS
 from convvit.sweep.engines import LocalEngine, Resources
-from convvit.sweep.results import DONE, RESULTS, atomic_write_text, read_manifest, sort_rows, write_results
+from convvit.sweep.results import DONE, RESULTS, atomic_write_text, chance_error, read_manifest, sort_rows, write_results
 from convvit.sweep.trial import RECORD_CALLBACK, TrialJob, recorded_row
 from convvit.training.runs import versions
 
@@ -246,6 +246,34 @@ def optimizer_rows(sweep_dir: Path, test_error: Tester) -> list[dict[str, Any]]:
     return out
 
 
+# ---------------------------------------------------------------------------------------------------- runs of stages 4-5
+def fit_argv(args: argparse.Namespace, trial: Mapping[str, Any], epochs: int, root: Path) -> list[str]:
+    """`convvit fit` of one seed rerun or convergence run: the sweep's trial settings (hold-out validation every epoch, no
+    test after fit, the trial record callback) with its own schedule length."""
+    defaults = [token for key, value in SWEEP_DEFAULTS.items() for token in (f"--{key}", value)]
+    return [
+        "fit", "--config", str(Path(args.config).resolve()), *defaults, "--trainer.max_epochs", str(epochs),
+        *limit_options(args.limit_batches, ("train", "val")),
+        "--model.name", trial["model"], "--model.optimizer", trial["optimizer"], "--model.lr", repr(trial["lr"]),
+        "--model.weight_decay", repr(trial["wd"]), "--seed_everything", str(trial["seed"]),
+        "--trainer.default_root_dir", str(root / "runs"), "--name", trial["trial"], RECORD_CALLBACK,
+    ]
+
+
+def threads_per_run(args: argparse.Namespace) -> int:
+    """The cores divided between the --parallel runs."""
+    return max(1, (os.cpu_count() or 1) // args.parallel)
+
+
+def fit_job(args: argparse.Namespace, trial: Mapping[str, Any], epochs: int, root: Path) -> TrialJob:
+    """``trial`` trained for ``epochs`` as a job of ROOT (runs in ROOT/runs/TRIAL, its log in ROOT/logs)."""
+    return TrialJob(
+        trial=dict(trial), argv=fit_argv(args, trial, epochs, root), root=str(root),
+        run_parent=str(root / "runs" / trial["trial"]), log=str(root / "logs" / f"{trial['trial']}.log"),
+        threads=threads_per_run(args), cwd=os.getcwd(),
+    )
+
+
 # ---------------------------------------------------------------------------------------------------- 4. seeds
 def rerun_seeds(args: argparse.Namespace) -> list[int]:
     """Seeds no sweep trial trained with (sample i trains with seed + i), the same for every chosen setting."""
@@ -254,18 +282,11 @@ def rerun_seeds(args: argparse.Namespace) -> list[int]:
 
 def seed_jobs(args: argparse.Namespace, chosen: Mapping[tuple[str, str], Mapping[str, Any]], root: Path) -> list[TrialJob]:
     """Each chosen trial's (lr, wd) retrained for --sweep-epochs with each of the rerun seeds."""
-    threads = max(1, (os.cpu_count() or 1) // args.parallel)
-    jobs = []
-    for seed in rerun_seeds(args):
-        for (model, opt), run in chosen.items():
-            trial = {"trial": f"{run['trial']}-seed{seed}", "model": model, "optimizer": opt,
-                     "sample": run["sample"], "lr": run["lr"], "wd": run["wd"], "seed": seed}
-            jobs.append(TrialJob(
-                trial=trial, argv=fit_argv(args, trial, args.sweep_epochs, root), root=str(root),
-                run_parent=str(root / "runs" / trial["trial"]), log=str(root / "logs" / f"{trial['trial']}.log"),
-                threads=threads, cwd=os.getcwd(),
-            ))
-    return jobs
+    return [
+        fit_job(args, {"trial": f"{run['trial']}-seed{seed}", "model": model, "optimizer": opt,
+                       "sample": run["sample"], "lr": run["lr"], "wd": run["wd"], "seed": seed}, args.sweep_epochs, root)
+        for seed in rerun_seeds(args) for (model, opt), run in chosen.items()
+    ]
 
 
 def seed_rows(chosen: Mapping[tuple[str, str], Mapping[str, Any]], reruns: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -277,7 +298,8 @@ def seed_rows(chosen: Mapping[tuple[str, str], Mapping[str, Any]], reruns: Seque
         for opt in OPTIMIZERS:
             run = chosen[(model, opt)]
             again = [r for r in reruns if r["model"] == model and r["optimizer"] == opt]
-            errors = [chance_or(r) for r in again]
+            # a diverged rerun counts as chance, as the plots count it
+            errors = [chance_error(r.get("num_classes")) if r["diverged"] else float(r["final_error"]) for r in again]
             every = [float(run["error"]), *errors]
             out.append({
                 "model": model, "optimizer": opt, "lr": run["lr"], "wd": run["wd"], "chosen_seed": run["seed"],
@@ -290,41 +312,16 @@ def seed_rows(chosen: Mapping[tuple[str, str], Mapping[str, Any]], reruns: Seque
     return out
 
 
-def chance_or(row: Mapping[str, Any]) -> float:
-    """A run's final validation error (%), or the error of chance for a diverged run (as the plots count it)."""
-    return float(run_errors([row], "final")[(row["model"], row["optimizer"])][0]["error"])
-
-
 # ---------------------------------------------------------------------------------------------------- 5. convergence
-def fit_argv(args: argparse.Namespace, trial: Mapping[str, Any], epochs: int, root: Path) -> list[str]:
-    """`convvit fit` of one convergence run: the sweep's trial settings (hold-out validation every epoch, no
-    test after fit, the trial record callback) with its own schedule length."""
-    defaults = [token for key, value in SWEEP_DEFAULTS.items() for token in (f"--{key}", value)]
-    return [
-        "fit", "--config", str(Path(args.config).resolve()), *defaults, "--trainer.max_epochs", str(epochs),
-        *limit_options(args.limit_batches, ("train", "val")),
-        "--model.name", trial["model"], "--model.optimizer", trial["optimizer"], "--model.lr", repr(trial["lr"]),
-        "--model.weight_decay", repr(trial["wd"]), "--seed_everything", str(trial["seed"]),
-        "--trainer.default_root_dir", str(root / "runs"), "--name", trial["trial"], RECORD_CALLBACK,
-    ]
-
-
 def convergence_jobs(args: argparse.Namespace, best_adamw: Mapping[str, Mapping[str, Any]], root: Path) -> list[TrialJob]:
     """One run per model and schedule at the model's best AdamW (lr, wd), longest schedules first (the two
     slots then finish close together)."""
-    threads = max(1, (os.cpu_count() or 1) // args.parallel)
-    jobs = []
-    for epochs in sorted(args.convergence_epochs, reverse=True):
-        for model in MODELS:
-            best = best_adamw[model]
-            trial = {"trial": f"{model}-adamw-e{epochs:02d}", "model": model, "optimizer": "adamw",
-                     "sample": best["sample"], "lr": best["lr"], "wd": best["wd"], "seed": args.seed}
-            jobs.append(TrialJob(
-                trial=trial, argv=fit_argv(args, trial, epochs, root), root=str(root),
-                run_parent=str(root / "runs" / trial["trial"]), log=str(root / "logs" / f"{trial['trial']}.log"),
-                threads=threads, cwd=os.getcwd(),
-            ))
-    return jobs
+    return [
+        fit_job(args, {"trial": f"{model}-adamw-e{epochs:02d}", "model": model, "optimizer": "adamw",
+                       "sample": best_adamw[model]["sample"], "lr": best_adamw[model]["lr"],
+                       "wd": best_adamw[model]["wd"], "seed": args.seed}, epochs, root)
+        for epochs in sorted(args.convergence_epochs, reverse=True) for model in MODELS
+    ]
 
 
 def train_runs(jobs: Sequence[TrialJob], root: Path, parallel: int) -> list[dict[str, Any]]:
@@ -538,7 +535,8 @@ the runs drawn with replacement 2,500 times, the best run's lr and wd kept; `fas
     return text, rows
 
 
-def optimizer_section(figures: Path) -> tuple[str, dict[str, dict[str, dict[str, str]]]]:
+def optimizer_section(figures: Path, seeds: Sequence[Mapping[str, str]],
+                      rerun_gaps: Mapping[str, tuple[float, float]]) -> tuple[str, dict[str, dict[str, dict[str, str]]]]:
     rows = read_csv(figures / "optimizer_gap.csv")
     by = {m: {r["optimizer"]: r for r in rows if r["model"] == m} for m in MODELS}
     top = f"top{TOP_K}_val_error"
@@ -551,14 +549,12 @@ def optimizer_section(figures: Path) -> tuple[str, dict[str, dict[str, dict[str,
         ["model", "SGD - AdamW, validation (pt)", f"SGD - AdamW, mean of {TOP_K} best (pt)", "SGD - AdamW, test (pt)"],
         [[LABELS[m], *[f"{_gap(by[m], key):+.2f}" for key in ("val_error", top, "test_error")]] for m in MODELS],
     )
-    seeds = read_csv(figures / "seeds.csv")
     spread = table(
         ["model", "optimizer", "chosen run (seed)", "reruns (seeds)", "mean of reruns (%)", "mean, all (%)", "SD (pt)"],
         [[LABELS[r["model"]], r["optimizer"], f"{_pct(r['chosen_val_error'])} ({r['chosen_seed']})",
           f"{', '.join(_pct(e) for e in r['rerun_val_errors'].split())} ({', '.join(r['rerun_seeds'].split())})",
           _pct(r["rerun_mean"]), _pct(r["mean"]), _pct(r["sd"])] for r in seeds],
     )
-    rerun_gaps = seed_gaps(seeds)
     text = f"""## 2. Optimizer stability
 
 Per model, the AdamW and the SGD trial with the lowest final validation error, and the test error of exactly
@@ -640,7 +636,8 @@ def _verdict(outcomes: Sequence[float]) -> str:
 
 
 def reading_section(stability: Sequence[Mapping[str, Any]], figures: Path, gaps: Mapping[str, Mapping[str, Mapping[str, str]]],
-                    test: Mapping[int, Mapping[str, float | None]], samples: int) -> str:
+                    test: Mapping[int, Mapping[str, float | None]], samples: int, seeds: Sequence[Mapping[str, str]],
+                    rerun_gaps: Mapping[str, tuple[float, float]]) -> str:
     """The three claims, each: what was measured, whether it agrees, and how sure the numbers let us be."""
     c, p = MODELS
     headline = WITHIN[-1]
@@ -666,8 +663,6 @@ def reading_section(stability: Sequence[Mapping[str, Any]], figures: Path, gaps:
     gap_c, gap_p = _gap(gaps[c], "val_error"), _gap(gaps[p], "val_error")
     test_c, test_p = _gap(gaps[c], "test_error"), _gap(gaps[p], "test_error")
     top_c, top_p = _gap(gaps[c], top), _gap(gaps[p], top)
-    seeds = read_csv(figures / "seeds.csv")
-    rerun_gaps = seed_gaps(seeds)
     sds = [float(r["sd"]) for r in seeds if r["sd"] not in ("", None)]
     sd_text = f"{min(sds):.2f}-{max(sds):.2f}" if sds else "-"
     comparisons = [gap_p - gap_c, test_p - test_c, top_p - top_c]
@@ -813,10 +808,12 @@ run the command again (it resumes: finished runs are kept).
 def write_report(figures: Path, report: Path, context: Mapping[str, Any]) -> Path:
     """The markdown report, from the CSVs under ``figures`` and the run's context."""
     stability_text, stability = stability_section(figures, context["sweep_manifest"].get("ranges"))
-    optimizer_text, gaps = optimizer_section(figures)
+    seeds = read_csv(figures / "seeds.csv")
+    rerun_gaps = seed_gaps(seeds)
+    optimizer_text, gaps = optimizer_section(figures, seeds, rerun_gaps)
     convergence_text, test = convergence_section(figures)
     parts = [setup_section(context), stability_text, optimizer_text, convergence_text,
-             reading_section(stability, figures, gaps, test, context["samples"]),
+             reading_section(stability, figures, gaps, test, context["samples"], seeds, rerun_gaps),
              "## Files\n\n" + "\n".join(f"* `fashion_mnist/{p.name}`" for p in sorted(figures.iterdir())
                                           if p.suffix in (".csv", ".png")) + "\n"]
     return atomic_write_text(report, "\n".join(parts))
@@ -893,7 +890,7 @@ def report_context(args: argparse.Namespace, argv: Sequence[str], sweep: Sequenc
         "base": base_recipe(Path(args.config)), "splits": dict(splits), "samples": args.samples,
         "sweep_epochs": args.sweep_epochs, "convergence_epochs": args.convergence_epochs,
         "sweep_manifest": read_manifest(Path(args.work) / "sweep") or {}, "limit_batches": args.limit_batches,
-        "threads": max(1, (os.cpu_count() or 1) // args.parallel), "wall": wall,
+        "threads": threads_per_run(args), "wall": wall,
         "precision": trained_precision(Path(args.work) / "sweep"),
         "sgd_why": SGD_WHY if (args.sgd_lr, args.sgd_wd) == (SGD_LR, SGD_WD) else "SGD's: given with --sgd-lr / --sgd-wd.",
         "parallel": args.parallel, "load": os.getloadavg()[2] if hasattr(os, "getloadavg") else float("nan"),
