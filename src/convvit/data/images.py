@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable
+from typing import BinaryIO
 from pathlib import Path
 
 import numpy as np
@@ -67,11 +68,13 @@ def convert_image(img: Image.Image, in_chans: int = 3) -> Image.Image:
     return img.convert(target)
 
 
-def load_image(path: str | os.PathLike, in_chans: int = 3) -> Image.Image:
-    """Open, fully decode and convert an image file to ``in_chans`` channels ('L' or 'RGB').
+def load_image(path: str | os.PathLike | BinaryIO, in_chans: int = 3, name: str | os.PathLike | None = None
+               ) -> Image.Image:
+    """Open, fully decode and convert an image file (or a binary file object) to ``in_chans`` channels ('L' or
+    'RGB').
 
     EXIF orientation is applied. A corrupt, truncated or non-image file raises :class:`BadImageError`
-    naming the file.
+    naming the file (``name``, when ``path`` is a file object).
     """
     try:
         with Image.open(path) as img:
@@ -82,8 +85,8 @@ def load_image(path: str | os.PathLike, in_chans: int = 3) -> Image.Image:
         raise
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise BadImageError(
-            f"cannot read image '{path}': {e}. Fix: replace or delete the file, or skip unreadable images "
-            f"with skip_bad_images=True (CLI: --data.skip_bad_images true)."
+            f"cannot read image '{path if name is None else name}': {e}. Fix: replace or delete the file, or skip "
+            f"unreadable images with skip_bad_images=True (CLI: --data.skip_bad_images true)."
         ) from e
 
 
