@@ -210,7 +210,7 @@ class _BatchNormalize:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:  # uint8 (B, C, H, W) -> float
         if self.scale.device != x.device:
             self.scale, self.shift = self.scale.to(x.device), self.shift.to(x.device)
-        return torch.addcmul(self.shift, x.float(), self.scale)
+        return x.to(torch.float32, copy=True).mul_(self.scale).add_(self.shift)  # one float buffer, not two
 
 
 class BatchNormalizeErase:
