@@ -164,7 +164,8 @@ def _autocontrast(x, arg):
     """ImageOps.autocontrast (cutoff 0): per channel lut[i] = int(i * scale + offset), clipped; float64 as PIL."""
     lo = x.amin(dim=(2, 3)).double().unsqueeze(-1)  # (n, C, 1)
     hi = x.amax(dim=(2, 3)).double().unsqueeze(-1)
-    scale = 255.0 / (hi - lo).clamp(min=1)
+    # a tensor numerator: `255.0 / t` multiplies by t's reciprocal, one ulp off PIL's quotient (int() then differs)
+    scale = torch.full_like(lo, 255.0) / (hi - lo).clamp(min=1)
     levels = torch.arange(256, device=x.device, dtype=torch.float64)
     lut = (levels * scale - lo * scale).trunc().clamp(0, 255)
     lut = torch.where(hi > lo, lut, levels)
@@ -172,15 +173,16 @@ def _autocontrast(x, arg):
 
 
 def _equalize(x, arg):
-    """ImageOps.equalize: per channel histogram (one bincount for the batch), step = (total - count of the last
-    occupied level) // 256, lut[i] = (step // 2 + #pixels below i) // step; identity for a flat channel."""
+    """ImageOps.equalize (Pillow 13): per channel histogram (one bincount for the batch), step = (total - count
+    of the last occupied level) // 255 (Pillow < 11 and torchvision divide by 256), lut[i] = (step // 2 + #pixels
+    below i) // step; identity for a flat channel."""
     n, c, h, w = x.shape
     offsets = torch.arange(n * c, device=x.device).view(n, c, 1) * 256
     hist = torch.bincount((x.reshape(n, c, h * w).long() + offsets).flatten(), minlength=n * c * 256)
     hist = hist.view(n, c, 256)
     occupied = hist > 0
     last = 255 - occupied.flip(-1).int().argmax(-1, keepdim=True)
-    step = (h * w - hist.gather(-1, last)) // 256  # (n, C, 1)
+    step = (h * w - hist.gather(-1, last)) // 255  # (n, C, 1)
     below = hist.cumsum(-1) - hist
     lut = ((step // 2 + below) // step.clamp(min=1)).clamp(max=255)
     identity = (occupied.sum(-1, keepdim=True) <= 1) | (step == 0)
