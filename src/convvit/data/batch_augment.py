@@ -368,7 +368,9 @@ def _warp(x: torch.Tensor, theta: torch.Tensor, fill: torch.Tensor, mode: str) -
             xf = x.float()
             rows = [_pil_cubic(*(_pil_taps(xf, x0 + i, y0 + j) for i in (-1, 0, 1, 2)), dx) for j in (-1, 0, 1, 2)]
             out = _pil_cubic(*rows, dy)
-    out = torch.where(outside, fill.view(1, c, 1, 1), out)
+    # float32 coordinates put an exact PIL value (an integer shift: weights 1 and 0) a hair below the integer,
+    # which truncation would drop by a level; the nudge costs a level only where PIL's value is within 1e-3 below
+    out = torch.where(outside, fill.view(1, c, 1, 1), out + 1e-3)
     return out.clamp_(0, 255).to(torch.uint8)
 
 
