@@ -247,15 +247,17 @@ def _gaussian_blur(x, radius, passes: int = 3):
                           torch.where(offsets.abs() == whole[:, None] + 1, outer[:, None], 0.0))
     weights = weights.to(device=x.device, dtype=torch.float64).view(-1, 1, 1, 1, 2 * reach + 1)
 
-    def box_pass(img: torch.Tensor) -> torch.Tensor:  # along the last axis
+    def box_pass(img: torch.Tensor) -> torch.Tensor:  # along the last axis; float64 sums are exact here
         padded = F.pad(img, (reach, reach, 0, 0), mode="replicate")
-        acc = (padded.unfold(-1, 2 * reach + 1, 1) * weights).sum(-1)
+        acc = torch.zeros_like(img)
+        for k in range(2 * reach + 1):
+            acc.addcmul_(padded[..., k:k + img.shape[-1]], weights[..., k])
         return torch.floor((acc + (1 << 23)) / one)
 
     out = x.double()
     for _ in range(passes):
         out = box_pass(out)
-    out = out.transpose(-1, -2)
+    out = out.transpose(-1, -2).contiguous()
     for _ in range(passes):
         out = box_pass(out)
     return out.transpose(-1, -2).to(torch.uint8)
@@ -333,17 +335,34 @@ def _pixel_to_normalized(m: torch.Tensor, height: int, width: int) -> torch.Tens
     return to_norm @ m @ to_pixels - torch.tensor([[0, 0, 1.0], [0, 0, 1.0]], dtype=torch.float64)
 
 
-def _pil_taps(x: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
-    """x (n, C, H, W) at integer source pixels xs, ys (n, Ho, Wo) clamped to the image, as PIL's XCLIP / YCLIP."""
+def _pil_cubic_weights(d: torch.Tensor) -> list[torch.Tensor]:
+    """Weights of the taps at -1, 0, 1, 2 for fraction d: PIL's affine bicubic (Geometry.c), cubic convolution
+    with a = -1 (torch's grid_sample bicubic uses a = -0.75: up to 14 levels apart at edges, measured)."""
+    d2, d3 = d * d, d * d * d
+    return [2 * d2 - d - d3, 1 - 2 * d2 + d3, d + d2 - d3, d3 - d2]
+
+
+def _pil_bicubic(x: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
+    """Sample uint8 x (n, C, H, W) at PIL source points xs, ys (n, Ho, Wo) with PIL's bicubic, taps clamped to
+    the image as PIL does. The four horizontal uint8 taps of each position are packed into one int32, so a tap
+    row is one gather (four in all, not sixteen)."""
     n, c, h, w = x.shape
-    index = ys.clamp(0, h - 1) * w + xs.clamp(0, w - 1)
-    taps = torch.gather(x.reshape(n, c, h * w), 2, index.view(n, 1, -1).expand(n, c, -1))
-    return taps.view(n, c, *xs.shape[1:])
-
-
-def _pil_cubic(v1, v2, v3, v4, d):
-    """PIL's affine bicubic (Geometry.c): cubic convolution with a = -1 (torch's grid_sample uses a = -0.75)."""
-    return v2 + d * ((v3 - v1) + d * ((2 * (v1 - v2) + v3 - v4) + d * (v2 - v1 - v3 + v4)))
+    x0, y0 = (xs - 0.5).floor(), (ys - 0.5).floor()
+    wx = _pil_cubic_weights((xs - 0.5 - x0).view(n, 1, -1))  # 4 x (n, 1, Ho * Wo)
+    wy = _pil_cubic_weights((ys - 0.5 - y0).view(n, 1, -1))
+    # windows of 4 taps starting at x0 - 1 for x0 in [-1, W - 1], the range of points inside the image
+    columns = torch.arange(-2, w + 2, device=x.device).clamp(0, w - 1)
+    windows = x.index_select(3, columns).unfold(3, 4, 1).contiguous()  # (n, C, H, W + 1, 4) uint8
+    packed = windows.view(torch.int32).view(n, c, h * (w + 1))
+    column = (x0.long().clamp(-1, w - 1) + 1).view(n, 1, -1)
+    out = torch.zeros(n, c, xs[0].numel(), device=x.device)
+    for j in range(4):
+        row = (y0.long() + (j - 1)).clamp(0, h - 1).view(n, 1, -1)
+        taps = torch.gather(packed, 2, (row * (w + 1) + column).expand(n, c, -1))
+        taps = taps.view(torch.uint8).view(n, c, -1, 4).float()
+        for i in range(4):
+            out.addcmul_(taps[..., i], wx[i] * wy[j])
+    return out.view(n, c, *xs.shape[1:])
 
 
 def _warp(x: torch.Tensor, theta: torch.Tensor, fill: torch.Tensor, mode: str) -> torch.Tensor:
@@ -351,7 +370,7 @@ def _warp(x: torch.Tensor, theta: torch.Tensor, fill: torch.Tensor, mode: str) -
     point lies outside the image gets the fill, one inside takes its neighbours with edge pixels repeated
     (torchvision instead blends the fill through a bilinearly warped mask, which softens the edge), and the
     result is truncated to uint8. Bilinear is torch's grid_sample (the same kernel as PIL); nearest (PIL takes
-    floor(x), grid_sample rounds half to even) and bicubic (PIL's a = -1) are taken by gathers."""
+    floor(x), grid_sample rounds half to even) and bicubic (PIL's a = -1) are gathered here."""
     n, c, h, w = x.shape
     grid = F.affine_grid(theta.to(device=x.device, dtype=torch.float32), [n, c, h, w], align_corners=False)
     outside = ((grid < -1) | (grid >= 1)).any(-1).unsqueeze(1)  # (n, 1, H, W)
@@ -360,14 +379,11 @@ def _warp(x: torch.Tensor, theta: torch.Tensor, fill: torch.Tensor, mode: str) -
     else:
         xs, ys = ((grid[..., 0] + 1) * (w / 2)), ((grid[..., 1] + 1) * (h / 2))  # PIL's source point, pixels
         if mode == "nearest":
-            out = _pil_taps(x, xs.floor().long(), ys.floor().long()).float()
+            index = ys.floor().long().clamp(0, h - 1) * w + xs.floor().long().clamp(0, w - 1)
+            out = torch.gather(x.reshape(n, c, h * w), 2, index.view(n, 1, -1).expand(n, c, -1))
+            out = out.view(n, c, h, w).float()
         else:
-            x0, y0 = (xs - 0.5).floor(), (ys - 0.5).floor()
-            dx, dy = (xs - 0.5 - x0).unsqueeze(1), (ys - 0.5 - y0).unsqueeze(1)
-            x0, y0 = x0.long(), y0.long()
-            xf = x.float()
-            rows = [_pil_cubic(*(_pil_taps(xf, x0 + i, y0 + j) for i in (-1, 0, 1, 2)), dx) for j in (-1, 0, 1, 2)]
-            out = _pil_cubic(*rows, dy)
+            out = _pil_bicubic(x, xs, ys)
     # float32 coordinates put an exact PIL value (an integer shift: weights 1 and 0) a hair below the integer,
     # which truncation would drop by a level; the nudge costs a level only where PIL's value is within 1e-3 below
     out = torch.where(outside, fill.view(1, c, 1, 1), out + 1e-3)
