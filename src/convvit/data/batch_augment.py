@@ -1,13 +1,16 @@
 """AutoAugment and RandAugment on whole uint8 batches (B, C, H, W), on any device, with timm's policies.
 
+    aug = build_batch_auto_augment("rand-m9-mstd0.5-inc1", mean=(0.485, 0.456, 0.406))
+    images = aug(images, generator)  # uint8 (B, C, H, W) on any device; generator: a CPU torch.Generator
+
 The policy comes from timm itself (``timm.data.auto_augment``, read against timm 1.0.31): the config string is
 parsed by timm's ``rand_augment_transform`` / ``auto_augment_transform`` with the hparams timm's
 ``create_transform`` passes (fill = ``img_mean``, fixed interpolation unless 'random'), and the ops, their
 probabilities, magnitudes, magnitude noise (``mstd``, uniform for ``mstd`` > 100), ``mmax``, ``n``, ``p``,
 ``inc`` and transform sets / choice weights (``t``) are read off timm's objects. Only the pixel work is done
-here, batched: every sample draws its own ops, gates, magnitudes and signs, each op runs once per layer on the
+here, batched: every sample draws its own ops, gates, magnitudes and signs; each op runs once per layer on the
 samples that drew it (index_select / index_copy), and the geometric ops of a layer (rotate, shear, translate)
-share one ``affine_grid`` + ``grid_sample`` with per-sample matrices.
+share one ``affine_grid`` and one resampling call with per-sample matrices (two under 'random' interpolation).
 
 Why not a library: kornia 0.9.0's ``augmentation.auto`` RandAugment / AutoAugment / TrivialAugment choose the
 op (sub-policy) once per call for the whole batch, and its RandAugment has its own magnitude scale (``m/30``
@@ -15,18 +18,22 @@ over fixed ranges, no per-op probability, no magnitude noise), so neither the pe
 magnitudes can be had from it. torchvision's v2 AutoAugment classes likewise apply one op per call, with
 torchvision's magnitude bins. timm (1.0.31) has no TrivialAugment, so no config string names one here either.
 
-Faithfulness to timm's PIL ops (tests/data/test_batch_augment.py checks each, tolerances there):
-identical to the uint8 level: Invert, Posterize (0 bits gives black, as convvit's CPU path), Solarize,
-SolarizeAdd, AutoContrast, Equalize (PIL's LUT formulas), Color / Desaturate, Contrast, Brightness, Sharpness
-(PIL's integer luma, its rounded grey mean, its float32 blend with truncation; SMOOTH kernel with rounding and
-untouched borders, as PIL) and GaussianBlur (PIL's three fixed-point box-blur passes per axis);
-geometric ops: PIL's inverse map, its hard out-of-image fill and its edge-clamped neighbours are reproduced,
-but the kernels are torch's: bilinear matches PIL within rounding, bicubic is torch's cubic convolution with
-a = -0.75 where PIL's affine transform uses a = -1 (a little less ringing at edges). 'random' interpolation
-(timm's default: bilinear or bicubic drawn per op call) is drawn per sample.
+Faithfulness to timm's PIL ops (Pillow 13; tests/data/test_batch_augment.py checks each):
+- the same uint8 values: Invert, Posterize (0 bits gives black, as convvit's CPU path), Solarize, SolarizeAdd,
+  AutoContrast, Equalize (PIL's LUT formulas), Color / Desaturate, Contrast, Brightness, Sharpness (PIL's
+  integer luma, rounded grey mean and float32 blend with truncation; the SMOOTH kernel rounded, border pixels
+  unfiltered) and GaussianBlur (PIL's three fixed-point box-blur passes per axis).
+- geometric ops reproduce PIL's inverse map, its hard fill outside the image, its edge-clamped neighbours,
+  its kernels (bilinear through grid_sample; PIL's a = -1 bicubic gathered here, as grid_sample's bicubic is
+  a = -0.75, up to 14 levels apart at edges) and its truncation: within 1 level, mean <= 0.1, of PIL (float32
+  coordinates against PIL's doubles). Nearest takes floor(x) as PIL, but where x lands on an exact pixel
+  boundary float32 can fall either side (a few % of pixels for a shear of 0.2; no convvit recipe uses it).
+- 'random' interpolation (timm's default when none is configured: bilinear or bicubic drawn per op call) is
+  drawn per sample and op.
 
 Randomness: all decisions are drawn on the CPU from the ``torch.Generator`` passed in (a CPU generator; the
-images may live on any device), so a seed gives the same ops and magnitudes on CPU and CUDA.
+images may live on any device), so a seed gives the same ops and magnitudes on CPU and CUDA, and no decision
+waits on the device.
 """
 from __future__ import annotations
 
@@ -50,8 +57,7 @@ INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "random")
 _PIL_TO_TORCH_MODE = {Image.Resampling.NEAREST: "nearest", Image.Resampling.BILINEAR: "bilinear",
                       Image.Resampling.BICUBIC: "bicubic"}
 _LEVEL_DENOM = timm_aa._LEVEL_DENOM
-_GEOMETRIC = frozenset(("Rotate", "ShearX", "ShearY", "TranslateX", "TranslateY", "TranslateXRel",
-                        "TranslateYRel"))
+_GEOMETRIC = ("Rotate", "ShearX", "ShearY", "TranslateX", "TranslateY", "TranslateXRel", "TranslateYRel")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -291,18 +297,18 @@ _COLOR_OPS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
 # geometric ops: PIL's affine transforms, one grid_sample per layer
 # ---------------------------------------------------------------------------------------------------------------
 
-def _affine_matrices(names: Sequence[str], args: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """PIL's inverse maps (output pixel centre -> input point, in pixels) for each sample's op; (n, 2, 3) float64.
+def _affine_matrices(kinds: torch.Tensor, args: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """PIL's inverse maps (output pixel centre -> input point, in pixels) for each sample's op, given as an index
+    into _GEOMETRIC, and its argument; (n, 2, 3) float64.
 
     As timm's ops build them: Image.transform(AFFINE, (a, b, c, d, e, f)) and Image.rotate (about the centre,
     the angle negated). Absolute translations use timm's translate_const for this image size (0.45 of the
     shorter side, as create_transform sets it)."""
-    n = len(names)
-    m = torch.zeros(n, 2, 3, dtype=torch.float64)
+    m = torch.zeros(len(kinds), 2, 3, dtype=torch.float64)
     m[:, 0, 0] = m[:, 1, 1] = 1.0
     translate_const = float(int(min(height, width) * 0.45))
-    for name in set(names):
-        sel = torch.tensor([nm == name for nm in names])
+    for kind in kinds.unique().tolist():
+        name, sel = _GEOMETRIC[kind], kinds == kind
         a = args[sel]
         if name == "Rotate":
             angle = -torch.deg2rad(a)
@@ -397,7 +403,8 @@ def apply_op(images: torch.Tensor, name: str, arg: torch.Tensor | Sequence[float
     arg = torch.as_tensor(arg, dtype=torch.float64).expand(images.shape[0])
     if name in _GEOMETRIC:
         h, w = images.shape[-2:]
-        theta = _pixel_to_normalized(_affine_matrices([name] * len(arg), arg, h, w), h, w)
+        kinds = torch.full(arg.shape, _GEOMETRIC.index(name))
+        theta = _pixel_to_normalized(_affine_matrices(kinds, arg, h, w), h, w)
         fill = torch.tensor([0.0] * images.shape[1] if fill is None else list(fill), device=images.device)
         return _warp(images, theta, fill, interpolation)
     return _COLOR_OPS[name](images, arg)
@@ -464,6 +471,9 @@ class BatchAutoAugment:
         self._std = torch.tensor([float(op.magnitude_std) for op in self.ops], dtype=torch.float64)
         self._upper = torch.tensor([float(op.magnitude_max or _LEVEL_DENOM) for op in self.ops],
                                    dtype=torch.float64)
+        # index into _GEOMETRIC, -1 for a colour op
+        self._geometric_kind = torch.tensor([_GEOMETRIC.index(op.name) if op.name in _GEOMETRIC else -1
+                                             for op in self.ops])
 
     def __repr__(self) -> str:
         kind = "AutoAugment" if self.sub_policies is not None else f"RandAugment(n={self.num_layers})"
@@ -505,21 +515,21 @@ class BatchAutoAugment:
         for layer in range(self.num_layers):
             applied = plan.applied[:, layer]
             op_index, arg = plan.op_index[:, layer], plan.arg[:, layer]
-            names = [self.ops[i].name for i in op_index.tolist()]
-            geometric = applied & torch.tensor([n in _GEOMETRIC for n in names], dtype=torch.bool)
-            self._apply_geometric(out, geometric.nonzero().flatten(), names, arg, plan.bicubic[:, layer])
+            kinds = self._geometric_kind[op_index]
+            geometric = applied & (kinds >= 0)
+            self._apply_geometric(out, geometric.nonzero().flatten(), kinds, arg, plan.bicubic[:, layer])
             for i in op_index[applied & ~geometric].unique().tolist():
                 rows = (applied & (op_index == i)).nonzero().flatten()
                 rows_dev = rows.to(out.device)
                 out.index_copy_(0, rows_dev, _COLOR_OPS[self.ops[i].name](out.index_select(0, rows_dev), arg[rows]))
         return out
 
-    def _apply_geometric(self, out: torch.Tensor, rows: torch.Tensor, names: list[str], arg: torch.Tensor,
+    def _apply_geometric(self, out: torch.Tensor, rows: torch.Tensor, kinds: torch.Tensor, arg: torch.Tensor,
                          bicubic: torch.Tensor):
         if len(rows) == 0:
             return
         h, w = out.shape[-2:]
-        theta = _pixel_to_normalized(_affine_matrices([names[r] for r in rows.tolist()], arg[rows], h, w), h, w)
+        theta = _pixel_to_normalized(_affine_matrices(kinds[rows], arg[rows], h, w), h, w)
         fill = torch.tensor(self.fill, device=out.device)
         if self.interpolation == "random":  # timm draws bilinear or bicubic per op call; here per sample
             bicubic = bicubic[rows]
