@@ -89,8 +89,8 @@ def main(argv=None) -> None:
         timm_tf = build_color_transform(args.img_size, MEAN, auto_augment=config, interpolation="bicubic")
         batched = build_batch_auto_augment(config, MEAN, interpolation="bicubic")
         generator = torch.Generator().manual_seed(0)
-        t_timm = timed(lambda: [timm_tf(img) for img in pil_images], args.batches)
-        t_batch = timed(lambda: batched(batch, generator), args.batches)
+        t_timm = timed(lambda tf=timm_tf: [tf(img) for img in pil_images], args.batches)
+        t_batch = timed(lambda aug=batched, g=generator: aug(batch, g), args.batches)
         for impl, seconds in (("timm_pil_per_image", t_timm), ("convvit_batched", t_batch)):
             rate = args.batch_size / seconds
             rows.append(dict(config=config, implementation=impl, batch_size=args.batch_size,

@@ -19,9 +19,7 @@ from PIL import Image, ImageDraw
 from timm.data import auto_augment as timm_aa
 from torchvision.transforms import InterpolationMode
 
-from convvit.data.batch_augment import (
-    _LEVEL_TO_ARG, BatchAutoAugment, apply_op, build_batch_auto_augment,
-)
+from convvit.data.batch_augment import _LEVEL_TO_ARG, BatchAutoAugment, apply_op, build_batch_auto_augment
 from convvit.data.transforms import _posterize
 
 MEAN = (0.485, 0.456, 0.406)

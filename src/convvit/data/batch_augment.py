@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from PIL import Image
 from timm.data import auto_augment as timm_aa
 
-__all__ = ["AugmentPlan", "BatchAutoAugment", "OpSpec", "SUPPORTED_CONFIGS", "apply_op", "build_batch_auto_augment"]
+__all__ = ["SUPPORTED_CONFIGS", "AugmentPlan", "BatchAutoAugment", "OpSpec", "apply_op", "build_batch_auto_augment"]
 
 SUPPORTED_CONFIGS = (
     "RandAugment 'rand-m<M>[-n<N>][-p<P>][-mstd<S>][-mmax<X>][-inc<0|1>][-t<weights|3a|3aw>]' "
