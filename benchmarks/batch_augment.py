@@ -6,7 +6,8 @@ timm's per-image PIL transform (the CPU path's auto_augment stage) on the same i
 
 Both sides run the same policy with the same interpolation (bicubic, convvit's default) on the same 64 images:
 timm on PIL images one at a time, the batched version on one uint8 (64, 3, 224, 224) tensor. Figures are the
-median over ``--batches`` repeats after one warm-up; the machine and its load are printed and written with them.
+median over ``--batches`` repeats after one warm-up, the two sides taking turns; the machine and its load are
+printed and written with them.
 """
 from __future__ import annotations
 
@@ -57,14 +58,17 @@ def sample_images(n: int, size: int, seed: int = 0) -> np.ndarray:
     return out
 
 
-def timed(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
+def timed_alternately(fns: list, repeats: int) -> list[float]:
+    """Median seconds of each function, run in turns so that a shared machine's load falls on all alike."""
+    for fn in fns:
+        fn()  # warm-up
+    times = [[] for _ in fns]
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for fn, spent in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            spent.append(time.perf_counter() - start)
+    return [statistics.median(spent) for spent in times]
 
 
 def main(argv=None) -> None:
@@ -89,8 +93,8 @@ def main(argv=None) -> None:
         timm_tf = build_color_transform(args.img_size, MEAN, auto_augment=config, interpolation="bicubic")
         batched = build_batch_auto_augment(config, MEAN, interpolation="bicubic")
         generator = torch.Generator().manual_seed(0)
-        t_timm = timed(lambda tf=timm_tf: [tf(img) for img in pil_images], args.batches)
-        t_batch = timed(lambda aug=batched, g=generator: aug(batch, g), args.batches)
+        t_timm, t_batch = timed_alternately([lambda tf=timm_tf: [tf(img) for img in pil_images],
+                                             lambda aug=batched, g=generator: aug(batch, g)], args.batches)
         for impl, seconds in (("timm_pil_per_image", t_timm), ("convvit_batched", t_batch)):
             rate = args.batch_size / seconds
             rows.append(dict(config=config, implementation=impl, batch_size=args.batch_size,
