@@ -216,3 +216,20 @@ def test_device_pipeline_refuses_what_it_cannot_do(jpeg_folder):
     assert auto.pipeline == "cpu"  # auto: the device pipeline only where training runs on CUDA
     with pytest.raises(ValueError, match="unknown pipeline 'gpu'"):
         ImageDataModule("imagefolder", str(jpeg_folder), pipeline="gpu")
+
+
+def test_device_pipeline_runs_the_configured_auto_augment(jpeg_folder):
+    def first_batch(auto_augment):
+        torch.manual_seed(3)
+        dm = ImageDataModule("imagefolder", str(jpeg_folder), pipeline="device", img_size=32, crop_mode="resized",
+                             batch_size=6, num_workers=0, auto_augment=auto_augment)
+        dm.setup("fit")
+        return dm, dm.finish_batch(next(iter(dm.train_dataloader())), train=True)[0]
+
+    dm, plain = first_batch(None)
+    dm_aa, augmented = first_batch("rand-m9-mstd0.5-inc1")
+    assert dm_aa._device_pipelines[True].auto_augment is not None and plain.shape == augmented.shape
+    assert not torch.equal(plain, augmented)  # same seed, same crops: the difference is RandAugment's
+    with pytest.raises(ValueError, match="augmix.*--data.pipeline cpu"):
+        ImageDataModule("imagefolder", str(jpeg_folder), pipeline="device", img_size=32, crop_mode="resized",
+                        auto_augment="augmix-m5-w4-d2", num_workers=0).setup("fit")

@@ -368,7 +368,7 @@ class ImageDataModule(L.LightningDataModule):
             from convvit.data.batch_augment import build_batch_auto_augment
 
             try:
-                build_batch_auto_augment(h.auto_augment, self.mean)
+                build_batch_auto_augment(h.auto_augment, self.mean, h.interpolation)
             except ValueError as e:
                 return f"auto_augment '{h.auto_augment}' ({e})"
         return None
@@ -400,7 +400,7 @@ class ImageDataModule(L.LightningDataModule):
                 h = self.hparams
                 self._device_pipelines[train] = DevicePipeline(
                     self.img_size, train, self.mean, scale=h.scale, ratio=h.ratio, hflip=h.hflip, vflip=h.vflip,
-                    auto_augment=h.auto_augment, crop_pct=self.crop_pct)
+                    auto_augment=h.auto_augment, crop_pct=self.crop_pct, interpolation=h.interpolation)
             if not images:
                 return torch.empty(0, self.in_chans, self.img_size, self.img_size, device=device), labels
             batch = self._device_pipelines[train](images), labels

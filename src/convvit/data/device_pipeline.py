@@ -249,6 +249,7 @@ class DevicePipeline:
             vflip: float = 0.0,
             auto_augment: str | None = None,
             crop_pct: float = 0.875,
+            interpolation: str = "bicubic",
     ):
         self.img_size, self.train, self.crop_pct = img_size, train, crop_pct
         self.scale, self.ratio, self.hflip, self.vflip = tuple(scale), tuple(ratio), hflip, vflip
@@ -256,7 +257,7 @@ class DevicePipeline:
         if train and auto_augment:
             from convvit.data.batch_augment import build_batch_auto_augment
 
-            self.auto_augment = build_batch_auto_augment(auto_augment, mean)
+            self.auto_augment = build_batch_auto_augment(auto_augment, mean, interpolation)
 
     def __call__(self, images: list[torch.Tensor]) -> torch.Tensor:
         sizes = torch.tensor([img.shape[-2:] for img in images], dtype=torch.long).view(-1, 2)
@@ -269,7 +270,7 @@ class DevicePipeline:
                 flip = (torch.rand(b) < p).to(x.device).view(b, 1, 1, 1)
                 x = torch.where(flip, x.flip(dim), x)
         if self.auto_augment is not None and b:
-            x = self.auto_augment(x)
+            x = self.auto_augment(x)  # its draws come from torch's CPU generator, like the boxes and flips
         return x
 
     def __repr__(self) -> str:
