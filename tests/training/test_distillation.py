@@ -125,3 +125,18 @@ def test_a_changed_teacher_file_is_refused_on_resume():
     check_same_teacher(None, dict(saved))  # a checkpoint from before distillation was recorded
     with pytest.raises(CheckpointConflictError, match="same teacher file"):
         check_same_teacher(saved, {**saved, "sha256": "b" * 64})
+
+
+def test_a_timm_convnet_trained_by_convvit_teaches(tmp_path):
+    """The paper's setting: a convnet teacher (timm's, trained by convvit fit), given as its training checkpoint
+    or as a timm model name with a plain weights file."""
+    from convvit.inference.export import load_trained_model
+
+    teacher_root = tmp_path / "teacher"
+    assert fit(teacher_root, "--model.name", "resnet10t", "--test_after_fit", "false") == 0
+    teacher_ckpt = run_dir(teacher_root, name="synthetic-resnet10t") / "checkpoints" / "last.ckpt"
+    assert _student(tmp_path / "a", teacher_ckpt) == 0
+    weights = tmp_path / "resnet10t.pth"
+    torch.save(load_trained_model(teacher_ckpt)[0].state_dict(), weights)
+    assert _student(tmp_path / "b", "resnet10t", "--model.distillation.teacher_checkpoint", str(weights)) == 0
+    assert _student(tmp_path / "c", "resnet10t") != 0  # a name needs its weights: nothing is downloaded

@@ -132,19 +132,15 @@ def _teacher_from_training_checkpoint(path: Path) -> tuple[nn.Module, dict[str, 
 
 
 def _teacher_from_name(name: str, weights: Path, num_classes: int, in_chans: int, img_size: int) -> nn.Module:
-    import timm
-
-    import convvit
     from convvit.checkpoints.containers import extract_state_dict
     from convvit.checkpoints.files import read_checkpoint_file
+    from convvit.models.registry import create_classifier
 
-    if name in convvit.list_models():
-        model = convvit.create_model(name, num_classes=num_classes, in_chans=in_chans, img_size=img_size)
-    elif timm.is_model(name):
-        model = timm.create_model(name, num_classes=num_classes, in_chans=in_chans)
-    else:
-        raise UsageError(f"unknown teacher model {name!r}: name a convvit model (convvit models) or a timm model "
-                         "(timm.list_models()), or pass a convvit training checkpoint")
+    try:
+        model = create_classifier(name, num_classes, in_chans, img_size)
+    except ValueError as e:
+        raise UsageError(f"unknown teacher model {name!r} ({e}); name a convvit or timm model, or pass a convvit "
+                         "training checkpoint") from None
     obj, _ = read_checkpoint_file(weights)
     state, _, _ = extract_state_dict(obj, use_ema=False, is_model_keys=lambda keys: bool(keys & set(model.state_dict())))
     target = model.state_dict()

@@ -18,9 +18,9 @@ from timm.data import Mixup
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from torchmetrics.classification import MulticlassAccuracy
 
-import convvit
 from convvit.errors import CheckpointConflictError, ClassMismatchError, NonFiniteLossError
 from convvit.checkpoints import layout
+from convvit.models.registry import create_classifier
 from convvit.training.distillation import (
     Distillation, check_same_teacher, distillation_loss, load_teacher, teacher_record,
 )
@@ -129,12 +129,12 @@ class ImageClassifier(L.LightningModule):
         self.distillation = Distillation.coerce(distillation)
         self.hparams["distillation"] = self.distillation.as_dict()  # plain types: checkpoints load weights-only
 
-        self.model = convvit.create_model(
+        self.model = create_classifier(
             name,
+            num_classes,
+            in_chans,
+            img_size,
             checkpoint_path=init_checkpoint,
-            num_classes=num_classes,
-            in_chans=in_chans,
-            img_size=img_size,
             drop_path_rate=drop_path_rate,
             **(model_kwargs or {}),
         )
