@@ -93,8 +93,9 @@ def test_default_cfg_and_factory_keywords(name):
     model.to(device="meta", dtype=torch.float64)
     model.reset_classifier(0)
     model.reset_classifier(2)
-    head = model.get_classifier()
-    assert head.weight.device.type == "meta" and head.weight.dtype == torch.float64
+    heads = model.get_classifier()  # a tuple (head, head_dist) for distilled DeiT, as timm's
+    for head in heads if isinstance(heads, tuple) else (heads,):
+        assert head.weight.device.type == "meta" and head.weight.dtype == torch.float64
     assert all(m.training == model.training for m in model.modules())
 
     # device= without a device context places every tensor; dtype= casts them

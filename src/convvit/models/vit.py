@@ -131,8 +131,9 @@ class VisionTransformer(TokenModel):
             dict(module=f"blocks.{i}", num_chs=embed_dim, reduction=self.patch_size) for i in range(depth)
         ]
         self._init_head(embed_dim, norm_layer, drop_rate)
-        if distilled:
-            self.head_dist = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+        # an Identity (no weights, no state-dict keys) where there is no distillation head: TorchScript compiles
+        # forward_head's distilled branch for every model
+        self.head_dist = nn.Linear(embed_dim, num_classes) if distilled and num_classes > 0 else nn.Identity()
         if weight_init == "pycls":
             self._init_pycls()
         else:
@@ -164,7 +165,7 @@ class VisionTransformer(TokenModel):
             for fc in (block.mlp.fc1, block.mlp.fc2):
                 nn.init.xavier_uniform_(fc.weight)
                 nn.init.normal_(fc.bias, std=1e-6)
-        for head in (self.head, getattr(self, "head_dist", None)):
+        for head in (self.head, self.head_dist):
             if isinstance(head, nn.Linear):
                 nn.init.zeros_(head.weight)
                 nn.init.zeros_(head.bias)
@@ -188,9 +189,12 @@ class VisionTransformer(TokenModel):
         """(B, C, H, W) -> tokens with position embedding (B, prefix + N, D) and the patch grid (H', W')."""
         grid = token_grid(x.shape[-2], x.shape[-1], self.img_size, self.patch_size, self.dynamic_img_size)
         x = self.patch_embed(x)  # (B, N, D)
-        prefix = [t.expand(x.shape[0], -1, -1) for t in (self.cls_token, self.dist_token) if t is not None]
-        if prefix:
-            x = torch.cat([*prefix, x], dim=1)  # (B, prefix + N, D)
+        if self.cls_token is not None:
+            cls = self.cls_token.expand(x.shape[0], -1, -1)
+            if self.dist_token is not None:  # DeiT: the distillation token follows the class token
+                x = torch.cat([cls, self.dist_token.expand(x.shape[0], -1, -1), x], dim=1)  # (B, 2 + N, D)
+            else:
+                x = torch.cat([cls, x], dim=1)  # (B, 1 + N, D)
         return self.pos_drop(x + self._pos_embed_for(grid)), grid
 
     def _iter_blocks(self, x: torch.Tensor) -> Iterator[Tuple[torch.Tensor, int, Tuple[int, int]]]:
@@ -230,15 +234,16 @@ class VisionTransformer(TokenModel):
                               if num_classes > 0 else nn.Identity())
             self.head_dist.train(self.training)
 
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False):
-        if not self.distilled or self.global_pool != "token":  # pooling removed (reset_classifier(0, "")): tokens
-            return super().forward_head(x, pre_logits)
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        if self.dist_token is None or self.global_pool != "token":  # TokenModel's (TorchScript has no super())
+            x = self.head_drop(self.pool(x))
+            return x if pre_logits else self.head(x)
         x, x_dist = self.head_drop(x[:, 0]), self.head_drop(x[:, 1])  # (B, D) each
         if pre_logits:
             return (x + x_dist) / 2
         x, x_dist = self.head(x), self.head_dist(x_dist)
         if self.distilled_training and self.training and not torch.jit.is_scripting():
-            return x, x_dist
+            return x, x_dist  # timm's contract: the pair only in distilled training (never under TorchScript)
         return (x + x_dist) / 2  # DeiT's inference: the mean of the two classifiers
 
 
