@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import glob
+import io
 import os
 import re
 import socket
 import tempfile
 from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
 
 from convvit.errors import disk_full_error, is_disk_full
 
-__all__ = ["atomic_write", "atomic_write_bytes", "new_file_mode", "remove_abandoned_temporaries"]
+__all__ = [
+    "atomic_write", "atomic_write_bytes", "new_file_mode", "remove_abandoned_temporaries", "spreadsheet_safe",
+    "from_spreadsheet_safe", "csv_text", "write_csv",
+]
 
 PathLike = str | os.PathLike
 
@@ -107,3 +113,54 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
     with atomic_write(path) as f:
         f.write(data)
     return Path(path)
+
+
+# ----------------------------------------------------------------------------------------------------- CSV
+# A cell a spreadsheet would run as a formula (OWASP, "CSV Injection"): it begins with one of these.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _needs_quote(text: str) -> bool:
+    if text.startswith("'"):  # so that from_spreadsheet_safe can tell a quote it added from one that was there
+        return _needs_quote(text[1:])
+    return text.startswith(_FORMULA_START) and not _is_number(text)  # -0.5 is a number, not a formula
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """``value`` as a CSV cell that a spreadsheet shows as text: a string beginning with ``= + - @`` (or tab, CR)
+    gets a leading ``'``, as OWASP recommends; numbers (``-0.5`` too) and every other value are unchanged.
+
+    Python's csv module quotes separators but not formulas, and no library we use does this."""
+    return "'" + value if isinstance(value, str) and _needs_quote(value) else value
+
+
+def from_spreadsheet_safe(text: str) -> str:
+    """The value :func:`spreadsheet_safe` was given, from the cell it returned (for CSVs convvit reads back)."""
+    return text[1:] if text.startswith("'") and _needs_quote(text[1:]) else text
+
+
+def csv_text(columns: Sequence[str], rows: Iterable[Mapping[str, Any] | Sequence[Any]]) -> str:
+    """A CSV table (header first, ``\\n`` line ends) of ``rows`` -- mappings by column name (keys not in
+    ``columns`` are left out) or sequences in column order -- with every cell made :func:`spreadsheet_safe`.
+
+    Every CSV convvit writes goes through here: cells may hold names a user chose (files, class folders, runs)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow([spreadsheet_safe(c) for c in columns])
+    for row in rows:
+        cells = [row.get(c) for c in columns] if isinstance(row, Mapping) else row
+        writer.writerow([spreadsheet_safe(cell) for cell in cells])
+    return buf.getvalue()
+
+
+def write_csv(path: PathLike, columns: Sequence[str], rows: Iterable[Mapping[str, Any] | Sequence[Any]]) -> Path:
+    """Write :func:`csv_text` to ``path`` atomically (UTF-8); returns the path."""
+    return atomic_write_bytes(path, csv_text(columns, rows).encode())

@@ -10,13 +10,12 @@ held out). The test split is never used to rank trials.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import math
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from convvit.fileio import atomic_write_bytes
+from convvit.fileio import atomic_write_bytes, from_spreadsheet_safe, write_csv
 
 __all__ = [
     "COLUMNS", "RESULTS", "MANIFEST", "DONE", "atomic_write_text", "write_results", "read_results",
@@ -58,12 +57,7 @@ def format_row(row: Mapping[str, Any]) -> dict[str, str]:
 
 
 def write_results(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> Path:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow(format_row(row))
-    return atomic_write_text(path, buf.getvalue())
+    return write_csv(path, COLUMNS, (format_row(row) for row in rows))
 
 
 _INT = ("sample", "epochs", "seed", "num_classes")
@@ -75,7 +69,7 @@ def read_results(path: str | Path) -> list[dict[str, Any]]:
     rows = []
     with open(path, newline="") as f:
         for raw in csv.DictReader(f):
-            row: dict[str, Any] = dict(raw)
+            row: dict[str, Any] = {k: from_spreadsheet_safe(v) if isinstance(v, str) else v for k, v in raw.items()}
             for key in _INT:
                 row[key] = int(raw[key]) if raw.get(key) else None
             for key in _FLOAT:
