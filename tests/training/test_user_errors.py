@@ -35,6 +35,9 @@ def _bad_file(kind: str, folder: Path, good_ckpt: Path) -> Path:
     elif kind == "not_a_checkpoint":
         path = folder / "notes.ckpt"
         path.write_text("these are not the weights you are looking for\n")
+    elif kind == "onnx":  # what `torch.onnx.export` writes: a protobuf, field 1 ir_version, field 2 producer_name
+        path = folder / "model.onnx"
+        path.write_bytes(b"\x08\x09\x12\x07pytorch\x1a\x062.5.0" + bytes(64))
     elif kind == "code":
         path = folder / "evil.ckpt"
         torch.save({"state_dict": {}, "payload": _RunsCode(folder / "pwned")}, path)
@@ -63,7 +66,7 @@ def _error_line(err: str) -> str:
     return lines[0]
 
 
-KINDS = ["empty", "truncated", "not_a_checkpoint", "code", "bad_safetensors"]
+KINDS = ["empty", "truncated", "not_a_checkpoint", "onnx", "code", "bad_safetensors"]
 # fit and test build a whole Lightning run before they read the file: three kinds cover their path
 CASES = [(c, k) for c in ("predict", "export") for k in KINDS] + [
     (c, k) for c in ("test", "fit") for k in ("truncated", "code", "bad_safetensors")
@@ -83,6 +86,10 @@ def test_bad_checkpoint_file_is_one_line(trained_run, tmp_path, capsys, command,
         assert "empty" in line
     elif kind in ("truncated", "bad_safetensors"):
         assert "truncated" in line
+    elif kind == "not_a_checkpoint":  # it was called a file holding code, with torch.save as the fix
+        assert "is not a checkpoint" in line and "b'these ar'" in line and "holds code" not in line
+    elif kind == "onnx":
+        assert "is an ONNX model" in line and "onnxruntime" in line and "holds code" not in line
     assert "skip_bad_images" not in line
 
 

@@ -329,6 +329,9 @@ class ImageDataModule(L.LightningDataModule):
 
     def _imagefolder_train_dir(self) -> Path:
         root = self.root
+        if root.is_file():
+            raise NotADirectoryError(f"--data.path '{root}' is a file; it needs a folder. Fix: give the folder that "
+                                     "holds ROOT/train/CLASS/*.jpg (or ROOT/CLASS/*.jpg with --data.val_fraction)")
         if not root.is_dir():
             raise FileNotFoundError(
                 f"data folder '{root}' does not exist. Fix: point --data.path at a folder laid out as "
