@@ -82,6 +82,21 @@ def test_every_csv_convvit_writes_goes_through_the_safe_writer():
 def test_sweep_results_read_back_what_was_written(tmp_path):
     from convvit.sweep.results import read_results, write_results
 
-    write_results(tmp_path / "results.csv", [{"trial": "t0", "model": "=m", "run_dir": "-runs/t0", "lr": 0.1}])
+    write_results(tmp_path / "results.csv", [{"trial": "t0", "model": "=m", "run_dir": "-runs/t0", "lr": 0.1,
+                                                 "status": "failed"}])
     (row,) = read_results(tmp_path / "results.csv")
     assert (row["model"], row["run_dir"], row["lr"]) == ("=m", "-runs/t0", 0.1)
+
+
+def test_a_read_only_file_is_never_replaced_without_force(tmp_path):
+    from convvit.errors import ReadOnlyFileError
+    from convvit.fileio import write_csv
+
+    target = tmp_path / "mine.csv"
+    target.write_text("kept\n")
+    target.chmod(0o444)  # os.replace ignores this, and so does root: the check is convvit's own
+    with pytest.raises(ReadOnlyFileError, match=r"mine.csv exists and is read-only \(-r--r--r--\).*--force"):
+        write_csv(target, ["a"], [(1,)])
+    assert target.read_text() == "kept\n"
+    write_csv(target, ["a"], [(1,)], force=True)
+    assert target.read_text() == "a\n1\n"

@@ -19,7 +19,8 @@ from typing import Callable, NoReturn
 
 __all__ = [
     "ConvvitError", "UsageError", "DiskFullError", "NonFiniteLossError", "ClassMismatchError",
-    "CheckpointConflictError", "CheckpointError", "UnsafeCheckpointError", "ExportMismatchError", "ArgumentParser",
+    "CheckpointConflictError", "CheckpointError", "UnsafeCheckpointError", "ExportMismatchError",
+    "ReadOnlyFileError", "ArgumentParser",
     "describe", "is_disk_full", "run_guarded", "debug_requested",
 ]
 
@@ -62,6 +63,10 @@ class CheckpointError(ConvvitError, ValueError):
 
 class UnsafeCheckpointError(CheckpointError):
     """A checkpoint holds pickled Python objects other than tensors and plain containers."""
+
+
+class ReadOnlyFileError(ConvvitError, PermissionError):
+    """A file convvit was to replace is read-only: its owner protected it."""
 
 
 class ExportMismatchError(ConvvitError):

@@ -9,15 +9,16 @@ import io
 import os
 import re
 import socket
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from convvit.errors import disk_full_error, is_disk_full
+from convvit.errors import ReadOnlyFileError, disk_full_error, is_disk_full
 
 __all__ = [
     "atomic_write", "atomic_write_bytes", "new_file_mode", "remove_abandoned_temporaries", "spreadsheet_safe",
-    "from_spreadsheet_safe", "csv_text", "write_csv",
+    "from_spreadsheet_safe", "csv_text", "write_csv", "refuse_read_only", "allow_replacing",
 ]
 
 PathLike = str | os.PathLike
@@ -79,11 +80,42 @@ def remove_abandoned_temporaries(folder: PathLike, target: str = "*") -> list[Pa
     return removed
 
 
+def _read_only_mode(path: PathLike) -> int | None:
+    """The mode of ``path`` when it is a file nobody may write to, else None."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    return mode if stat.S_ISREG(mode) and not mode & 0o222 else None
+
+
+def refuse_read_only(path: PathLike) -> None:
+    """Raise :class:`ReadOnlyFileError` when ``path`` is an existing file with no write permission.
+
+    A rename replaces a file whatever its mode (only the folder's matters), and root may write any file, so
+    without this check a file its owner protected would be replaced without a word."""
+    mode = _read_only_mode(path)
+    if mode is not None:
+        raise ReadOnlyFileError(
+            f"{path} exists and is read-only ({stat.filemode(mode)}), so it was not replaced. Fix: write to another "
+            f"path, or, to replace it, pass --force where the command has it (or make it writable: chmod u+w {path})"
+        )
+
+
+def allow_replacing(path: PathLike) -> None:
+    """``--force``: let the next write replace ``path`` even if it is read-only (its owner's write bit is set)."""
+    mode = _read_only_mode(path)
+    if mode is not None:
+        os.chmod(path, stat.S_IMODE(mode) | stat.S_IWUSR)
+
+
 @contextlib.contextmanager
 def atomic_write(path: PathLike):
     """Open a temporary file beside ``path`` for binary writing; on success it is synced and renamed onto
-    ``path`` (``os.replace``, atomic on POSIX), on any error it is removed and ``path`` is left as it was."""
+    ``path`` (``os.replace``, atomic on POSIX), on any error it is removed and ``path`` is left as it was.
+    A read-only ``path`` is refused (:func:`refuse_read_only`)."""
     path = Path(path)
+    refuse_read_only(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_abandoned_temporaries(path.parent, path.name)  # left by a process killed mid-write
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_HOST}-{os.getpid()}.", suffix=".tmp", dir=path.parent)
@@ -161,6 +193,10 @@ def csv_text(columns: Sequence[str], rows: Iterable[Mapping[str, Any] | Sequence
     return buf.getvalue()
 
 
-def write_csv(path: PathLike, columns: Sequence[str], rows: Iterable[Mapping[str, Any] | Sequence[Any]]) -> Path:
-    """Write :func:`csv_text` to ``path`` atomically (UTF-8); returns the path."""
+def write_csv(path: PathLike, columns: Sequence[str], rows: Iterable[Mapping[str, Any] | Sequence[Any]],
+              force: bool = False) -> Path:
+    """Write :func:`csv_text` to ``path`` atomically (UTF-8); returns the path. ``force`` replaces a read-only
+    file (see :func:`allow_replacing`)."""
+    if force:
+        allow_replacing(path)
     return atomic_write_bytes(path, csv_text(columns, rows).encode())

@@ -94,15 +94,16 @@ def predict_images(
     return result
 
 
-def write_predictions(rows: list[dict[str, object]], output: str | os.PathLike, top_k: int) -> Path:
+def write_predictions(rows: list[dict[str, object]], output: str | os.PathLike, top_k: int,
+                      force: bool = False) -> Path:
     """Write :func:`predict_images` rows to a CSV file (header first); returns its path.
 
     ``output`` may be a folder (existing, or written with a trailing slash): the file is then
-    ``predictions.csv`` inside it.
+    ``predictions.csv`` inside it. A read-only file is replaced only with ``force``.
     """
     is_folder = str(output).endswith(("/", os.sep))
     output = Path(output)
     if is_folder or output.is_dir():
         output = output / DEFAULT_OUTPUT
     top_k = max((sum(1 for key in row if key.startswith("pred")) for row in rows), default=top_k)
-    return write_csv(output, prediction_columns(top_k), rows)
+    return write_csv(output, prediction_columns(top_k), rows, force=force)
