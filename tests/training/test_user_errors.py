@@ -7,6 +7,7 @@ import io
 import os
 from pathlib import Path
 
+import lightning  # noqa: F401  (imported here: its log handler keeps the sys.stderr of the test that imports it)
 import pytest
 import torch
 from PIL import Image
@@ -148,3 +149,15 @@ def test_disk_full_while_saving_is_one_line_naming_the_intact_checkpoint(tmp_pat
     line = _error_line(capsys.readouterr().err)
     assert "no space left on the device while writing" in line and "last.ckpt is intact" in line
     assert "--ckpt_path" in line and "--trainer.default_root_dir" in line
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--trainer.max_epochs", "0"], "--trainer.max_epochs 0 trains nothing"),  # it wrote final.safetensors
+    (["--model.lr", "-1"], "--model.lr -1 is not a learning rate: it must be a positive number"),
+    (["--model.lr", "nan"], "--model.lr nan is not a learning rate: it must be a finite number"),  # "Expected a float"
+])
+def test_runs_that_would_do_nothing_are_refused_before_a_run_folder(tmp_path, capsys, extra, words):
+    assert fit(tmp_path / "runs", *extra) != 0
+    line = _error_line(capsys.readouterr().err)
+    assert words in line and "Fix: " in line, line
+    assert not any(p.is_file() for p in (tmp_path / "runs").rglob("*"))  # no run folder, no final weights

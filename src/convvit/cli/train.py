@@ -38,6 +38,18 @@ def _suggest(message: str) -> str:
     return f" (did you mean {' or '.join(close)}?)" if close else ""
 
 
+def _not_finite(message: str) -> str | None:
+    """jsonargparse refuses ``nan`` and ``inf`` for a float with "Expected a <class 'float'>. Got value: nan",
+    which reads as if nan were not a float: say what is wrong with it instead."""
+    match = re.search(r'Parser key "([\w.]+)": Expected a <class \'float\'>\. Got value: ([-+]?(?:nan|inf\w*))',
+                      message, re.IGNORECASE)
+    if not match:
+        return None
+    key, value = match.groups()
+    what = "a learning rate" if key.endswith(".lr") else "a value convvit can use"
+    return f"--{key} {value} is not {what}: it must be a finite number. Fix: e.g. --{key} 1e-3"
+
+
 # Lightning warnings that are expected here and say nothing useful to a convvit user.
 _QUIET = (
     r"Found \d+ module\(s\) in eval mode",  # the EMA copy is kept in eval mode on purpose
@@ -67,6 +79,8 @@ def run_argv(argv: Sequence[str]) -> int:
             ConvvitCLI(args=None)
         except argparse.ArgumentError as err:  # jsonargparse: unknown key, bad value, missing file
             message = " ".join(str(err).split())
+            if (not_finite := _not_finite(message)) is not None:
+                raise UsageError(not_finite) from err
             raise UsageError(f"{message}{_suggest(message)}. Run `convvit {command} --help` to list the options") from err
         except (SystemExit, KeyboardInterrupt):  # Lightning ends an interrupted run with one of these
             if signals.signum is None:

@@ -31,6 +31,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from convvit.data import ImageDataModule
+from convvit.errors import UsageError
 from convvit.checkpoints import layout
 from convvit.training.callbacks import EpochSummary, FinalWeights, LastCheckpoint, LearningCurves, ModelSummary
 from convvit.training.checkpoint_io import AtomicCheckpointIO, explained_load_errors
@@ -206,6 +207,11 @@ class ConvvitCLI(LightningCLI):
     # ------------------------------------------------------------------ the run directory
     def instantiate_trainer(self, **kwargs: Any):
         cfg = self._get(self.config_init, "trainer")
+        if self.subcommand == "fit" and cfg.get("max_epochs") == 0:  # before a run folder is claimed
+            raise UsageError(
+                "--trainer.max_epochs 0 trains nothing: the run would save untrained weights as final and test them. "
+                "Fix: give --trainer.max_epochs 1 or more; to evaluate a checkpoint, use `convvit test --ckpt_path`"
+            )
         if cfg.get("precision") == AUTO:
             kwargs["precision"] = self._resolve_auto_precision(cfg.get("accelerator", "auto"))
         if cfg.get("logger") in (None, True):

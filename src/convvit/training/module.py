@@ -113,6 +113,9 @@ class ImageClassifier(L.LightningModule):
             raise ValueError(f"--model.optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
         if lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"--model.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {lr_schedule!r}")
+        if not (math.isfinite(lr) and lr > 0):  # torch would refuse a negative one only once training starts
+            raise ValueError(f"--model.lr {lr:g} is not a learning rate: it must be a positive number. "
+                             "Fix: e.g. --model.lr 1e-3")
         if class_names is not None and len(class_names) != num_classes:
             raise ValueError(f"class_names has {len(class_names)} entries but num_classes is {num_classes}")
         if class_names is not None:
