@@ -294,9 +294,11 @@ class ImageClassifier(L.LightningModule):
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         metrics = self.trainer.callback_metrics if self._trainer is not None else {}
+        logger = self.trainer.logger if self._trainer is not None else None
         checkpoint[layout.METADATA_KEY] = layout.convvit_metadata(
             val_acc1=float(metrics["val/acc1"]) if "val/acc1" in metrics else None,
             val_acc1_ema=float(metrics["val/acc1_ema"]) if "val/acc1_ema" in metrics else None,
+            run_name=logger.name if logger is not None else None,
         )
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
