@@ -139,3 +139,13 @@ def test_training_folder_with_links(tmp_path, fakes):
     paths, labels = scan_image_folder(root / "train")
     assert [p.relative_to(root / "train").as_posix() for p in paths] == ["a/0.png", "a/1.png", "b/0.png", "b/1.png"]
     assert labels == [0, 0, 1, 1]
+
+
+def test_decompression_bomb_message_reads_as_one_sentence(tmp_path, monkeypatch, fakes):
+    from PIL import Image
+
+    path = fakes.write_image(tmp_path / "big.png", size=(40, 40))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 1600 pixels: over twice the limit, a "bomb"
+    with pytest.raises(BadImageError, match="decompression bomb") as err:
+        load_image(path)
+    assert ".." not in str(err.value)

@@ -81,8 +81,8 @@ def load_image(path: str | os.PathLike, in_chans: int = 3) -> Image.Image:
     except FileNotFoundError:
         raise
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise BadImageError(
-            f"cannot read image '{path}': {e}. Fix: replace or delete the file, or skip unreadable images "
+        raise BadImageError(  # PIL's decompression-bomb message ends in a full stop of its own
+            f"cannot read image '{path}': {str(e).rstrip('.')}. Fix: replace or delete the file, or skip unreadable images "
             f"with skip_bad_images=True (CLI: --data.skip_bad_images true)."
         ) from e
 

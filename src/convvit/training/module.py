@@ -316,7 +316,10 @@ class ImageClassifier(L.LightningModule):
         fit_checkpoint_ema(checkpoint.get(layout.STATE_KEY, {}), keeps_ema=self.ema_model is not None)
 
     def configure_callbacks(self) -> list[L.Callback]:
-        # every trainer this module runs in saves the RNG states and restores them on resume, CLI or not
+        # every trainer this module runs in saves the RNG states and restores them on resume, CLI or not; one that
+        # has them already (fit, then the test after it) keeps its own, or Lightning says a callback is overridden
+        if self._trainer is not None and any(isinstance(cb, RngStates) for cb in self._trainer.callbacks):
+            return []
         return [RngStates()]
 
 
