@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import re
 import sys
 import warnings
@@ -82,6 +83,14 @@ def run_argv(argv: Sequence[str]) -> int:
             if (not_finite := _not_finite(message)) is not None:
                 raise UsageError(not_finite) from err
             raise UsageError(f"{message}{_suggest(message)}. Run `convvit {command} --help` to list the options") from err
+        except RuntimeError as err:  # in a distributed run: another rank died
+            from convvit.training.lightning_cli import _RUN_DIR_ENV
+            from convvit.training.interrupts import lost_rank_error
+
+            lost = lost_rank_error(err, argv, os.environ.get(_RUN_DIR_ENV))
+            if lost is None:
+                raise
+            raise lost from err
         except (SystemExit, KeyboardInterrupt):  # Lightning ends an interrupted run with one of these
             if signals.signum is None:
                 raise
