@@ -177,6 +177,8 @@ def _not_a_checkpoint(path: Path) -> CheckpointError | None:
         head = f.read(16)
     if head[:2] == b"PK" or head[:1] == b"\x80":  # a zip archive (whole or cut short) or a pickle
         return None
+    if path.suffix == ".safetensors" or _is_safetensors(head, path.stat().st_size):  # damaged: said as such
+        return None
     fix = ("Fix: pass a PyTorch checkpoint or .safetensors file (predict, explain and export take the .ckpt "
            "files of `convvit fit`)")
     # An ONNX ModelProto starts with field 1 (ir_version, a varint) and field 2 (producer_name, a string).
