@@ -12,9 +12,11 @@ What it measures, each figure printed beside the machine it came from:
   activations: allocations of the other resident models are subtracted);
 * model FLOP utilisation of vit_c_4gf training: 3 x forward flops (2 x the paper's multiply-adds) per image,
   against the GPU's dense bf16 datasheet peak and against the measured matrix-product ceiling;
-* the image-folder loader (convvit's ImageDataModule, the paper's AutoAugment training transform, one worker per
-  CPU core) over JPEGs written for the check, in images/s beside vit_c_4gf's training images/s: is it the
-  bottleneck?
+* the image-folder input pipelines (convvit's ImageDataModule, ``pipeline`` "cpu" and "device", the paper's
+  AutoAugment training transform, one worker per CPU core) over JPEGs written for the check: finished batches
+  on the GPU per second in steady state, beside vit_c_4gf's training images/s: is the loader the bottleneck?
+* end to end: ``Trainer.fit`` of vit_c_4gf fed by each pipeline against the same fit fed one batch held on the
+  GPU (the model's ceiling), with the GPU's utilisation;
 
     python benchmarks/gpu_check.py                     # on a CUDA machine, a few minutes
     python benchmarks/gpu_check.py --csv benchmarks/results/gpu.csv   # records the figures the README quotes
@@ -250,71 +252,152 @@ def make_image_folder(root: Path, num_images: int, num_classes: int, size: tuple
         pool.map(_write_jpeg, jobs, chunksize=16)
 
 
-def loader_images_per_s(args: argparse.Namespace, device: torch.device, rec: Recorder) -> float:
-    from convvit.data import ImageDataModule
-
+def loader_images_per_s(args: argparse.Namespace, device: torch.device, rec: Recorder) -> dict[str, float]:
+    """Both image-folder pipelines in steady state, then the end-to-end training rate on the folder against the
+    same training on one batch held on the device (the model's ceiling). Returns images/s per pipeline."""
     workers = args.loader_workers or os.cpu_count() or 1
+    rates = {}
     with tempfile.TemporaryDirectory(prefix="convvit-gpu-check-") as tmp:
         root = Path(tmp)
         start = time.perf_counter()
         make_image_folder(root, args.loader_images, 16, tuple(args.loader_image_size), workers)
         rec.add("loader", "jpeg folder written", time.perf_counter() - start, "s",
                 f"{args.loader_images} JPEGs of {args.loader_image_size[0]}x{args.loader_image_size[1]} px")
-        data = ImageDataModule(
-            dataset="imagefolder", path=str(root), img_size=args.img_size, batch_size=args.batch_size,
-            num_workers=workers, auto_augment="original", val_fraction=0.01, pin_memory=device.type == "cuda",
+        for pipeline in ("cpu", "device"):
+            rates[pipeline] = pipeline_images_per_s(root, pipeline, args, device, workers)
+            rec.add("loader", f"imagefolder {pipeline} pipeline", rates[pipeline], "img/s",
+                    f"AutoAugment 'original' + RandomResizedCrop + flip, normalised on {device.type}, {workers} "
+                    f"workers, batch {args.batch_size}, {args.loader_seconds:.0f} s after {args.loader_warmup} "
+                    "batches")
+        if not args.skip_fit:
+            end_to_end(root, args, device, rec, workers)
+    return rates
+
+
+def _image_data(root: Path, pipeline: str, args: argparse.Namespace, device: torch.device, workers: int):
+    from convvit.data import ImageDataModule
+
+    return ImageDataModule(
+        dataset="imagefolder", path=str(root), img_size=args.img_size, batch_size=args.batch_size,
+        num_workers=workers, auto_augment="original", crop_mode="resized", val_fraction=0.01, pipeline=pipeline,
+        pin_memory=device.type == "cuda",
+    )
+
+
+def pipeline_images_per_s(root: Path, pipeline: str, args: argparse.Namespace, device: torch.device,
+                          workers: int) -> float:
+    """Finished training batches (decoded, augmented, normalised, on ``device``) per second, in steady state."""
+    data = _image_data(root, pipeline, args, device, workers)
+    data.setup("fit")
+
+    def batches():
+        while True:
+            for batch in data.train_dataloader():
+                yield data.finish_batch(batch, train=True, device=device)
+
+    stream = batches()
+    for _ in range(args.loader_warmup):  # worker start-up, nvJPEG handles, first kernels
+        next(stream)
+    _sync(device)
+    images, start = 0, time.perf_counter()
+    while images == 0 or time.perf_counter() - start < args.loader_seconds:
+        images += len(next(stream)[0])
+    _sync(device)
+    rate = images / (time.perf_counter() - start)
+    stream.close()
+    return rate
+
+
+class _GpuUtilisation:
+    """Mean GPU utilisation (nvidia-smi's utilization.gpu, sampled every 0.5 s) while it is open."""
+
+    def __init__(self, device: torch.device):
+        self.index = device.index or 0
+        self.samples: list[float] = []
+        self._stop = None
+
+    def __enter__(self):
+        import subprocess
+        import threading
+
+        self._stop = threading.Event()
+
+        def sample():
+            cmd = ["nvidia-smi", "-i", str(self.index), "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"]
+            while not self._stop.wait(0.5):
+                try:
+                    self.samples.append(float(subprocess.run(cmd, capture_output=True, text=True, timeout=5).stdout))
+                except (OSError, ValueError, subprocess.SubprocessError):
+                    return
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def mean(self) -> float | None:
+        return statistics.fmean(self.samples) if self.samples else None
+
+
+def end_to_end(root: Path, args: argparse.Namespace, device: torch.device, rec: Recorder, workers: int) -> None:
+    """``Trainer.fit`` of convvit's ImageClassifier (vit_c_4gf, bf16 autocast, channels-last, AdamW) fed by each
+    image-folder pipeline, against the same fit fed one batch already on the device: images/s over
+    ``--fit-seconds`` after ``--fit-warmup`` steps, with the GPU's utilisation over that window."""
+    import lightning as L
+
+    from convvit.training.module import ImageClassifier
+
+    class StepTimer(L.Callback):
+        def __init__(self):
+            self.images, self.start, self.steps = 0, None, 0
+
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            self.steps += 1
+            if self.steps == args.fit_warmup:
+                _sync(device)
+                self.start = time.perf_counter()
+            elif self.start is not None:
+                self.images += args.batch_size
+                if time.perf_counter() - self.start >= args.fit_seconds:
+                    _sync(device)
+                    self.rate = self.images / (time.perf_counter() - self.start)
+                    trainer.should_stop = True
+
+    def fit(train_data, label: str, detail: str) -> float:
+        model = ImageClassifier("vit_c_4gf", num_classes=16, img_size=args.img_size, in_chans=3, lr=1e-3,
+                                channels_last=True)
+        timer = StepTimer()
+        trainer = L.Trainer(
+            # bf16 autocast on the GPU; fp32 for a CPU smoke run (a CPU without bf16 units runs it many times slower)
+            accelerator=device.type, devices=1, precision="bf16-mixed" if device.type == "cuda" else "32-true",
+            max_epochs=-1, max_steps=10**9,
+            limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+            enable_model_summary=False, callbacks=[timer],
         )
-        data.setup("fit")
-        loader = data.train_dataloader()
-        batches, start = 0, None
-        while batches < args.loader_batches:
-            for images, _ in loader:
-                if start is None:  # the first batch pays for the workers' start
-                    start = time.perf_counter()
-                else:
-                    batches += 1
-                if batches >= args.loader_batches:
-                    break
-        ips = batches * args.batch_size / (time.perf_counter() - start)
-        rec.add("loader", "imagefolder train loader", ips, "img/s",
-                f"AutoAugment 'original' + RandomResizedCrop + flip, {workers} workers, batch {args.batch_size}")
-        decode_on_device(root, args, device, rec)
-    return ips
+        with _GpuUtilisation(device) as util:
+            if isinstance(train_data, L.LightningDataModule):
+                trainer.fit(model, datamodule=train_data)
+            else:
+                trainer.fit(model, train_dataloaders=train_data)
+        rate = getattr(timer, "rate", float("nan"))
+        rec.add("fit", f"vit_c_4gf {label}", rate, "img/s", detail)
+        if util.mean is not None:
+            rec.add("fit", f"vit_c_4gf {label} GPU utilisation", util.mean, "%", "nvidia-smi, every 0.5 s")
+        return rate
 
-
-def decode_on_device(root: Path, args: argparse.Namespace, device: torch.device, rec: Recorder) -> float:
-    """What decoding on the GPU would give: nvJPEG batch decode, then the same augmentation on device tensors.
-
-    File reading stays on the CPU (one thread); decode, RandomResizedCrop, flip and AutoAugment run per image on
-    ``device``. A measurement of the alternative, not convvit's loader.
-    """
-    from torchvision.io import decode_jpeg, read_file
-    from torchvision.transforms import v2
-
-    files = sorted(root.rglob("*.jpg"))[: 4 * args.batch_size]
-    encoded = [read_file(str(f)) for f in files]
-    augment = v2.Compose([
-        v2.RandomResizedCrop(args.img_size, antialias=True), v2.RandomHorizontalFlip(),
-        v2.AutoAugment(v2.AutoAugmentPolicy.IMAGENET),
-    ])
-
-    def one_pass() -> int:
-        done = 0
-        for i in range(0, len(encoded), args.batch_size):
-            images = decode_jpeg(encoded[i:i + args.batch_size], device=device)
-            torch.stack([augment(img) for img in images])
-            done += len(images)
-        return done
-
-    one_pass()  # nvJPEG handles and kernels
-    _sync(device)
-    start = time.perf_counter()
-    count = one_pass()
-    _sync(device)
-    ips = count / (time.perf_counter() - start)
-    rec.add("loader", f"decode + augment on {device.type}", ips, "img/s",
-            "torchvision decode_jpeg + v2 RandomResizedCrop/flip/AutoAugment per image, one process")
-    return ips
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(args.batch_size, 3, args.img_size, args.img_size, generator=g).to(device)
+    y = torch.randint(0, 16, (args.batch_size,), generator=g).to(device)
+    held = torch.utils.data.DataLoader([(x, y)] * 10**6, batch_size=None)  # the same device batch, no loader work
+    ceiling = fit(held, "on one device batch", "the model's ceiling: no decoding, no augmentation")
+    for pipeline in ("device", "cpu"):
+        rate = fit(_image_data(root, pipeline, args, device, workers), f"on the folder, {pipeline} pipeline",
+                   f"{workers} workers, AutoAugment 'original' + RandomResizedCrop + flip")
+        rec.add("fit", f"{pipeline} pipeline / ceiling", rate / ceiling, "x", "goal: at least 0.9 (device)")
 
 
 # ------------------------------------------------------------------------------------------------------ main
@@ -333,7 +416,7 @@ def print_summary(rows: list[dict]) -> None:
             print(f"{pair:12s} {r['value']:14.1f} {value[('train', peer_item)]:11.1f} {ratio:6.3f} {mem_text}  "
                   f"{peer_item.split(': ', 1)[1]}")
     for r in rows:
-        if r["section"] in ("mfu", "loader", "error", "skipped"):
+        if r["section"] in ("mfu", "loader", "fit", "error", "skipped"):
             print(f"{r['section']:8s} {r['item']:40s} {r['value']!s:>10} {r['unit']:8s} {r['detail']}")
 
 
@@ -350,7 +433,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--matmul-size", type=int, default=8192)
     parser.add_argument("--loader-images", type=int, default=6144)
     parser.add_argument("--loader-image-size", type=int, nargs=2, default=(500, 375), metavar=("W", "H"))
-    parser.add_argument("--loader-batches", type=int, default=40, help="batches timed after the first")
+    parser.add_argument("--loader-warmup", type=int, default=5, help="batches before the loaders are timed")
+    parser.add_argument("--loader-seconds", type=float, default=30.0, help="seconds each loader is timed")
+    parser.add_argument("--fit-warmup", type=int, default=20, help="training steps before the fits are timed")
+    parser.add_argument("--fit-seconds", type=float, default=30.0, help="seconds each end-to-end fit is timed")
+    parser.add_argument("--skip-fit", action="store_true", help="loaders only, no end-to-end fits")
     parser.add_argument("--loader-workers", type=int, default=None, help="default: one per CPU core")
     parser.add_argument("--skip-loader", action="store_true")
     parser.add_argument("--budget-s", type=float, default=330.0,
@@ -373,7 +460,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.batch_size, args.img_size, args.num_classes = 2, 64, 10
         args.rounds, args.iters, args.warmup, args.compile = 1, 1, 1, False
         args.matmul_size, args.loader_images, args.loader_image_size = 64, 24, (80, 60)
-        args.loader_batches, args.loader_workers = 2, args.loader_workers or 1
+        args.loader_warmup, args.loader_seconds, args.loader_workers = 1, 0.0, args.loader_workers or 1
+        args.fit_warmup, args.fit_seconds = 1, 0.0
     return args
 
 
@@ -423,8 +511,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         ips = attempt(pair_name, lambda: time_pair(pair_name, args, device, rec))
         if pair_name == "vit_c_4gf" and ips:
             report_mfu(ips["convvit"], args, ceilings, rec)
-            if loader_ips:
-                rec.add("loader", "loader / vit_c_4gf training", loader_ips / ips["convvit"], "x",
+            for pipeline, rate in (loader_ips or {}).items():
+                rec.add("loader", f"{pipeline} pipeline / vit_c_4gf training", rate / ips["convvit"], "x",
                         "below 1.0: the loader is the bottleneck")
     rec.add("machine", "check wall time", time.perf_counter() - started, "s")
     rec.write(args.csv)

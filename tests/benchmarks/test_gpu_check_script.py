@@ -21,7 +21,7 @@ def test_smoke_run_writes_every_section(gpu_check, tmp_path, capsys):
     assert {"machine", "warmup", "train", "mfu", "loader"} <= sections and "error" not in sections
     ratio = next(r for r in rows if r["item"] == "vit_c_4gf ratio convvit/peer")
     assert float(ratio["value"]) > 0
-    loader = next(r for r in rows if r["item"] == "imagefolder train loader")
+    loader = next(r for r in rows if r["item"] == "imagefolder device pipeline")
     assert float(loader["value"]) > 0
     printed = capsys.readouterr().out
     assert "vit_c_4gf" in printed and "convvit vit_p_4gf" in printed  # the side-by-side table

@@ -12,8 +12,14 @@ from convvit.data import ImageDataModule, RepeatAugSampler
 SMALL = dict(batch_size=4, num_workers=0)
 
 
-def batches(loader):
-    return [(x.clone(), y.clone()) for x, y in loader]
+def batches(dm, loader, train=False):
+    """The loader's batches as the training process sees them (image folders deliver unfinished batches)."""
+    return [tuple(t.clone() for t in dm.finish_batch(b, train)) for b in loader]
+
+
+def first(dm, split="train"):
+    loader = getattr(dm, f"{split}_dataloader")()
+    return dm.finish_batch(next(iter(loader)), split == "train")
 
 
 # ------------------------------------------------------------------------------------------------ image folders
@@ -28,9 +34,9 @@ def test_imagefolder_loaders(image_folder):
     dm = ImageDataModule("imagefolder", str(image_folder), img_size=16, auto_augment="rand-m9-mstd0.5-inc1",
                          re_prob=0.25, **SMALL)
     dm.setup("fit")
-    x, y = next(iter(dm.train_dataloader()))
+    x, y = first(dm)
     assert x.shape == (4, 3, 16, 16) and y.dtype == torch.long
-    val = batches(dm.val_dataloader())
+    val = batches(dm, dm.val_dataloader())
     vx, vy = torch.cat([b[0] for b in val]), torch.cat([b[1] for b in val])
     assert vx.shape == (6, 3, 16, 16) and vy.tolist() == [0, 0, 0, 1, 1, 1]
     # class 0 images are red, class 1 green: the eval transform keeps that
@@ -49,7 +55,7 @@ def test_imagefolder_any_mode(tmp_path, fakes, mode, in_chans):
     ext = "jpg" if mode == "CMYK" else "png"
     img.save(root / "train" / "cat" / f"odd.{ext}")
     dm = ImageDataModule("imagefolder", str(root), img_size=8, in_chans=in_chans, batch_size=8, num_workers=0)
-    x, _ = next(iter(dm.train_dataloader()))
+    x, _ = first(dm)
     assert x.shape == (5, in_chans, 8, 8)
 
 
@@ -124,7 +130,7 @@ def test_corrupt_image_error_names_file(image_folder):
     bad = _corrupt(image_folder)
     dm = ImageDataModule("imagefolder", str(image_folder), img_size=8, batch_size=7, num_workers=0)
     with pytest.raises(OSError, match=f"{bad.name}.*skip_bad_images"):
-        next(iter(dm.train_dataloader()))
+        first(dm)
 
 
 def test_skip_bad_images_counts(image_folder, caplog):
@@ -133,9 +139,9 @@ def test_skip_bad_images_counts(image_folder, caplog):
                          skip_bad_images=True)
     with caplog.at_level(logging.WARNING, logger="convvit.data"):
         for _ in range(2):  # a file is counted once however often it is met
-            (x, y), = batches(dm.train_dataloader())
+            (x, y), = batches(dm, dm.train_dataloader(), train=True)
             assert len(x) == 7  # training batches stay full: the bad image is replaced
-        vx, _ = torch.cat([b[0] for b in batches(dm.val_dataloader())]), None
+        vx, _ = torch.cat([b[0] for b in batches(dm, dm.val_dataloader())]), None
     assert len(vx) == 6  # evaluation drops it (7 files, 1 unreadable)
     assert dm.num_bad_images == 2 and [p.name for p in dm.bad_images] == ["broken.jpg", "trunc.png"]
     assert "broken.jpg" in caplog.text and "trunc.png" in caplog.text
@@ -147,7 +153,7 @@ def test_skip_bad_images_counted_in_worker_processes(image_folder):
     _corrupt(image_folder)
     dm = ImageDataModule("imagefolder", str(image_folder), img_size=8, batch_size=7, num_workers=1,
                          skip_bad_images=True, persistent_workers=False)
-    batches(dm.train_dataloader())
+    batches(dm, dm.train_dataloader(), train=True)
     assert dm.num_bad_images == 1  # seen by the worker, read by the main process
 
 
@@ -159,9 +165,9 @@ def test_fashion_mnist_from_idx(tmp_path, fakes):
     assert dm.class_names[0] == "T-shirt/top"
     dm.setup("fit")
     assert dm.val_split == "test" and len(dm.val_set) == 10  # test split doubles as validation
-    x, y = next(iter(dm.train_dataloader()))
+    x, y = first(dm)
     assert x.shape == (8, 1, 28, 28) and x.dtype == torch.float32
-    vx, vy = next(iter(dm.val_dataloader()))
+    vx, vy = first(dm, "val")
     ref = (torch.from_numpy(data["test"][0][:8]).float() / 255 - 0.286) / 0.353
     torch.testing.assert_close(vx[:, 0], ref)
     assert vy.tolist() == data["test"][1][:8].tolist()
@@ -173,7 +179,7 @@ def test_fashion_mnist_val_fraction_and_rgb(tmp_path, fakes):
     assert dm.mean == (0.286,) * 3
     dm.setup(None)
     assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (15, 5, 10)
-    x, _ = next(iter(dm.train_dataloader()))
+    x, _ = first(dm)
     assert x.shape == (4, 3, 32, 32) and torch.equal(x[:, 0], x[:, 2])
 
 
@@ -182,7 +188,7 @@ def test_fashion_mnist_auto_augment_per_image_path(tmp_path, fakes):
     dm = ImageDataModule("fashion_mnist", str(tmp_path), auto_augment="rand-m9-mstd0.5-inc1", **SMALL)
     dm.setup("fit")
     assert dm.train_set.batch_transform.color is not None  # RandAugment per image inside the batch pipeline
-    assert next(iter(dm.train_dataloader()))[0].shape == (4, 1, 28, 28)
+    assert first(dm)[0].shape == (4, 1, 28, 28)
 
 
 def test_fashion_mnist_missing_mentions_fix(tmp_path):
@@ -198,11 +204,11 @@ def test_cifar(tmp_path, fakes, name, num):
     dm = ImageDataModule(name, str(tmp_path), **SMALL)
     assert dm.num_classes == num and dm.img_size == 32 and len(dm.mean) == 3
     dm.setup("fit")
-    x, _ = next(iter(dm.train_dataloader()))
+    x, _ = first(dm)
     assert x.shape == (4, 3, 32, 32)
     gray = ImageDataModule(name, str(tmp_path), in_chans=1, **SMALL)
     assert len(gray.mean) == 1
-    assert next(iter(gray.val_dataloader()))[0].shape == (4, 1, 32, 32)
+    assert first(gray, "val")[0].shape == (4, 1, 32, 32)
 
 
 def test_synthetic_deterministic_and_learnable_signal():
@@ -307,7 +313,7 @@ def test_state_dict_records_bad_images(image_folder):
     dm = ImageDataModule("imagefolder", str(image_folder), img_size=8, batch_size=7, num_workers=0,
                          skip_bad_images=True)
     assert dm.state_dict() == {}
-    batches(dm.train_dataloader())
+    batches(dm, dm.train_dataloader(), train=True)
     assert [Path(p).name for p in dm.state_dict()["bad_images"]] == ["broken.jpg"]
     dm.load_state_dict(dm.state_dict())
 

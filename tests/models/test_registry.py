@@ -90,9 +90,11 @@ def test_forward_backward_and_heads(name):
     state = model.state_dict()
     cfg = model.pretrained_cfg
     assert cfg["input_size"] == (1, SMALL, SMALL) and cfg["num_classes"] == 42
-    for key in (cfg["classifier"], cfg["first_conv"]):
+    classifiers = (cfg["classifier"],) if isinstance(cfg["classifier"], str) else cfg["classifier"]
+    for key in (*classifiers, cfg["first_conv"]):
         assert key + ".weight" in state, key
-    assert model.get_classifier() is model.head
+    heads = model.get_classifier()  # timm: a tuple (head, head_dist) for distilled DeiT
+    assert heads == tuple(model.get_submodule(c) for c in classifiers) if len(classifiers) > 1 else heads is model.head
 
     with torch.no_grad():
         feats = model.forward_features(x)

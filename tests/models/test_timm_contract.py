@@ -25,6 +25,7 @@ FAMILIES = {
     "vit_p_nano_32px": dict(),
     "vit_c_nano_32px": dict(),
     "deit_tiny": dict(img_size=32),
+    "deit_tiny_distilled": dict(img_size=32),
     "convit_tiny": dict(img_size=32),
     "cvt_13": dict(img_size=64, depths=(1, 1, 2)),
 }
@@ -73,7 +74,8 @@ def test_default_cfg_and_factory_keywords(name):
     cfg = model.default_cfg
     assert model.in_chans == cfg["input_size"][0]
     state_dict = model.state_dict()
-    assert cfg["classifier"] + ".weight" in state_dict and cfg["first_conv"] + ".weight" in state_dict
+    classifiers = (cfg["classifier"],) if isinstance(cfg["classifier"], str) else cfg["classifier"]  # as timm's test
+    assert all(c + ".weight" in state_dict for c in classifiers) and cfg["first_conv"] + ".weight" in state_dict
 
     x = torch.randn(1, *cfg["input_size"], device="meta")
     features = model.forward_features(x)

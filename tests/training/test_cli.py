@@ -17,7 +17,7 @@ from convvit.cli import main
 from convvit.inference.export import load_trained_model
 from convvit.training.module import ImageClassifier
 
-from conftest import STEPS_PER_EPOCH, TINY, fit, run_dir
+from conftest import MODEL, STEPS_PER_EPOCH, TINY, fit, run_dir
 
 
 def _metrics(run: Path) -> list[dict[str, str]]:
@@ -89,15 +89,18 @@ def _image_folder(root: Path, classes=("cat", "dog", "eel"), per_class=6) -> Pat
             for i in range(per_class):
                 pixels = (torch.rand(20, 20, 3, generator=g) * 80 + c * 80).to(torch.uint8).numpy()
                 mode = "L" if i % 3 == 0 else "RGB"  # mixed modes convert to the model's channels
-                Image.fromarray(pixels).convert(mode).save(folder / f"{i}.png")
+                # JPEGs (batch-decoded by the device pipeline) beside PNGs (decoded by PIL on either pipeline)
+                Image.fromarray(pixels).convert(mode).save(folder / f"{i}.{'jpg' if i % 2 else 'png'}")
     return root
 
 
-def test_fit_on_an_image_folder(tmp_path):
+@pytest.mark.parametrize("pipeline", ["cpu", "device"])
+def test_fit_on_an_image_folder(tmp_path, pipeline):
     data = _image_folder(tmp_path / "images")
     args = list(TINY)
     args[args.index("--data.dataset") + 1] = "imagefolder"
     rc = main(["fit", *args, "--data.path", str(data), "--data.batch_size", "6", "--trainer.limit_train_batches", "2",
+               "--data.pipeline", pipeline, "--data.crop_mode", "resized",
                "--trainer.default_root_dir", str(tmp_path / "runs"), "--name", "folder", "--test_after_fit", "false"])
     assert rc == 0
     ckpt = torch.load(tmp_path / "runs/folder/version_0/checkpoints/last.ckpt", weights_only=True)
@@ -171,12 +174,20 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_p
     assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
 
 
-def test_resume_is_exact(tmp_path, monkeypatch):
+@pytest.mark.parametrize("data", ["synthetic", "device_pipeline"])
+def test_resume_is_exact(tmp_path, monkeypatch, data):
     """An interrupted run resumed with --ckpt_path ends bit-identical to an uninterrupted one
-    (weights, EMA, optimizer state, schedule, step), with Mixup/CutMix and EMA on."""
+    (weights, EMA, optimizer state, schedule, step), with Mixup/CutMix and EMA on; also when the device
+    pipeline draws the crops, flips and erasing of an image folder in the training process."""
     recipe = ["--trainer.max_epochs", "2", "--model.ema", "true", "--model.mixup_alpha", "0.8",
               "--model.cutmix_alpha", "1.0", "--model.warmup_epochs", "1", "--model.lr_schedule", "linear",
               "--test_after_fit", "false"]
+    name = f"synthetic-{MODEL}"
+    if data == "device_pipeline":  # 3 classes x 6 images in batches of 4 (drop_last): as many steps as synthetic
+        folder = _image_folder(tmp_path / "images", per_class=6)
+        recipe += ["--data.dataset", "imagefolder", "--data.path", str(folder), "--data.pipeline", "device",
+                   "--data.crop_mode", "resized", "--data.batch_size", "4", "--data.re_prob", "0.5"]
+        name = f"images-{MODEL}"  # runs are named after the data folder
     assert fit(tmp_path / "a", *recipe) == 0
 
     start = ImageClassifier.on_train_epoch_start
@@ -189,12 +200,12 @@ def test_resume_is_exact(tmp_path, monkeypatch):
     with monkeypatch.context() as m:
         m.setattr(ImageClassifier, "on_train_epoch_start", interrupt_at_epoch_1)
         assert fit(tmp_path / "b", *recipe) == 1  # Lightning exits with 1 after a KeyboardInterrupt
-    ckpt = run_dir(tmp_path / "b") / "checkpoints" / "last.ckpt"
+    ckpt = run_dir(tmp_path / "b", name=name) / "checkpoints" / "last.ckpt"
     assert torch.load(ckpt, weights_only=True)["global_step"] == STEPS_PER_EPOCH
     assert fit(tmp_path / "b", *recipe, "--ckpt_path", str(ckpt)) == 0
 
-    a = torch.load(run_dir(tmp_path / "a") / "checkpoints" / "last.ckpt", weights_only=True)
-    b = torch.load(run_dir(tmp_path / "b", version=1) / "checkpoints" / "last.ckpt", weights_only=True)
+    a = torch.load(run_dir(tmp_path / "a", name=name) / "checkpoints" / "last.ckpt", weights_only=True)
+    b = torch.load(run_dir(tmp_path / "b", version=1, name=name) / "checkpoints" / "last.ckpt", weights_only=True)
     assert (a["epoch"], a["global_step"]) == (b["epoch"], b["global_step"]) == (1, 2 * STEPS_PER_EPOCH)
     assert a["state_dict"].keys() == b["state_dict"].keys()
     for key in a["state_dict"]:

@@ -15,11 +15,12 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torch.utils.data import DataLoader, Dataset
 
 from convvit.data.datasets import ImageFileDataset, SkipNoneCollate, TensorImageDataset, make_synthetic
+from convvit.data.device_pipeline import DevicePipeline, EncodedBatch, EncodedFileDataset, collate_encoded, decode_images
 from convvit.data.readers import find_image_classes, scan_image_folder
 from convvit.data.registry import DatasetSpec, get_dataset
 from convvit.data.samplers import RepeatAugSampler
 from convvit.data.transforms import (
-    BatchEvalTransform, BatchTrainTransform, build_color_transform, build_eval_transform, build_train_transform,
+    BatchEvalTransform, BatchNormalizeErase, BatchTrainTransform, build_color_transform, build_eval_transform, build_train_transform,
     default_crop_pct,
     resolve_crop_mode,
 )
@@ -27,6 +28,7 @@ from convvit.data.transforms import (
 __all__ = ["ImageDataModule"]
 
 _LUMA = (0.299, 0.587, 0.114)
+PIPELINES = ("auto", "cpu", "device")
 
 
 def _default_stats(spec: DatasetSpec, in_chans: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -78,6 +80,17 @@ class ImageDataModule(L.LightningDataModule):
     In-memory datasets with the padded crop are augmented a batch at a time (auto_augment and color jitter
     still per image), see :class:`BatchTrainTransform`.
 
+    Image folders have two input pipelines (``pipeline``):
+      * "cpu": loader workers decode and augment each image with PIL and return uint8 tensors; the training
+        process normalises and erases a batch at a time on its device (timm's prefetcher split).
+      * "device": workers only read each file's bytes; the training process decodes the batch (nvJPEG on CUDA)
+        and crops, flips, auto-augments, normalises and erases it as a batch on its device, see
+        :mod:`convvit.data.device_pipeline`. Takes the resized crop, flips, auto_augment (RandAugment,
+        AutoAugment, TrivialAugment) and erasing; not color_jitter, AugMix or the padded crop.
+      * "auto" (default): "device" when training runs on a CUDA device and the options allow it, else "cpu".
+    Either way the loaders deliver unfinished batches (uint8 images, or undecoded bytes) that
+    :meth:`on_after_batch_transfer` (Lightning calls it) or :meth:`finish_batch` turns into normalised floats.
+
     ``num_classes``, ``class_names``, ``in_chans``, ``img_size``, ``mean`` and ``std`` are available right after
     construction.
 
@@ -118,6 +131,7 @@ class ImageDataModule(L.LightningDataModule):
             eval_batch_size: int | None = None,
             pin_memory: bool | None = None,
             persistent_workers: bool = True,
+            pipeline: str = "auto",
     ):
         """See the class docstring. Raises ValueError/FileNotFoundError for bad settings, naming the fix."""
         super().__init__()
@@ -138,6 +152,8 @@ class ImageDataModule(L.LightningDataModule):
             )
         if not 0.0 <= val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        if pipeline not in PIPELINES:
+            raise ValueError(f"unknown pipeline '{pipeline}'; valid: {', '.join(PIPELINES)}")
         if batch_size < 1 or num_workers < 0:
             raise ValueError(f"batch_size must be >= 1 and num_workers >= 0, got {batch_size} and {num_workers}")
         self.crop_mode = resolve_crop_mode(self.img_size, crop_mode)
@@ -151,6 +167,9 @@ class ImageDataModule(L.LightningDataModule):
         self.train_set = self.val_set = self.test_set = None
         self.test_split = "test"  # which split test_dataloader() serves ("test" or "val")
         self.val_split = "val"  # which split val_dataloader() serves ("val", "test" or "train-holdout")
+        self.pipeline: str | None = None  # "cpu" or "device" once image-folder datasets are built
+        self.finish = BatchNormalizeErase(self.mean, self.std, re_prob, re_mode, re_count)
+        self._device_pipelines: dict[bool, DevicePipeline] = {}
 
     # ------------------------------------------------------------------------------------------------ metadata
     def _default_root(self) -> Path | None:
@@ -348,10 +367,89 @@ class ImageDataModule(L.LightningDataModule):
         return TensorImageDataset(images, labels, self.in_chans, transform=self.eval_transform)
 
     def _file_dataset(self, paths: Sequence[Path], labels: Sequence[int], train: bool) -> ImageFileDataset:
-        return ImageFileDataset(
-            paths, labels, self.in_chans, self.train_transform if train else self.eval_transform,
-            skip_bad=self.hparams.skip_bad_images, on_bad="substitute" if train else "drop",
-        )
+        h = self.hparams
+        on_bad = "substitute" if train else "drop"
+        if self._resolve_pipeline() == "device":
+            return EncodedFileDataset(paths, labels, self.in_chans, skip_bad=h.skip_bad_images, on_bad=on_bad)
+        if train:
+            transform = build_train_transform(
+                self.img_size, self.in_chans, self.mean, self.std, crop_mode=self.crop_mode, scale=h.scale,
+                ratio=h.ratio, crop_padding=h.crop_padding, hflip=h.hflip, vflip=h.vflip, color_jitter=h.color_jitter,
+                auto_augment=h.auto_augment, interpolation=h.interpolation, uint8=True,
+            )
+        else:
+            transform = build_eval_transform(self.img_size, self.in_chans, self.mean, self.std, self.crop_pct,
+                                             h.interpolation, uint8=True)
+        return ImageFileDataset(paths, labels, self.in_chans, transform, skip_bad=h.skip_bad_images, on_bad=on_bad)
+
+    # ------------------------------------------------------------------------------------------------ pipelines
+    def _device_pipeline_unsupported(self) -> str | None:
+        """Why the device pipeline cannot run these options (None when it can)."""
+        h = self.hparams
+        if self.crop_mode != "resized":
+            return f"crop_mode '{self.crop_mode}' (it does the resized crop only)"
+        if h.color_jitter:
+            return "color_jitter (it has no colour jitter; use auto_augment)"
+        if h.auto_augment:
+            from convvit.data.batch_augment import build_batch_auto_augment
+
+            try:
+                build_batch_auto_augment(h.auto_augment, self.mean, h.interpolation)
+            except ValueError as e:
+                return f"auto_augment '{h.auto_augment}' ({e})"
+        return None
+
+    def _device(self) -> torch.device:
+        return self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+
+    def _resolve_pipeline(self) -> str:
+        """The image-folder pipeline: "cpu" or "device" (see the class docstring), decided once."""
+        if self.pipeline is None:
+            asked = self.hparams.pipeline
+            if asked == "auto":
+                asked = "device" if self._device().type == "cuda" and not self._device_pipeline_unsupported() else "cpu"
+            elif asked == "device" and (why_not := self._device_pipeline_unsupported()):
+                raise ValueError(f"pipeline 'device' cannot run {why_not}. Fix: --data.pipeline cpu, or drop "
+                                 "that option.")
+            self.pipeline = asked
+        return self.pipeline
+
+    def finish_batch(self, batch, train: bool, device: torch.device | str | None = None):
+        """Turn a loader's batch into ``(normalised float images, labels)`` on ``device`` (default: where the
+        batch is): decode and augment an undecoded batch (device pipeline), normalise (and, for training, erase)
+        uint8 images. Batches that are already finished (in-memory datasets) pass through."""
+        if isinstance(batch, EncodedBatch):
+            device = torch.device(device) if device is not None else torch.device("cpu")
+            dataset = self._dataset_of(batch, train)
+            images, labels = decode_images(batch, dataset, self.in_chans, device)
+            if train not in self._device_pipelines:
+                h = self.hparams
+                self._device_pipelines[train] = DevicePipeline(
+                    self.img_size, train, self.mean, scale=h.scale, ratio=h.ratio, hflip=h.hflip, vflip=h.vflip,
+                    auto_augment=h.auto_augment, crop_pct=self.crop_pct, interpolation=h.interpolation)
+            if not images:
+                return torch.empty(0, self.in_chans, self.img_size, self.img_size, device=device), labels
+            batch = self._device_pipelines[train](images), labels
+        x, y = batch
+        if device is not None:
+            x, y = x.to(device), y.to(device)
+        if x.dtype == torch.uint8:
+            x = self.finish(x, train)
+        return x, y
+
+    def _dataset_of(self, batch: EncodedBatch, train: bool) -> ImageFileDataset:
+        """The dataset an undecoded batch came from (for file names and the bad-image record)."""
+        if train:
+            return self.train_set
+        stage = self.trainer.state.stage if self.trainer is not None else None
+        if stage is not None and stage.value == "test" and isinstance(self.test_set, ImageFileDataset):
+            return self.test_set
+        return self.val_set if isinstance(self.val_set, ImageFileDataset) else self.test_set
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        """Lightning's hook, run on each batch once it is on the device: :meth:`finish_batch` there."""
+        train = self.trainer is not None and self.trainer.training
+        return self.finish_batch(batch, train, self._device() if isinstance(batch, EncodedBatch) else None)
 
     def _imagefolder_train_dir(self) -> Path:
         root = self.root
@@ -412,8 +510,10 @@ class ImageDataModule(L.LightningDataModule):
         if train and h.repeated_aug > 1:
             sampler = RepeatAugSampler(dataset, h.repeated_aug, num_replicas=world, rank=rank)
         collate = None
-        if isinstance(dataset, ImageFileDataset) and dataset.on_bad == "drop":
-            collate = SkipNoneCollate((self.in_chans, self.img_size, self.img_size))
+        if isinstance(dataset, EncodedFileDataset):
+            collate = collate_encoded
+        elif isinstance(dataset, ImageFileDataset) and dataset.on_bad == "drop":
+            collate = SkipNoneCollate((self.in_chans, self.img_size, self.img_size), torch.uint8)
         workers = h.num_workers
         return DataLoader(
             dataset,

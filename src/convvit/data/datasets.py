@@ -143,18 +143,27 @@ class ImageFileDataset(Dataset):
     def bad_paths(self) -> list[Path]:
         return [self.path(i) for i in self.bad.nonzero().flatten().tolist()]
 
+    def mark_bad(self, index: int, error: BadImageError) -> None:
+        """Apply the bad-image policy to sample ``index``: raise ``error`` unless ``skip_bad``; else remember the
+        file as unreadable (all processes see it) and log it once."""
+        if not self.skip_bad:
+            raise error
+        if not self.bad[index]:
+            self.bad[index] = True
+            _logger.warning("skipping unreadable image '%s' (%s)", self.path(index), error.__cause__ or error)
+
+    def _read(self, index: int):
+        img = load_image(self.path(index), self.in_chans)
+        return (self.transform(img) if self.transform is not None else img), int(self.labels[index])
+
     def _load(self, index: int):
         if self.bad[index]:
             return None
         try:
-            img = load_image(self.path(index), self.in_chans)
+            return self._read(index)
         except BadImageError as e:
-            if not self.skip_bad:
-                raise
-            self.bad[index] = True
-            _logger.warning("skipping unreadable image '%s' (%s)", self.path(index), e.__cause__ or e)
+            self.mark_bad(index, e)
             return None
-        return (self.transform(img) if self.transform is not None else img), int(self.labels[index])
 
     def __getitem__(self, index: int):
         sample = self._load(index)
@@ -169,13 +178,13 @@ class ImageFileDataset(Dataset):
 
 class SkipNoneCollate:
     """default_collate that drops None samples (skipped unreadable images); an all-None batch becomes an empty
-    batch ``(0, *sample_shape)``."""
+    batch ``(0, *sample_shape)`` of ``dtype``."""
 
-    def __init__(self, sample_shape: Sequence[int]):
-        self.sample_shape = tuple(sample_shape)
+    def __init__(self, sample_shape: Sequence[int], dtype: torch.dtype = torch.float32):
+        self.sample_shape, self.dtype = tuple(sample_shape), dtype
 
     def __call__(self, batch: list):
         batch = [b for b in batch if b is not None]
         if not batch:
-            return torch.empty(0, *self.sample_shape), torch.empty(0, dtype=torch.long)
+            return torch.empty(0, *self.sample_shape, dtype=self.dtype), torch.empty(0, dtype=torch.long)
         return default_collate(batch)

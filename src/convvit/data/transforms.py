@@ -28,7 +28,7 @@ from torchvision import transforms
 from convvit.data.images import convert_image
 
 __all__ = [
-    "BatchEvalTransform", "BatchTrainTransform", "ConvertImage", "build_color_transform", "build_eval_transform",
+    "BatchEvalTransform", "BatchNormalizeErase", "BatchTrainTransform", "ConvertImage", "build_color_transform", "build_eval_transform",
     "build_train_transform", "one_thread", "resolve_crop_mode",
 ]
 
@@ -119,8 +119,12 @@ def build_train_transform(
         re_prob: float = 0.0,
         re_mode: str = "pixel",
         re_count: int = 1,
+        uint8: bool = False,
 ) -> Callable[[Image.Image], torch.Tensor]:
     """Training transform: PIL image (any mode) -> normalised float tensor (in_chans, img_size, img_size).
+
+    With ``uint8`` it stops before normalisation and random erasing and returns the uint8 tensor, for
+    :class:`BatchNormalizeErase` to finish a batch at a time in the training process (timm's prefetcher split).
 
     ``auto_augment`` takes timm's strings: 'rand-m9-mstd0.5-inc1' (RandAugment), 'augmix-m5-w4-d2' (AugMix),
     'original' / 'v0' / 'v0r' / '3a' (AutoAugment policies). Color jitter is off while auto_augment is set,
@@ -132,7 +136,7 @@ def build_train_transform(
     primary, secondary, final = create_transform(
         (in_chans, img_size, img_size), is_training=True, scale=scale, ratio=ratio, hflip=hflip, vflip=vflip,
         color_jitter=color_jitter, auto_augment=auto_augment, interpolation=interpolation, mean=mean, std=std,
-        re_prob=re_prob, re_mode=re_mode, re_count=re_count, separate=True,
+        re_prob=re_prob, re_mode=re_mode, re_count=re_count, separate=True, use_prefetcher=uint8,
     )
     secondary = build_color_transform(img_size, mean, color_jitter, auto_augment, interpolation)
     if crop_mode == "padded":
@@ -155,8 +159,10 @@ def build_eval_transform(
         std: Sequence[float],
         crop_pct: float | None = None,
         interpolation: str = "bicubic",
+        uint8: bool = False,
 ) -> Callable[[Image.Image], torch.Tensor]:
-    """Evaluation / prediction transform: PIL image (any mode) -> normalised float tensor (in_chans, H, W).
+    """Evaluation / prediction transform: PIL image (any mode) -> normalised float tensor (in_chans, H, W), or
+    with ``uint8`` the uint8 tensor before normalisation (see :class:`BatchNormalizeErase`).
 
     Resizes the shorter side to ``img_size / crop_pct`` and center-crops ``img_size`` (timm's eval transform).
     ``crop_pct`` defaults to 0.875 above 64 px and 1.0 (resize only) for small images.
@@ -165,7 +171,7 @@ def build_eval_transform(
     crop_pct = default_crop_pct(img_size) if crop_pct is None else crop_pct
     timm_tf = create_transform(
         (in_chans, img_size, img_size), is_training=False, crop_pct=crop_pct, interpolation=interpolation,
-        mean=mean, std=std,
+        mean=mean, std=std, use_prefetcher=uint8,
     )
     return transforms.Compose([ConvertImage(in_chans), *timm_tf.transforms])
 
@@ -202,7 +208,33 @@ class _BatchNormalize:
         self.shift = -torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1) / std_t
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:  # uint8 (B, C, H, W) -> float
-        return torch.addcmul(self.shift, x.float(), self.scale)
+        if self.scale.device != x.device:
+            self.scale, self.shift = self.scale.to(x.device), self.shift.to(x.device)
+        return x.to(torch.float32, copy=True).mul_(self.scale).add_(self.shift)  # one float buffer, not two
+
+
+class BatchNormalizeErase:
+    """The last steps of the image pipeline on a uint8 batch (B, C, H, W) on any device, in the training process
+    (what timm's PrefetchLoader does after its workers): to float, normalise, and for training batches timm's
+    RandomErasing. Loader workers then stop at uint8 tensors, a quarter of the bytes to pass and pin."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float], re_prob: float = 0.0, re_mode: str = "pixel",
+                 re_count: int = 1):
+        self.normalize = _BatchNormalize(mean, std)
+        self.re_prob, self.re_mode, self.re_count = re_prob, re_mode, re_count
+        self._erase: dict[torch.device, RandomErasing] = {}  # timm draws erased pixels on the device it is given
+
+    def __call__(self, x: torch.Tensor, train: bool) -> torch.Tensor:
+        x = self.normalize(x)
+        if train and self.re_prob > 0 and len(x):
+            if x.device not in self._erase:
+                self._erase[x.device] = RandomErasing(self.re_prob, mode=self.re_mode, max_count=self.re_count,
+                                                      device=x.device)
+            x = self._erase[x.device](x)
+        return x
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(re_prob={self.re_prob}, re_mode={self.re_mode!r}, re_count={self.re_count})"
 
 
 def _pil_each(x: torch.Tensor, fn: Callable[[Image.Image], Image.Image]) -> torch.Tensor:

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-import convvit
+from convvit.models.registry import create_classifier
 from convvit.checkpoints import layout
 from convvit.checkpoints.files import atomic_write, read_checkpoint_file, save_weights
 from convvit.errors import CheckpointError, ExportMismatchError
@@ -97,10 +97,8 @@ def load_trained_model(ckpt_path: str | os.PathLike, weights: str = "auto") -> t
     ckpt = _load_lightning_checkpoint(ckpt_path)
     hp, state = ckpt[layout.HPARAMS_KEY], ckpt[layout.STATE_KEY]
     choice = choose_weights(weights, layout.has_ema(state), *layout.validation_results(ckpt))
-    model = convvit.create_model(
-        hp["name"], num_classes=hp["num_classes"], in_chans=hp["in_chans"], img_size=hp["img_size"],
-        **(hp.get("model_kwargs") or {}),
-    )
+    model = create_classifier(hp["name"], hp["num_classes"], hp["in_chans"], hp["img_size"],
+                              **(hp.get("model_kwargs") or {}))
     model.load_state_dict(layout.model_weights(state, ema=choice == "ema"))
     model.eval()
     return model, TrainedModelInfo.from_hparams(hp, choice)

@@ -127,13 +127,13 @@ class TokenModel(nn.Module):
         (pycls decays them).
         """
         names = {n for n, _ in self.named_parameters()}
-        return {n for n in names if n.split(".")[-1] in ("pos_embed", "cls_token")}
+        return {n for n in names if n.split(".")[-1] in ("pos_embed", "cls_token", "dist_token")}
 
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> dict:
         """Parameter groups for layer-wise lr decay: stem, then one group per block, then the final norm."""
         return dict(
-            stem=r"^cls_token|^pos_embed|^patch_embed",
+            stem=r"^cls_token|^dist_token|^pos_embed|^patch_embed",
             blocks=[(r"^blocks\.(\d+)", None), (r"^norm", (99999,))],
         )
 

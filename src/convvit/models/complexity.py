@@ -111,15 +111,10 @@ def count_complexity(
     ``img_size``/``in_chans``/``model_kwargs``, which is instant even for the largest models).
     """
     if isinstance(model, str):
-        from convvit.models.registry import create_model
+        from convvit.models.registry import create_classifier
 
-        build_kwargs = dict(model_kwargs)
-        if img_size is not None:
-            build_kwargs["img_size"] = img_size
-        if in_chans is not None:
-            build_kwargs["in_chans"] = in_chans
         with torch.device("meta"):
-            model = create_model(model, **build_kwargs)
+            model = create_classifier(model, in_chans=in_chans, img_size=img_size, **model_kwargs)
     cfg = getattr(model, "pretrained_cfg", {}) or {}
     default_size = cfg.get("input_size", (3, 224, 224))
     if img_size is None:

@@ -136,6 +136,28 @@ def create_model(
     return model
 
 
+def create_classifier(
+    name: str, num_classes: int | None = None, in_chans: int | None = None,
+    img_size: int | tuple[int, int] | None = None, checkpoint_path: str | os.PathLike | None = None, **kwargs: Any,
+) -> nn.Module:
+    """A classifier for data of ``num_classes``, ``in_chans`` and ``img_size`` (None: the model's default): a
+    convvit model, or a model only timm has (a convnet, e.g. ``resnet18`` as a distillation teacher), which
+    takes no ``img_size``.
+
+    ``checkpoint_path`` loads local weights as :func:`create_model` does (timm's ``load_checkpoint`` for timm's
+    own models); an unknown name raises ValueError with the closest convvit names.
+    """
+    data = {k: v for k, v in dict(num_classes=num_classes, in_chans=in_chans).items() if v is not None}
+    if name in _builders:
+        size = {} if img_size is None else dict(img_size=img_size)
+        return create_model(name, checkpoint_path=checkpoint_path, **data, **size, **kwargs)
+    import timm
+
+    if not timm.is_model(name):
+        _check_name(name)
+    return timm.create_model(name, pretrained=False, checkpoint_path=checkpoint_path or "", **data, **kwargs)
+
+
 def build_with_cfg(
     model_cls: Callable[..., nn.Module],
     name: str,

@@ -50,6 +50,9 @@ class VisionTransformer(TokenModel):
             (see :class:`~convvit.models.stems.ConvStem`); a final 1x1 conv maps to ``embed_dim``.
         dynamic_img_size: accept other input sizes at run time, resampling the position embedding.
         weight_init: ``"pycls"`` (the paper's initialisation) or ``"timm"`` (DeiT's).
+        distilled: add DeiT's distillation token (after the class token) and its classifier ``head_dist``.
+            As in timm's ``VisionTransformerDistilled``, the model returns the mean of the two heads' logits,
+            and in training mode both logits ``(class, distillation)`` once ``set_distilled_training()`` is on.
     """
 
     def __init__(
@@ -80,11 +83,16 @@ class VisionTransformer(TokenModel):
         stem_act: str | None = "relu",
         dynamic_img_size: bool = False,
         weight_init: str = "pycls",
+        distilled: bool = False,
     ) -> None:
         has_class_token = global_pool == "token" if class_token is None else class_token
-        super().__init__(num_classes, global_pool, int(has_class_token), in_chans)
+        if distilled and (global_pool != "token" or not has_class_token):
+            raise ValueError("distilled=True needs global_pool='token': the two heads read the class and "
+                             f"distillation tokens (got global_pool={global_pool!r})")
+        super().__init__(num_classes, global_pool, int(has_class_token) + int(distilled), in_chans)
         if weight_init not in ("pycls", "timm"):
             raise ValueError(f"weight_init must be 'pycls' or 'timm', got {weight_init!r}")
+        self.distilled_training = False  # timm's switch: training-mode forward returns both heads' logits
         self.embed_dim = embed_dim
         self.dynamic_img_size = dynamic_img_size
         norm_layer = partial(nn.LayerNorm, eps=norm_eps)
@@ -102,6 +110,7 @@ class VisionTransformer(TokenModel):
         self.patch_size = self.patch_embed.patch_size
 
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim)) if has_class_token else None
+        self.dist_token = nn.Parameter(torch.zeros(1, 1, embed_dim)) if distilled else None
         self.pos_embed = nn.Parameter(torch.zeros(1, self.patch_embed.num_patches + self.num_prefix_tokens, embed_dim))
         self.pos_drop = nn.Dropout(pos_drop_rate) if pos_drop_rate > 0 else nn.Identity()
 
@@ -122,6 +131,8 @@ class VisionTransformer(TokenModel):
             dict(module=f"blocks.{i}", num_chs=embed_dim, reduction=self.patch_size) for i in range(depth)
         ]
         self._init_head(embed_dim, norm_layer, drop_rate)
+        if distilled:
+            self.head_dist = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
         if weight_init == "pycls":
             self._init_pycls()
         else:
@@ -153,11 +164,14 @@ class VisionTransformer(TokenModel):
             for fc in (block.mlp.fc1, block.mlp.fc2):
                 nn.init.xavier_uniform_(fc.weight)
                 nn.init.normal_(fc.bias, std=1e-6)
-        if isinstance(self.head, nn.Linear):
-            nn.init.zeros_(self.head.weight)
-            nn.init.zeros_(self.head.bias)
+        for head in (self.head, getattr(self, "head_dist", None)):
+            if isinstance(head, nn.Linear):
+                nn.init.zeros_(head.weight)
+                nn.init.zeros_(head.bias)
         nn.init.normal_(self.pos_embed, std=0.02)
-        # class token: zeros (already)
+        # class token: zeros (already); pycls has no distillation token: DeiT's init for it
+        if self.dist_token is not None:
+            trunc_normal_(self.dist_token, std=0.02)
 
     @torch.no_grad()
     def _init_timm(self) -> None:
@@ -165,6 +179,8 @@ class VisionTransformer(TokenModel):
         trunc_normal_(self.pos_embed, std=0.02)
         if self.cls_token is not None:
             nn.init.normal_(self.cls_token, std=1e-6)
+        if self.dist_token is not None:
+            trunc_normal_(self.dist_token, std=0.02)
         self._init_timm_layers()
 
     # ------------------------------------------------------------------ forward
@@ -172,8 +188,9 @@ class VisionTransformer(TokenModel):
         """(B, C, H, W) -> tokens with position embedding (B, prefix + N, D) and the patch grid (H', W')."""
         grid = token_grid(x.shape[-2], x.shape[-1], self.img_size, self.patch_size, self.dynamic_img_size)
         x = self.patch_embed(x)  # (B, N, D)
-        if self.cls_token is not None:
-            x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)  # (B, 1 + N, D)
+        prefix = [t.expand(x.shape[0], -1, -1) for t in (self.cls_token, self.dist_token) if t is not None]
+        if prefix:
+            x = torch.cat([*prefix, x], dim=1)  # (B, prefix + N, D)
         return self.pos_drop(x + self._pos_embed_for(grid)), grid
 
     def _iter_blocks(self, x: torch.Tensor) -> Iterator[Tuple[torch.Tensor, int, Tuple[int, int]]]:
@@ -189,6 +206,41 @@ class VisionTransformer(TokenModel):
             x = block(x, grid)
         return self.norm(x)
 
+    # ------------------------------------------------------------------ distillation (DeiT)
+    @property
+    def distilled(self) -> bool:
+        return self.dist_token is not None
+
+    @torch.jit.ignore
+    def set_distilled_training(self, enable: bool = True) -> None:
+        """Training-mode forward returns ``(class logits, distillation logits)`` (timm's switch)."""
+        self.distilled_training = enable
+
+    @torch.jit.ignore
+    def get_classifier(self) -> nn.Module | tuple[nn.Module, nn.Module]:
+        return (self.head, self.head_dist) if self.distilled else self.head
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        if self.distilled and global_pool not in (None, "", "token"):
+            raise ValueError(f"a distilled model pools its class and distillation tokens, not {global_pool!r}")
+        super().reset_classifier(num_classes, global_pool)
+        if self.distilled:
+            ref = next(self.parameters())
+            self.head_dist = (nn.Linear(self.num_features, num_classes, device=ref.device, dtype=ref.dtype)
+                              if num_classes > 0 else nn.Identity())
+            self.head_dist.train(self.training)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False):
+        if not self.distilled or self.global_pool != "token":  # pooling removed (reset_classifier(0, "")): tokens
+            return super().forward_head(x, pre_logits)
+        x, x_dist = self.head_drop(x[:, 0]), self.head_drop(x[:, 1])  # (B, D) each
+        if pre_logits:
+            return (x + x_dist) / 2
+        x, x_dist = self.head(x), self.head_dist(x_dist)
+        if self.distilled_training and self.training and not torch.jit.is_scripting():
+            return x, x_dist
+        return (x + x_dist) / 2  # DeiT's inference: the mean of the two classifiers
+
 
 # ---------------------------------------------------------------------- configs and builders
 def _pycls_cfg(published: tuple[float, float, float] | None = None, **kwargs: Any) -> dict[str, Any]:
@@ -199,9 +251,12 @@ def _pycls_cfg(published: tuple[float, float, float] | None = None, **kwargs: An
     return model_cfg(exclude_no_weight_decay=False, **kwargs)
 
 
-def _deit_cfg(flops_g: float, params_m: float) -> dict[str, Any]:
-    """DeiT: timm's recipe keeps ``no_weight_decay()`` out of weight decay."""
-    return model_cfg(exclude_no_weight_decay=True, published=dict(flops_g=flops_g, params_m=params_m, source="DeiT"))
+def _deit_cfg(flops_g: float, params_m: float, distilled: bool = False) -> dict[str, Any]:
+    """DeiT: timm's recipe keeps ``no_weight_decay()`` out of weight decay; a distilled model has two
+    classifiers (timm's ``classifier=("head", "head_dist")``)."""
+    extra = dict(classifier=("head", "head_dist")) if distilled else {}
+    return model_cfg(exclude_no_weight_decay=True, published=dict(flops_g=flops_g, params_m=params_m, source="DeiT"),
+                     **extra)
 
 
 _CONV_FIRST = "patch_embed.stem.0.conv"
@@ -354,3 +409,26 @@ def deit_base(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
     """DeiT-Base: 768 wide, 12 heads, 12 blocks (timm deit_base_patch16_224)."""
     model_args = dict(patch_size=16, embed_dim=768, depth=12, num_heads=12, weight_init="timm")
     return build_with_cfg(VisionTransformer, "deit_base", model_args, pretrained, **kwargs)
+
+
+# DeiT with distillation through attention: a distillation token and head beside the class token's (timm
+# deit_*_distilled_patch16_224, the official facebookresearch/deit checkpoints). Figures: timm's model table.
+@register_model(cfg=_deit_cfg(1.27, 5.91, distilled=True))
+def deit_tiny_distilled(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
+    """DeiT-Tiny with a distillation token (timm deit_tiny_distilled_patch16_224)."""
+    model_args = dict(patch_size=16, embed_dim=192, depth=12, num_heads=3, weight_init="timm", distilled=True)
+    return build_with_cfg(VisionTransformer, "deit_tiny_distilled", model_args, pretrained, **kwargs)
+
+
+@register_model(cfg=_deit_cfg(4.63, 22.44, distilled=True))
+def deit_small_distilled(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
+    """DeiT-Small with a distillation token (timm deit_small_distilled_patch16_224)."""
+    model_args = dict(patch_size=16, embed_dim=384, depth=12, num_heads=6, weight_init="timm", distilled=True)
+    return build_with_cfg(VisionTransformer, "deit_small_distilled", model_args, pretrained, **kwargs)
+
+
+@register_model(cfg=_deit_cfg(17.68, 87.34, distilled=True))
+def deit_base_distilled(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
+    """DeiT-Base with a distillation token (timm deit_base_distilled_patch16_224)."""
+    model_args = dict(patch_size=16, embed_dim=768, depth=12, num_heads=12, weight_init="timm", distilled=True)
+    return build_with_cfg(VisionTransformer, "deit_base_distilled", model_args, pretrained, **kwargs)

@@ -360,7 +360,10 @@ def _given_options(args: Any, group: str, subcommand: str) -> dict[str, str]:
 
 
 def _same(a: Any, b: Any) -> bool:
-    """Equal as settings: tuples and lists alike, 1 and 1.0 alike."""
+    """Equal as settings: tuples and lists alike, 1 and 1.0 alike, a group (jsonargparse Namespace) as its dict."""
+    a, b = (v.as_dict() if hasattr(v, "as_dict") else v for v in (a, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
     if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool) and not isinstance(b, bool):
@@ -369,6 +372,10 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def _show(value: Any) -> str:
+    if hasattr(value, "as_dict"):  # a group of settings (jsonargparse Namespace)
+        value = value.as_dict()
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_show(v)}" for k, v in value.items()) + "}"
     if isinstance(value, float):
         return f"{value:g}"
     if isinstance(value, (list, tuple)):

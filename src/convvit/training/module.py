@@ -18,9 +18,12 @@ from timm.data import Mixup
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from torchmetrics.classification import MulticlassAccuracy
 
-import convvit
 from convvit.errors import CheckpointConflictError, ClassMismatchError, NonFiniteLossError
 from convvit.checkpoints import layout
+from convvit.models.registry import create_classifier
+from convvit.training.distillation import (
+    Distillation, check_same_teacher, distillation_loss, load_teacher, teacher_record,
+)
 from convvit.training.ema import build_ema, fit_checkpoint_ema
 from convvit.training.optim import (
     LR_SCHEDULES,
@@ -65,6 +68,8 @@ class ImageClassifier(L.LightningModule):
         mixup_alpha, cutmix_alpha, mixup_prob, mixup_switch_prob: timm Mixup/CutMix (one of the two per
             batch when both alphas are > 0); off when both alphas are 0.
         label_smoothing: label smoothing (folded into the Mixup targets when Mixup is on).
+        distillation: DeiT's distillation from a frozen teacher into the model's distillation head
+            (:class:`~convvit.training.distillation.Distillation`: type none|soft|hard, teacher, alpha, tau).
         ema, ema_decay, ema_warmup: keep an exponential moving average of the weights (timm ModelEmaV3,
             decay warmed up over the first steps when ``ema_warmup``), evaluated beside the raw weights.
         channels_last: run the model in channels-last memory format.
@@ -102,6 +107,7 @@ class ImageClassifier(L.LightningModule):
         mixup_prob: float = 1.0,
         mixup_switch_prob: float = 0.5,
         label_smoothing: float = 0.0,
+        distillation: Distillation = Distillation(),  # noqa: B008  (never mutated: coerced to a new one)
         ema: bool = False,
         ema_decay: float = 0.9998,
         ema_warmup: bool = True,
@@ -123,16 +129,28 @@ class ImageClassifier(L.LightningModule):
         if isinstance(img_size, Sequence):
             img_size = tuple(int(s) for s in img_size)
         self.save_hyperparameters(logger=False)  # config.yaml holds the run config; the data module logs its own
+        self.distillation = Distillation.coerce(distillation)
+        self.hparams["distillation"] = self.distillation.as_dict()  # plain types: checkpoints load weights-only
 
-        self.model = convvit.create_model(
+        self.model = create_classifier(
             name,
+            num_classes,
+            in_chans,
+            img_size,
             checkpoint_path=init_checkpoint,
-            num_classes=num_classes,
-            in_chans=in_chans,
-            img_size=img_size,
             drop_path_rate=drop_path_rate,
             **(model_kwargs or {}),
         )
+        if self.distillation.enabled:
+            if not getattr(self.model, "distilled", False):
+                raise ValueError(
+                    f"distillation needs a model with a distillation token and head; {name} has none. Fix: a "
+                    "*_distilled model (deit_tiny_distilled ...) or --model.model_kwargs '{distilled: true}'"
+                )
+            self.model.set_distilled_training(True)  # training steps get (class logits, distillation logits)
+        # the frozen teacher stays out of the module tree: not in checkpoints, not moved to train mode
+        self.__dict__["_teacher"] = None
+        self.__dict__["_teacher_record"] = None
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.ema_model = build_ema(self.model, ema_decay, ema_warmup) if ema else None
@@ -181,6 +199,15 @@ class ImageClassifier(L.LightningModule):
         if self.hparams.compile and self._compiled is None:
             # kept out of the module tree so that state-dict keys stay "model.*"
             self.__dict__["_compiled"] = torch.compile(self.model)
+        if stage == "fit" and self.distillation.enabled and self._teacher is None:
+            hp = self.hparams
+            self.__dict__["_teacher"] = load_teacher(self.distillation, hp.num_classes, hp.in_chans, hp.img_size,
+                                                     hp.class_names)
+            self.__dict__["_teacher_record"] = teacher_record(self.distillation)
+
+    def on_fit_start(self) -> None:
+        if self._teacher is not None:  # the student's device and parameter dtype; autocast covers the rest
+            self._teacher.to(device=self.device, dtype=next(self.model.parameters()).dtype)
 
     # ------------------------------------------------------------------ training
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
@@ -189,7 +216,17 @@ class ImageClassifier(L.LightningModule):
             if x.shape[0] % 2:  # timm's Mixup pairs each sample with its mirror in the batch
                 x, y = x[:-1], y[:-1]
             x, y = self.mixup(x, y)
-        loss = self.train_loss(self(x), y)
+        out = self(x)
+        if isinstance(out, tuple):  # a distilled model in distilled training: (class, distillation) logits
+            logits, dist_logits = out
+            loss = self.train_loss(logits, y)
+            if self._teacher is not None:
+                with torch.no_grad():
+                    teacher_logits = self._teacher(x)  # the same (mixed) batch, as DeiT
+                d = self.distillation
+                loss = distillation_loss(loss, dist_logits, teacher_logits, d.type, d.alpha, d.tau)
+        else:
+            loss = self.train_loss(out, y)
         self._check_finite(loss, batch_idx)
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=x.shape[0])
         return loss
@@ -300,6 +337,8 @@ class ImageClassifier(L.LightningModule):
             val_acc1_ema=float(metrics["val/acc1_ema"]) if "val/acc1_ema" in metrics else None,
             run_name=logger.name if logger is not None else None,
         )
+        if self._teacher_record is not None:
+            checkpoint[layout.METADATA_KEY]["teacher"] = dict(self._teacher_record)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         saved = checkpoint.get(layout.HPARAMS_KEY, {})
@@ -314,6 +353,8 @@ class ImageClassifier(L.LightningModule):
                 "fine-tune from its weights with --model.init_checkpoint CKPT (the head is re-initialised)."
             )
         fit_checkpoint_ema(checkpoint.get(layout.STATE_KEY, {}), keeps_ema=self.ema_model is not None)
+        if self._teacher_record is not None:  # resuming a distilled fit: the teacher must be the same file
+            check_same_teacher((checkpoint.get(layout.METADATA_KEY) or {}).get("teacher"), self._teacher_record)
 
     def configure_callbacks(self) -> list[L.Callback]:
         # every trainer this module runs in saves the RNG states and restores them on resume, CLI or not; one that

@@ -17,14 +17,17 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-__all__ = ["fit_state_dict", "reset_head", "resample_pos_embed", "adapt_in_chans", "classifier_name",
+__all__ = ["fit_state_dict", "reset_head", "resample_pos_embed", "adapt_in_chans", "classifier_names",
            "model_grid", "square_grid"]
 
 _logger = logging.getLogger(__name__)
 
 
-def classifier_name(model: nn.Module) -> str:
-    return (getattr(model, "pretrained_cfg", None) or {}).get("classifier", "head")
+def classifier_names(model: nn.Module) -> tuple[str, ...]:
+    """The model's classifier modules (timm's ``pretrained_cfg["classifier"]``: a name, or a tuple of them for
+    models with several heads, as DeiT's distilled ones)."""
+    clf = (getattr(model, "pretrained_cfg", None) or {}).get("classifier", "head")
+    return (clf,) if isinstance(clf, str) else tuple(clf)
 
 
 def _first_conv_name(model: nn.Module) -> str | None:
@@ -43,10 +46,16 @@ def model_grid(model: nn.Module) -> tuple[int, int] | None:
 
 
 def reset_head(state: dict[str, torch.Tensor], model: nn.Module, *, log_prefix: str) -> bool:
-    """Drop the classifier of ``state`` (in place) when it does not fit ``model``'s; True when the model's
-    classifier keeps its fresh initialisation (dropped, or absent from the checkpoint)."""
+    """Drop the classifiers of ``state`` (in place) that do not fit ``model``'s; True when a classifier of the
+    model keeps its fresh initialisation (dropped, or absent from the checkpoint)."""
+    fresh = False
+    for clf in classifier_names(model):
+        fresh |= _reset_one_head(state, model, clf, log_prefix)
+    return fresh
+
+
+def _reset_one_head(state: dict[str, torch.Tensor], model: nn.Module, clf: str, log_prefix: str) -> bool:
     target = model.state_dict()
-    clf = classifier_name(model)
     head_keys = [k for k in (f"{clf}.weight", f"{clf}.bias") if k in state]
     model_classes = getattr(model, "num_classes", None)
     if head_keys and any(k not in target or target[k].shape != state[k].shape for k in head_keys):
@@ -54,14 +63,14 @@ def reset_head(state: dict[str, torch.Tensor], model: nn.Module, *, log_prefix: 
         for k in head_keys:
             del state[k]
         _logger.warning(
-            "%s: the checkpoint's classifier has %d classes, the model %s; the classifier is not loaded and "
-            "keeps the model's fresh initialisation (fine-tune it).", log_prefix, ckpt_classes, model_classes,
+            "%s: the checkpoint's classifier %s has %d classes, the model %s; it is not loaded and keeps the "
+            "model's fresh initialisation (fine-tune it).", log_prefix, clf, ckpt_classes, model_classes,
         )
         return True
     if not head_keys and any(k.startswith(clf + ".") for k in target):
         _logger.warning(
-            "%s: the checkpoint has no classifier; the model's %s-class classifier keeps its fresh initialisation.",
-            log_prefix, model_classes,
+            "%s: the checkpoint has no classifier %s; the model's %s-class classifier keeps its fresh "
+            "initialisation.", log_prefix, clf, model_classes,
         )
         return True
     return False

@@ -25,7 +25,7 @@ import torch.nn as nn
 from convvit.checkpoints.containers import extract_state_dict, hf_config_metadata
 from convvit.checkpoints.files import PathLike, read_checkpoint_file, read_safetensors_metadata, save_weights
 from convvit.errors import CheckpointError
-from convvit.models.checkpoints.fit import classifier_name, fit_state_dict, model_grid, square_grid
+from convvit.models.checkpoints.fit import classifier_names, fit_state_dict, model_grid, square_grid
 from convvit.models.checkpoints.formats import UNKNOWN, detect_format, key_format, to_convvit
 
 __all__ = ["load_checkpoint", "read_checkpoint", "read_checkpoint_metadata", "convert_checkpoint"]
@@ -69,7 +69,7 @@ def _closest_models(state: Mapping[str, torch.Tensor]) -> list[str]:
     from convvit.models.registry import create_model, list_models
 
     def skip(k: str) -> bool:
-        return k.startswith(("head.", "pos_embed")) or k.endswith("pos_embed")
+        return k.startswith(("head.", "head_dist.", "pos_embed")) or k.endswith("pos_embed")
 
     wanted = {k: tuple(v.shape) for k, v in state.items() if not skip(k)}
     names = [n for pattern in detect_format(set(state)).models for n in list_models(pattern)]
@@ -141,7 +141,7 @@ def _load_state(
 ) -> dict[str, Any]:
     fmt, meta = info["format"], info["metadata"]
     target = model.state_dict()
-    clf = classifier_name(model) + "."
+    clf = tuple(name + "." for name in classifier_names(model))
     missing = [k for k in target if k not in state and not k.startswith(clf)]
     unexpected = [k for k in state if k not in target and not k.startswith(clf)]
     if strict and (missing or unexpected):

@@ -1,0 +1,268 @@
+"""Does a convolutional teacher give ViT_P what a convolutional stem gives ViT_C? DeiT distillation on
+Fashion-MNIST, as one resumable script that writes docs/results/distillation.md, its CSV and its figure.
+
+    python benchmarks/distillation_report.py                    # the whole experiment (about 2.5 h on 2 cores)
+    python benchmarks/distillation_report.py --limit-batches 2 --work /tmp/d --docs /tmp/d/docs   # a smoke run
+
+Protocol (the main job's, configs/fashion_mnist/vit_c.yaml): 54,000 training images, every choice made on the
+6,000-image hold-out (data.val_fraction 0.1, validated after every epoch), the test split used once per run on
+its final weights. Stages:
+
+1. teachers    trained once each with the main job's recipe and budget: a convnet from timm (``--convnet``,
+               resnet10t) and ViT_C nano; each tested once. Their accuracy and wall time go in the report.
+2. students    ViT_P nano and ViT_C nano, with DeiT's distillation token and head (the same architecture in
+               every condition), at the main job's budget: no teacher, hard and soft distillation from the
+               convnet, hard distillation from ViT_C nano; ``--seeds`` each.
+3. tests       each student's final weights on the test split, once.
+4. report      docs/results/distillation.md + distillation.csv + distillation.png.
+
+Runs that finished are read back, never trained again: stop it at any point and run the same command to
+continue. Work (runs, checkpoints, logs) stays in --work; only the report, its CSV and figure go to --docs.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import math
+import os
+import statistics
+import sys
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fashion_mnist_report import (  # noqa: E402  (the Fashion-MNIST report's job runner and test reader)
+    ConvvitTest, ReportError, table, train_runs, write_csv,
+)
+
+from convvit.sweep.core import SWEEP_DEFAULTS  # noqa: E402
+from convvit.sweep.trial import RECORD_CALLBACK, TrialJob  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = "benchmarks/distillation_report.py"
+CONFIG = ROOT / "configs/fashion_mnist/vit_c.yaml"
+STUDENTS = ("vit_p_nano_32px", "vit_c_nano_32px")
+LABELS = {"vit_p_nano_32px": "ViT_P", "vit_c_nano_32px": "ViT_C"}
+# (condition, distillation type, teacher role): the question is the convnet's; ViT_C as teacher tells a
+# convolutional teacher from any good teacher
+CONDITIONS = (("none", "none", None), ("hard-convnet", "hard", "convnet"), ("soft-convnet", "soft", "convnet"),
+              ("hard-vit_c", "hard", "vit_c"))
+TEST_IMAGES = 10_000
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--work", type=Path, default=ROOT / "runs/distillation_report")
+    p.add_argument("--docs", type=Path, default=ROOT / "docs/results")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    p.add_argument("--epochs", type=int, default=None, help="default: the main job's (its config's max_epochs)")
+    p.add_argument("--convnet", default="resnet10t", help="the timm convnet teacher")
+    p.add_argument("--parallel", type=int, default=1, help="runs at a time (the cores are divided between them)")
+    p.add_argument("--limit-batches", type=int, default=None, help="smoke runs: batches per epoch and split")
+    return p
+
+
+def _limits(limit: int | None, splits: Sequence[str]) -> list[str]:
+    return [] if limit is None else [t for s in splits for t in (f"--trainer.limit_{s}_batches", str(limit))]
+
+
+def fit_job(args: argparse.Namespace, trial: str, model: str, seed: int, extra: Sequence[str]) -> TrialJob:
+    """`convvit fit` of the main job's config with ``model`` (hold-out validation every epoch, the trial record
+    the job runner reads back), as a job of WORK/runs/TRIAL."""
+    defaults = [t for key, value in SWEEP_DEFAULTS.items() for t in (f"--{key}", value)]
+    epochs = ["--trainer.max_epochs", str(args.epochs)] if args.epochs else []
+    argv = ["fit", "--config", str(CONFIG), *defaults, *epochs, *_limits(args.limit_batches, ("train", "val")),
+            "--model.name", model, "--seed_everything", str(seed), "--trainer.default_root_dir",
+            str(args.work / "runs"), "--name", trial, RECORD_CALLBACK, *extra]
+    info = {"trial": trial, "model": model, "optimizer": "adamw", "sample": 0, "lr": None, "wd": None, "seed": seed}
+    return TrialJob(trial=info, argv=argv, root=str(args.work), run_parent=str(args.work / "runs" / trial),
+                    log=str(args.work / "logs" / f"{trial}.log"),
+                    threads=max(1, (os.cpu_count() or 1) // args.parallel), cwd=str(ROOT))
+
+
+def teacher_jobs(args: argparse.Namespace) -> dict[str, TrialJob]:
+    return {"convnet": fit_job(args, f"teacher-{args.convnet}", args.convnet, 0, []),
+            "vit_c": fit_job(args, "teacher-vit_c_nano_32px", "vit_c_nano_32px", 0, [])}
+
+
+def student_jobs(args: argparse.Namespace, teachers: Mapping[str, Path]) -> list[TrialJob]:
+    jobs = []
+    for model in STUDENTS:
+        for condition, kind, role in CONDITIONS:
+            for seed in args.seeds:
+                extra = ["--model.model_kwargs", "{distilled: true}", "--model.distillation.type", kind]
+                if role is not None:
+                    extra += ["--model.distillation.teacher", str(teachers[role])]
+                job = fit_job(args, f"{LABELS[model]}-{condition}-seed{seed}", model, seed, extra)
+                job.trial.update(condition=condition, teacher=role or "")
+                jobs.append(job)
+    return jobs
+
+
+def checkpoint_of(args: argparse.Namespace, row: Mapping[str, Any]) -> Path:
+    return args.work / row["run_dir"] / "checkpoints" / "last.ckpt"
+
+
+def summarize(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per student and condition: the seeds' test errors, their mean and spread, and the 95% interval of one
+    run's test error from the test split's size alone (the smallest difference one run can resolve)."""
+    out = []
+    for model in STUDENTS:
+        for condition, _, _ in CONDITIONS:
+            errors = [float(r["test_error"]) for r in rows if r["model"] == model and r["condition"] == condition]
+            if not errors:
+                continue
+            mean = statistics.fmean(errors)
+            p = mean / 100
+            half = 196 * math.sqrt(p * (1 - p) / TEST_IMAGES)  # normal approximation, in points
+            out.append({"student": LABELS[model], "condition": condition, "runs": len(errors),
+                        "test_errors": " ".join(f"{e:.2f}" for e in errors), "mean_test_error": mean,
+                        "seed_spread": max(errors) - min(errors), "one_run_ci95": half})
+    return out
+
+
+def verdicts(summary: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The two questions, read off the means, against the noise (seed spread and one run's interval)."""
+    mean = {(r["student"], r["condition"]): r["mean_test_error"] for r in summary}
+    noise = max([max(r["seed_spread"], r["one_run_ci95"]) for r in summary] or [0.0])
+    lines = []
+    if ("ViT_P", "none") in mean and ("ViT_C", "none") in mean:
+        gap = mean[("ViT_P", "none")] - mean[("ViT_C", "none")]
+        lines.append(f"Undistilled, ViT_P's test error is {gap:+.2f} points from ViT_C's (the stem's effect).")
+        for condition in ("hard-convnet", "soft-convnet"):
+            if ("ViT_P", condition) in mean:
+                closed = mean[("ViT_P", "none")] - mean[("ViT_P", condition)]
+                share = f" ({100 * closed / gap:.0f}% of the gap)" if gap > 0 else ""
+                lines.append(f"{condition} changes ViT_P's error by {-closed:+.2f} points{share}.")
+    for condition in ("hard-convnet", "soft-convnet", "hard-vit_c"):
+        if ("ViT_C", condition) in mean and ("ViT_C", "none") in mean:
+            lines.append(f"{condition} changes ViT_C's error by "
+                         f"{mean[('ViT_C', condition)] - mean[('ViT_C', 'none')]:+.2f} points (does it add to the stem?).")
+    lines.append(f"Differences below about {noise:.2f} points are within the noise (the largest seed spread or "
+                 "one run's 95% interval on 10,000 test images).")
+    return lines
+
+
+def plot(summary: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str, Any]], png: Path) -> Path:
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    names = [c for c, _, _ in CONDITIONS]
+    for k, student in enumerate(("ViT_P", "ViT_C")):
+        xs = [i + (k - 0.5) * 0.3 for i in range(len(names))]
+        means = [next((r["mean_test_error"] for r in summary if r["student"] == student and r["condition"] == c),
+                      math.nan) for c in names]
+        ax.bar(xs, means, width=0.3, label=student, alpha=0.8)
+        for x, c in zip(xs, names):
+            pts = [r["test_error"] for r in rows if LABELS[r["model"]] == student and r["condition"] == c]
+            ax.plot([x] * len(pts), pts, "k.", ms=5)
+    ax.set_xticks(range(len(names)), names)
+    ax.set_ylabel("test error (%)")
+    ax.set_title("Fashion-MNIST, nano students (bars: mean, dots: seeds)")
+    ax.legend()
+    lows = [r["test_error"] for r in rows]
+    if lows:
+        ax.set_ylim(min(lows) - 1.0, max(lows) + 1.0)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    from convvit.sweep.results import atomic_write_bytes
+
+    return atomic_write_bytes(png, buf.getvalue())
+
+
+def write_report(args: argparse.Namespace, teachers: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str, Any]]
+                 ) -> Path:
+    summary = summarize(rows)
+    train_h = sum(float(r["seconds"]) for r in [*teachers, *rows]) / 3600
+    docs = args.docs
+    csv_path = write_csv(docs / "distillation" / "distillation.csv", [
+        {k: r[k] for k in ("trial", "model", "condition", "teacher", "seed", "final_error", "test_error", "seconds")}
+        for r in rows])
+    png = plot(summary, rows, docs / "distillation" / "distillation.png")
+    teacher_table = table(["teacher", "hold-out error (%)", "test error (%)", "train wall (s)"],
+                          [[t["model"], f"{float(t['final_error']):.2f}", f"{t['test_error']:.2f}",
+                            f"{float(t['seconds']):.0f}"] for t in teachers])
+    student_table = table(["student", "condition", "runs", "test errors (%)", "mean", "seed spread", "one run ±95%"],
+                          [[r["student"], r["condition"], r["runs"], r["test_errors"], f"{r['mean_test_error']:.2f}",
+                            f"{r['seed_spread']:.2f}", f"{r['one_run_ci95']:.2f}"] for r in summary])
+    smoke = (f"\n**Smoke run** (--limit-batches {args.limit_batches}): the figures measure nothing.\n"
+             if args.limit_batches else "")
+    text = f"""# Distillation: a convolutional teacher for ViT_P and ViT_C
+
+Generated by `python {SCRIPT}` on {datetime.date.today().isoformat()}: {len(teachers) + len(rows)} training
+runs, {train_h:.2f} h of training wall time in all; machine: {_machine()}.{smoke}
+
+Protocol: configs/fashion_mnist/vit_c.yaml (the main job), 54,000 training images, the 6,000-image hold-out for
+validation, the test split once per run. Students carry DeiT's distillation token and head in every condition
+(the `none` row trains both heads on the labels), so only the teacher differs.
+
+## Teachers
+
+{teacher_table}
+
+## Students
+
+{student_table}
+
+![test error by condition]({png.relative_to(docs).as_posix()})
+
+## Reading
+
+{chr(10).join('* ' + line for line in verdicts(summary))}
+
+Data: [{csv_path.relative_to(docs).as_posix()}]({csv_path.relative_to(docs).as_posix()}).
+"""
+    from convvit.sweep.results import atomic_write_text
+
+    return atomic_write_text(docs / "distillation.md", text)
+
+
+def _machine() -> str:
+    from convvit.training.precision import cpu_bf16_flags, cpu_model_name
+
+    return f"{cpu_model_name()}, {os.cpu_count()} cores, bf16 units: {', '.join(cpu_bf16_flags()) or 'none'}"
+
+
+def run(args: argparse.Namespace) -> Path:
+    args.work.mkdir(parents=True, exist_ok=True)
+    tester = ConvvitTest(args.work / "tests", args.limit_batches)
+    print("\n== stage 1/4: teachers", flush=True)
+    jobs = teacher_jobs(args)
+    teacher_rows = dict(zip(jobs, train_runs(list(jobs.values()), args.work, args.parallel)))
+    teachers = {role: checkpoint_of(args, row) for role, row in teacher_rows.items()}
+    for row in teacher_rows.values():
+        row["test_error"] = tester(args.work / row["run_dir"], row["trial"])
+    print("\n== stage 2/4: students", flush=True)
+    student = student_jobs(args, teachers)
+    rows = train_runs(student, args.work, args.parallel)
+    print("\n== stage 3/4: tests", flush=True)
+    for job, row in zip(student, rows):
+        row.update(condition=job.trial["condition"], teacher=job.trial["teacher"])
+        row["test_error"] = tester(args.work / row["run_dir"], row["trial"])
+    print("\n== stage 4/4: report", flush=True)
+    path = write_report(args, list(teacher_rows.values()), rows)
+    print(f"wrote {path}")
+    return path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        run(args)
+        return 0
+    except ReportError as err:
+        print(f"{SCRIPT}: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{SCRIPT}: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""benchmarks/distillation_report.py without training: its jobs, its reading of the results, its report files."""
+import argparse
+
+import pytest
+
+from benchmark_scripts import load_script
+
+
+@pytest.fixture(scope="module")
+def report():
+    return load_script("distillation_report")
+
+
+def _args(report, tmp_path, **over):
+    args = report.build_parser().parse_args(["--work", str(tmp_path / "w"), "--docs", str(tmp_path / "docs")])
+    return argparse.Namespace(**{**vars(args), **over})
+
+
+def test_student_jobs_distil_from_the_right_teacher(report, tmp_path):
+    args = _args(report, tmp_path)
+    teachers = {"convnet": tmp_path / "convnet.ckpt", "vit_c": tmp_path / "vit_c.ckpt"}
+    jobs = report.student_jobs(args, teachers)
+    assert len(jobs) == len(report.STUDENTS) * len(report.CONDITIONS) * 2  # two seeds by default
+    by_name = {job.trial["trial"]: job.argv for job in jobs}
+    hard = by_name["ViT_P-hard-convnet-seed1"]
+    assert hard[hard.index("--model.distillation.teacher") + 1] == str(teachers["convnet"])
+    assert hard[hard.index("--model.distillation.type") + 1] == "hard" and "{distilled: true}" in hard
+    none = by_name["ViT_C-none-seed0"]
+    assert "--model.distillation.teacher" not in none and "{distilled: true}" in none  # same architecture
+    assert "--data.val_fraction" in none and none[none.index("--test_after_fit") + 1] == "false"
+
+
+def _row(model, condition, seed, test_error):
+    return {"trial": f"{model}-{condition}-{seed}", "model": model, "condition": condition, "teacher": "",
+            "seed": seed, "final_error": test_error + 0.1, "test_error": test_error, "seconds": 400.0}
+
+
+def test_reading_and_report_files(report, tmp_path):
+    rows = [_row("vit_p_nano_32px", "none", s, 11.0 + s) for s in (0, 1)]
+    rows += [_row("vit_p_nano_32px", "hard-convnet", s, 9.5 + s) for s in (0, 1)]
+    rows += [_row("vit_c_nano_32px", "none", s, 9.0 + s) for s in (0, 1)]
+    summary = report.summarize(rows)
+    p_none = next(r for r in summary if r["student"] == "ViT_P" and r["condition"] == "none")
+    assert p_none["mean_test_error"] == pytest.approx(11.5) and p_none["seed_spread"] == pytest.approx(1.0)
+    text = " ".join(report.verdicts(summary))
+    assert "+2.00 points from ViT_C's" in text and "hard-convnet changes ViT_P's error by -1.50 points (75% of the gap)" in text
+    teachers = [{"model": "resnet10t", "final_error": 8.0, "test_error": 8.2, "seconds": 300.0}]
+    path = report.write_report(_args(report, tmp_path), teachers, rows)
+    md = path.read_text()
+    assert "| resnet10t | 8.00 | 8.20 | 300 |" in md and "75% of the gap" in md and "7 training" in md
+    assert (tmp_path / "docs/distillation/distillation.png").stat().st_size > 0
+    assert (tmp_path / "docs/distillation/distillation.csv").read_text().startswith("trial,model,condition")
