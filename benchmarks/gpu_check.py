@@ -19,10 +19,11 @@ What it measures, each figure printed beside the machine it came from:
   GPU (the model's ceiling), with the GPU's utilisation;
 
     python benchmarks/gpu_check.py                     # on a CUDA machine, a few minutes
-    python benchmarks/gpu_check.py --smoke             # tiny sizes on CPU (what the tests run)
+    python benchmarks/gpu_check.py --csv benchmarks/results/gpu.csv   # records the figures the README quotes
+    python benchmarks/gpu_check.py --smoke             # tiny sizes on CPU (what the tests run), to runs/benchmarks/
     python benchmarks/gpu_check.py --pairs deit_small --csv /tmp/gpu.csv
 
-The rows go to ``--csv`` (default benchmarks/results/gpu.csv) in long form: section, item, value, unit, detail.
+The rows go to ``--csv`` (which a real run must name; --smoke: runs/benchmarks/gpu_smoke.csv) in long form: section, item, value, unit, detail.
 """
 from __future__ import annotations
 
@@ -56,6 +57,10 @@ DATASHEET_BF16_TFLOPS = {
     "H200": 989.4, "H100 SXM": 989.4, "H100 80GB HBM3": 989.4, "H100 NVL": 835.0, "H100 PCIe": 756.0,
     "A100": 312.0, "L40S": 362.1, "L4": 121.0, "A10": 125.0,
 }
+
+ROOT = Path(__file__).resolve().parents[1]
+RECORDED = ROOT / "benchmarks" / "results" / "gpu.csv"  # the committed H200 figures the README quotes
+SMOKE_CSV = Path("runs") / "benchmarks" / "gpu_smoke.csv"
 
 
 def datasheet_peak(gpu_name: str) -> tuple[float | None, str]:
@@ -440,9 +445,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "pair takes up to 170 s on an H200, so the check ends within 8 minutes)")
     parser.add_argument("--smoke", action="store_true",
                         help="tiny sizes, eager, on the CPU when there is no GPU: checks that the script runs")
-    parser.add_argument("--csv", type=Path, default=Path(__file__).resolve().parent / "results" / "gpu.csv")
+    parser.add_argument("--csv", type=Path, default=None,
+                        help=f"where the rows go; a real run must name it ({RECORDED} holds the recorded GPU "
+                             f"figures); --smoke writes {SMOKE_CSV} unless told")
     args = parser.parse_args(argv)
+    if args.csv is None and not args.smoke:
+        parser.error(f"name the output: --csv {RECORDED.relative_to(ROOT)} replaces the recorded GPU figures, "
+                     "--csv PATH writes anywhere else")
     if args.smoke:
+        args.csv = args.csv or SMOKE_CSV
+        if args.csv.resolve().is_relative_to(RECORDED.parent):
+            parser.error(f"--smoke figures are not results: write them outside {RECORDED.parent.relative_to(ROOT)}/ "
+                         f"(default {SMOKE_CSV})")
         args.batch_size, args.img_size, args.num_classes = 2, 64, 10
         args.rounds, args.iters, args.warmup, args.compile = 1, 1, 1, False
         args.matmul_size, args.loader_images, args.loader_image_size = 64, 24, (80, 60)

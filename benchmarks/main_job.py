@@ -1,14 +1,14 @@
 """Main job: `convvit fit` on Fashion-MNIST with the ViT_C config and its ViT_P twin; wall time and accuracy.
 
-    python benchmarks/main_job.py                          # both configs, seed 0, one after the other
-    python benchmarks/main_job.py --models vit_c --seeds 0 1
-    python benchmarks/main_job.py --keep runs/main_job    # keep the runs (checkpoints for `convvit explain`)
+    python benchmarks/main_job.py --output main_job.csv   # both configs, seed 0, one after the other
+    python benchmarks/main_job.py --models vit_c --seeds 0 1 --output main_job.csv
+    python benchmarks/main_job.py --keep runs/main_job --output benchmarks/results/main_job.csv  # record; keep runs
 
 Each run is the real command line (a fresh process: imports, data loading, training with validation on the
 held-out part of the training set after every epoch, the one test at the end), timed from start to exit. Prints
 the CPU it ran on, one line per run with the last validation top-1 (the split the recipe was chosen on) beside
-the test top-1 (reported, never used for a choice) and the margin to the 10-minute goal, and writes
-benchmarks/results/main_job.csv. Run it on a quiet machine: a second job on the same cores stretches the wall time.
+the test top-1 (reported, never used for a choice) and the margin to the 10-minute goal, and writes --output
+(which a run must name: benchmarks/results/main_job.csv holds the recorded figures). Run it on a quiet machine: a second job on the same cores stretches the wall time.
 """
 from __future__ import annotations
 
@@ -63,11 +63,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", choices=sorted(CONFIGS), default=["vit_c", "vit_p"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
-    parser.add_argument("--output", default=str(ROOT / "benchmarks/results/main_job.csv"))
+    parser.add_argument("--output", default=None,
+                        help="the CSV to write, which a run must name: benchmarks/results/main_job.csv holds the "
+                             "recorded figures the README quotes")
     parser.add_argument("--keep", metavar="DIR", default=None,
                         help="write the runs under DIR and keep them (default: a temporary folder, removed)")
     parser.add_argument("extra", nargs=argparse.REMAINDER, help="further `convvit fit` options after --")
     args = parser.parse_args()
+    if args.output is None:  # a run on a busy or other machine must not replace the recorded figures by default
+        parser.error("name the output: --output benchmarks/results/main_job.csv replaces the recorded figures, "
+                     "--output PATH writes anywhere else")
     extra = [a for a in args.extra if a != "--"]
     where = machine()
     print(f"machine: {where}", flush=True)

@@ -34,3 +34,69 @@ def test_a_failed_write_keeps_the_previous_file(tmp_path):
         raise RuntimeError("killed mid-write")
     assert target.read_text() == "old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["results.csv"]  # no temporary left behind
+
+
+# ------------------------------------------------------------------------------------- spreadsheet-safe CSV
+FORMULA = '=HYPERLINK("http://x","y")'
+
+
+@pytest.mark.parametrize("cell", [FORMULA, "+1+1", "-2+3", "@SUM(A1)", "\t=1", "\r=1", "'=1"])
+def test_cells_a_spreadsheet_would_run_get_a_quote(cell):
+    from convvit.fileio import from_spreadsheet_safe, spreadsheet_safe
+
+    safe = spreadsheet_safe(cell)
+    assert safe == "'" + cell and from_spreadsheet_safe(safe) == cell
+
+
+@pytest.mark.parametrize("cell", ["cat", "-0.5", "+3", "1e-3", "'quoted", "a=b", 1.5, None, True])
+def test_other_cells_are_written_as_they_are(cell):
+    from convvit.fileio import from_spreadsheet_safe, spreadsheet_safe
+
+    assert spreadsheet_safe(cell) == cell
+    if isinstance(cell, str):
+        assert from_spreadsheet_safe(cell) == cell
+
+
+def test_written_csv_has_no_live_formula(tmp_path):
+    import csv
+
+    from convvit.fileio import write_csv
+    from convvit.inference.predict import write_predictions
+
+    write_csv(tmp_path / "a.csv", ["name", "x"], [{"name": FORMULA, "x": -1.5, "extra": "left out"}, ("@x", None)])
+    assert (tmp_path / "a.csv").read_text() == f'name,x\n"\'{FORMULA.replace(chr(34), 2 * chr(34))}",-1.5\n\'@x,\n'
+    rows = [{"path": "=x.png", "pred": FORMULA, "prob": 0.9}]
+    with open(write_predictions(rows, tmp_path / "p.csv", top_k=1)) as f:
+        assert list(csv.DictReader(f)) == [{"path": "'=x.png", "pred": "'" + FORMULA, "prob": "0.9"}]
+
+
+def test_every_csv_convvit_writes_goes_through_the_safe_writer():
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[1] / "src" / "convvit"
+    writers = sorted(str(p.relative_to(src)) for p in src.rglob("*.py")
+                     if "csv.writer(" in p.read_text() or "csv.DictWriter(" in p.read_text())
+    assert writers == ["fileio.py"]
+
+
+def test_sweep_results_read_back_what_was_written(tmp_path):
+    from convvit.sweep.results import read_results, write_results
+
+    write_results(tmp_path / "results.csv", [{"trial": "t0", "model": "=m", "run_dir": "-runs/t0", "lr": 0.1,
+                                                 "status": "failed"}])
+    (row,) = read_results(tmp_path / "results.csv")
+    assert (row["model"], row["run_dir"], row["lr"]) == ("=m", "-runs/t0", 0.1)
+
+
+def test_a_read_only_file_is_never_replaced_without_force(tmp_path):
+    from convvit.errors import ReadOnlyFileError
+    from convvit.fileio import write_csv
+
+    target = tmp_path / "mine.csv"
+    target.write_text("kept\n")
+    target.chmod(0o444)  # os.replace ignores this, and so does root: the check is convvit's own
+    with pytest.raises(ReadOnlyFileError, match=r"mine.csv exists and is read-only \(-r--r--r--\).*--force"):
+        write_csv(target, ["a"], [(1,)])
+    assert target.read_text() == "kept\n"
+    write_csv(target, ["a"], [(1,)], force=True)
+    assert target.read_text() == "a\n1\n"

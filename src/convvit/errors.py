@@ -19,7 +19,8 @@ from typing import Callable, NoReturn
 
 __all__ = [
     "ConvvitError", "UsageError", "DiskFullError", "NonFiniteLossError", "ClassMismatchError",
-    "CheckpointConflictError", "CheckpointError", "UnsafeCheckpointError", "ExportMismatchError", "ArgumentParser",
+    "CheckpointConflictError", "CheckpointError", "UnsafeCheckpointError", "ExportMismatchError",
+    "ReadOnlyFileError", "ArgumentParser",
     "describe", "is_disk_full", "run_guarded", "debug_requested",
 ]
 
@@ -62,6 +63,10 @@ class CheckpointError(ConvvitError, ValueError):
 
 class UnsafeCheckpointError(CheckpointError):
     """A checkpoint holds pickled Python objects other than tensors and plain containers."""
+
+
+class ReadOnlyFileError(ConvvitError, PermissionError):
+    """A file convvit was to replace is read-only: its owner protected it."""
 
 
 class ExportMismatchError(ConvvitError):
@@ -126,10 +131,36 @@ def describe(err: BaseException) -> tuple[str, int] | None:
         where = next((e.filename for e in _chain(err) if getattr(e, "filename", None)), "a file")
         return str(disk_full_error(where, kept_previous=False)), 1
     if isinstance(err, OSError) and err.errno in _ACCESS_ERRNOS and err.filename:
-        return f"{err.filename}: {err.strerror.lower()}. Fix: check its permissions, or choose another path", 1
+        return access_message(err), 1
     if isinstance(err, _USER_ERRORS):
         return _one_line(message), 1
     return None
+
+
+def access_message(err: OSError) -> str:
+    """One line for a refused read or write: the path, the permissions of it (or of the folder it was to be made
+    in) and the fix."""
+    path = Path(os.fsdecode(err.filename))
+    held = path
+    while not held.exists() and held != held.parent:
+        held = held.parent
+    try:
+        import pwd
+        import stat
+
+        st = held.stat()
+        try:
+            owner = pwd.getpwuid(st.st_uid).pw_name
+        except KeyError:
+            owner = str(st.st_uid)
+        where = "" if held == path else f" (in {held})"
+        perms = f"{where}; {held} is {stat.filemode(st.st_mode)}, owned by {owner}"
+    except (ImportError, OSError):
+        perms = ""
+    reason = (err.strerror or "permission denied").lower()
+    if err.errno == errno.EROFS:
+        return f"{path}: {reason}{perms}. Fix: choose a path on a writable file system"
+    return (f"{path}: {reason}{perms}. Fix: make it writable for you (chmod u+w {held}) or choose another path")
 
 
 def debug_requested(argv: list[str]) -> bool:

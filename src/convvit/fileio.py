@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import glob
+import io
 import os
 import re
 import socket
+import stat
 import tempfile
 from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
 
-from convvit.errors import disk_full_error, is_disk_full
+from convvit.errors import ReadOnlyFileError, disk_full_error, is_disk_full
 
-__all__ = ["atomic_write", "atomic_write_bytes", "new_file_mode", "remove_abandoned_temporaries"]
+__all__ = [
+    "atomic_write", "atomic_write_bytes", "new_file_mode", "remove_abandoned_temporaries", "spreadsheet_safe",
+    "from_spreadsheet_safe", "csv_text", "write_csv", "refuse_read_only", "allow_replacing",
+]
 
 PathLike = str | os.PathLike
 
@@ -73,11 +80,42 @@ def remove_abandoned_temporaries(folder: PathLike, target: str = "*") -> list[Pa
     return removed
 
 
+def _read_only_mode(path: PathLike) -> int | None:
+    """The mode of ``path`` when it is a file nobody may write to, else None."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    return mode if stat.S_ISREG(mode) and not mode & 0o222 else None
+
+
+def refuse_read_only(path: PathLike) -> None:
+    """Raise :class:`ReadOnlyFileError` when ``path`` is an existing file with no write permission.
+
+    A rename replaces a file whatever its mode (only the folder's matters), and root may write any file, so
+    without this check a file its owner protected would be replaced without a word."""
+    mode = _read_only_mode(path)
+    if mode is not None:
+        raise ReadOnlyFileError(
+            f"{path} exists and is read-only ({stat.filemode(mode)}), so it was not replaced. Fix: write to another "
+            f"path, or, to replace it, pass --force where the command has it (or make it writable: chmod u+w {path})"
+        )
+
+
+def allow_replacing(path: PathLike) -> None:
+    """``--force``: let the next write replace ``path`` even if it is read-only (its owner's write bit is set)."""
+    mode = _read_only_mode(path)
+    if mode is not None:
+        os.chmod(path, stat.S_IMODE(mode) | stat.S_IWUSR)
+
+
 @contextlib.contextmanager
 def atomic_write(path: PathLike):
     """Open a temporary file beside ``path`` for binary writing; on success it is synced and renamed onto
-    ``path`` (``os.replace``, atomic on POSIX), on any error it is removed and ``path`` is left as it was."""
+    ``path`` (``os.replace``, atomic on POSIX), on any error it is removed and ``path`` is left as it was.
+    A read-only ``path`` is refused (:func:`refuse_read_only`)."""
     path = Path(path)
+    refuse_read_only(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_abandoned_temporaries(path.parent, path.name)  # left by a process killed mid-write
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_HOST}-{os.getpid()}.", suffix=".tmp", dir=path.parent)
@@ -107,3 +145,58 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
     with atomic_write(path) as f:
         f.write(data)
     return Path(path)
+
+
+# ----------------------------------------------------------------------------------------------------- CSV
+# A cell a spreadsheet would run as a formula (OWASP, "CSV Injection"): it begins with one of these.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _needs_quote(text: str) -> bool:
+    if text.startswith("'"):  # so that from_spreadsheet_safe can tell a quote it added from one that was there
+        return _needs_quote(text[1:])
+    return text.startswith(_FORMULA_START) and not _is_number(text)  # -0.5 is a number, not a formula
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """``value`` as a CSV cell that a spreadsheet shows as text: a string beginning with ``= + - @`` (or tab, CR)
+    gets a leading ``'``, as OWASP recommends; numbers (``-0.5`` too) and every other value are unchanged.
+
+    Python's csv module quotes separators but not formulas, and no library we use does this."""
+    return "'" + value if isinstance(value, str) and _needs_quote(value) else value
+
+
+def from_spreadsheet_safe(text: str) -> str:
+    """The value :func:`spreadsheet_safe` was given, from the cell it returned (for CSVs convvit reads back)."""
+    return text[1:] if text.startswith("'") and _needs_quote(text[1:]) else text
+
+
+def csv_text(columns: Sequence[str], rows: Iterable[Mapping[str, Any] | Sequence[Any]]) -> str:
+    """A CSV table (header first, ``\\n`` line ends) of ``rows`` -- mappings by column name (keys not in
+    ``columns`` are left out) or sequences in column order -- with every cell made :func:`spreadsheet_safe`.
+
+    Every CSV convvit writes goes through here: cells may hold names a user chose (files, class folders, runs)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow([spreadsheet_safe(c) for c in columns])
+    for row in rows:
+        cells = [row.get(c) for c in columns] if isinstance(row, Mapping) else row
+        writer.writerow([spreadsheet_safe(cell) for cell in cells])
+    return buf.getvalue()
+
+
+def write_csv(path: PathLike, columns: Sequence[str], rows: Iterable[Mapping[str, Any] | Sequence[Any]],
+              force: bool = False) -> Path:
+    """Write :func:`csv_text` to ``path`` atomically (UTF-8); returns the path. ``force`` replaces a read-only
+    file (see :func:`allow_replacing`)."""
+    if force:
+        allow_replacing(path)
+    return atomic_write_bytes(path, csv_text(columns, rows).encode())

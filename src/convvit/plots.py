@@ -12,14 +12,14 @@ Errors are the sweep's: top-1 % on each trial's validation split (see :mod:`conv
 from __future__ import annotations
 
 import csv
-import io
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from convvit.sweep.results import DONE, MANIFEST, RESULTS, atomic_write_text, chance_error, read_manifest, read_results
+from convvit.fileio import write_csv
+from convvit.sweep.results import DONE, MANIFEST, RESULTS, chance_error, read_manifest, read_results
 from convvit.sweep.space import SweepError
 
 __all__ = [
@@ -41,12 +41,8 @@ def _pyplot():
 
 
 def _write_csv(path: Path, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> Path:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n", extrasaction="ignore")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-    return atomic_write_text(path, buf.getvalue())
+    return write_csv(path, columns, ({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()}
+                                     for row in rows))
 
 
 def _save(fig: Any, png: Path) -> Path:

@@ -27,10 +27,10 @@ def test_smoke_run_writes_every_section(gpu_check, tmp_path, capsys):
     assert "vit_c_4gf" in printed and "convvit vit_p_4gf" in printed  # the side-by-side table
 
 
-def test_without_a_gpu_only_smoke_runs(gpu_check, monkeypatch):
+def test_without_a_gpu_only_smoke_runs(gpu_check, monkeypatch, tmp_path):
     monkeypatch.setattr(gpu_check.torch.cuda, "is_available", lambda: False)
     with pytest.raises(SystemExit, match="no CUDA GPU"):
-        gpu_check.main(["--pairs", "deit_small"])
+        gpu_check.main(["--pairs", "deit_small", "--csv", str(tmp_path / "gpu.csv")])
 
 
 @pytest.mark.parametrize("name, expected", [
@@ -39,3 +39,16 @@ def test_without_a_gpu_only_smoke_runs(gpu_check, monkeypatch):
 ])
 def test_datasheet_peak_matches_cuda_names(gpu_check, name, expected):
     assert gpu_check.datasheet_peak(name)[0] == expected
+
+
+def test_recorded_results_are_never_replaced_by_default(gpu_check, tmp_path, monkeypatch, capsys):
+    recorded = gpu_check.RECORDED
+    assert recorded.is_file()
+    with pytest.raises(SystemExit):  # a real run names its output
+        gpu_check.parse_args(["--pairs", "deit_small"])
+    assert "name the output: --csv benchmarks/results/gpu.csv" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # CPU smoke figures never go where the recorded ones are
+        gpu_check.parse_args(["--smoke", "--csv", str(recorded)])
+    assert "--smoke figures are not results" in capsys.readouterr().err
+    monkeypatch.chdir(tmp_path)
+    assert gpu_check.parse_args(["--smoke"]).csv == gpu_check.SMOKE_CSV  # runs/benchmarks/, in the working folder

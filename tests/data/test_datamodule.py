@@ -91,6 +91,9 @@ def test_imagefolder_flat_layout_with_val_fraction(tmp_path, fakes):
 def test_imagefolder_bad_layouts(tmp_path, fakes):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         ImageDataModule("imagefolder", str(tmp_path / "missing")).num_classes
+    (tmp_path / "a.png").write_bytes(b"")
+    with pytest.raises(NotADirectoryError, match="'.*a.png' is a file; it needs a folder"):
+        ImageDataModule("imagefolder", str(tmp_path / "a.png")).num_classes
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no 'train' sub-folder.*empty.*val_fraction"):
         ImageDataModule("imagefolder", str(tmp_path / "empty")).num_classes
@@ -313,3 +316,27 @@ def test_state_dict_records_bad_images(image_folder):
     batches(dm, dm.train_dataloader(), train=True)
     assert [Path(p).name for p in dm.state_dict()["bad_images"]] == ["broken.jpg"]
     dm.load_state_dict(dm.state_dict())
+
+
+def test_val_fraction_is_stratified_and_warns_of_lonely_classes(tmp_path, fakes):
+    counts = {"a": 10, "b": 2, "c": 1}  # a random 30% of 13 images often took b's or c's only training images
+    for c, n in counts.items():
+        for i in range(n):
+            fakes.write_image(tmp_path / "flat" / c / f"{i}.png")
+    dm = ImageDataModule("imagefolder", str(tmp_path / "flat"), img_size=8, val_fraction=0.3, **SMALL)
+    with pytest.warns(UserWarning, match=r"fewer than 2 images.*: c\. Fix"):
+        dm.setup("fit")
+
+    def per_class(dataset):
+        return {c: sum(p.parent.name == c for p in dataset.paths) for c in counts}
+
+    assert per_class(dm.val_set) == {"a": 3, "b": 1, "c": 0}  # round(0.3 * 13) = 4, by largest remainder
+    assert per_class(dm.train_set) == {"a": 7, "b": 1, "c": 1}  # every class keeps a training image
+
+
+def test_val_fraction_of_tensor_datasets_is_stratified():
+    dm = ImageDataModule("synthetic", img_size=8, synthetic_size=64, synthetic_num_classes=4, val_fraction=0.25,
+                         **SMALL)
+    dm.setup("fit")
+    assert torch.bincount(dm.val_set.labels, minlength=4).tolist() == [4, 4, 4, 4]  # 16 of each class
+    assert torch.bincount(dm.train_set.labels, minlength=4).tolist() == [12, 12, 12, 12]

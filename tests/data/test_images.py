@@ -111,3 +111,41 @@ def test_list_images_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no image files found"):
         list_images([tmp_path / "empty"])
+
+
+def test_list_images_visits_each_real_file_once(tmp_path, caplog, fakes):
+    root = tmp_path / "d"
+    a = fakes.write_image(root / "a.png")
+    b = fakes.write_image(root / "sub" / "b.png")
+    (root / "sub" / "up").symlink_to("..")  # a cycle: os.walk(followlinks=True) went round it ~40 times
+    (root / "a_link.png").symlink_to("a.png")  # the same file twice
+    (root / "x.png").symlink_to("gone.png")  # dangling: it ended a whole predict run with Errno 2
+    with caplog.at_level("WARNING"):
+        assert list_images([root, b]) == [a, b]
+    assert "x.png" in caplog.text and "not there" in caplog.text
+    other = tmp_path / "other"
+    c = fakes.write_image(other / "sub" / "c.png")
+    (other / "again").symlink_to("sub")  # the same folder twice
+    assert list_images(other) == [c]
+
+
+def test_training_folder_with_links(tmp_path, fakes):
+    from convvit.data.readers import scan_image_folder
+
+    root = fakes.make_image_folder(tmp_path, splits=("train",), classes=("a", "b"), n=2)
+    (root / "train" / "a" / "nested").mkdir()
+    (root / "train" / "a" / "nested" / "up").symlink_to("..")
+    (root / "train" / "b" / "dangling.png").symlink_to("nowhere.png")
+    paths, labels = scan_image_folder(root / "train")
+    assert [p.relative_to(root / "train").as_posix() for p in paths] == ["a/0.png", "a/1.png", "b/0.png", "b/1.png"]
+    assert labels == [0, 0, 1, 1]
+
+
+def test_decompression_bomb_message_reads_as_one_sentence(tmp_path, monkeypatch, fakes):
+    from PIL import Image
+
+    path = fakes.write_image(tmp_path / "big.png", size=(40, 40))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 1600 pixels: over twice the limit, a "bomb"
+    with pytest.raises(BadImageError, match="decompression bomb") as err:
+        load_image(path)
+    assert ".." not in str(err.value)

@@ -106,6 +106,8 @@ def test_scan_image_folder_errors(tmp_path, fakes):
         scan_image_folder(root / "train")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         scan_image_folder(tmp_path / "nope")
+    with pytest.raises(NotADirectoryError, match="is a file; a folder is needed"):
+        scan_image_folder(root / "train" / "a" / "0.png")
     (tmp_path / "flat").mkdir()
     with pytest.raises(FileNotFoundError, match="no class sub-folders"):
         scan_image_folder(tmp_path / "flat")

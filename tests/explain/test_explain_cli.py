@@ -28,6 +28,18 @@ def test_explain_images(checkpoints, image_dir, tmp_path, capsys, family):
     assert "rgb.png: class_" in capsys.readouterr().out
 
 
+def test_explain_output_named_png_is_that_file_for_one_image(checkpoints, image_dir, tmp_path, capsys):
+    out = tmp_path / "x.png"  # it became a folder called x.png
+    ckpt = str(checkpoints["vit_c"])
+    assert main(["explain", "--ckpt_path", ckpt, str(image_dir / "rgb.png"), "--output", str(out)]) == 0
+    assert out.is_file() and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and (tmp_path / "x.csv").is_file()
+    capsys.readouterr()
+    assert main(["explain", "--ckpt_path", ckpt, str(image_dir), "--output", str(tmp_path / "many.png")]) == 2
+    err = capsys.readouterr().err
+    assert "names a PNG file, but the 3 images give one figure each" in err and "--output" in err
+    assert not (tmp_path / "many.png").exists()
+
+
 def test_explain_distance(checkpoints, image_dir, tmp_path, capsys):
     out = tmp_path / "figs" / "distance.png"
     ckpts = [str(checkpoints["vit_c"]), str(checkpoints["convit"])]

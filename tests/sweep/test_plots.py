@@ -95,3 +95,17 @@ def test_plot_errors(tmp_path, capsys):
     assert err.startswith("convvit plot edf: error: ") and "results.csv" in err and len(err.splitlines()) == 1
     assert convvit_main(["plot", "curves", str(tmp_path)]) == 2
     assert "metrics.csv" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["edf", "lrwd", "curves"])
+@pytest.mark.parametrize("damage, words", [
+    (lambda text: text.replace("10.0000", "abc", 1), "row 2 (trial 'A-adamw-s000'): its final_error is 'abc', not a number"),
+    (lambda text: text.replace("status", "state", 1), "row 1 (its header) lacks the column(s) status"),
+    (lambda text: text.replace("adamw", "adamw\udcff", 2), "row 2 holds bytes that are not text"),
+])
+def test_damaged_results_csv_is_one_line(sweep_dir, capsys, kind, damage, words):
+    results = sweep_dir / "results.csv"
+    results.write_bytes(damage(results.read_text()).encode(errors="surrogateescape"))
+    assert convvit_main(["plot", kind, str(sweep_dir)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and str(results) in err and words in err and "Fix: " in err, err

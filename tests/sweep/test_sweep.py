@@ -98,3 +98,59 @@ def test_every_plot_written(killed_and_resumed, tmp_path):
     assert len(edf) == 1 + 8
     curves = (tmp_path / "c.csv").read_text().splitlines()
     assert curves[0] == "run,label,epoch,val_error" and len(curves) == 1 + 4 * 2  # 4 runs x 2 epochs
+
+
+def _copy_of_sweep(killed_and_resumed, tmp_path) -> tuple[Path, list[str]]:
+    """A copy of the finished sweep folder (run dirs are relative to it) and the sweep's arguments for it."""
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(killed_and_resumed["out"], copy, ignore=shutil.ignore_patterns(".lock"))
+    args = list(killed_and_resumed["args"])
+    args[args.index("--out") + 1] = str(copy)
+    return copy, args
+
+
+def test_damaged_rows_are_rebuilt_from_their_run_folders(killed_and_resumed, tmp_path, capsys):
+    from convvit.cli.sweep import main
+    from convvit.sweep.results import read_results
+
+    copy, args = _copy_of_sweep(killed_and_resumed, tmp_path)
+    results = copy / "results.csv"
+    lines = results.read_text().splitlines()
+    cells = lines[2].split(",")
+    cells[COLUMNS.index("best_error")] = "abc"
+    lines[2] = ",".join(cells)
+    lines[3] = ",".join(lines[3].split(",")[:5])  # a row with too few values
+    cut = "\n".join(lines)
+    # the file cut inside the last row's run_dir, as `head -c N` leaves it: "runs/T/version_0" became "ru"
+    results.write_text(cut[:cut.rindex(",") + 3])
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert "8 done, 0 to run" in captured.out
+    warnings = [line for line in captured.err.splitlines() if "warning" in line]
+    assert len(warnings) == 3, captured.err
+    assert "row 3" in warnings[0] and "best_error is 'abc'" in warnings[0]
+    assert "row 4" in warnings[1] and "5 values" in warnings[1]
+    assert "row 9" in warnings[2] and "run_dir 'ru' does not exist" in warnings[2]
+    assert all("rebuilt from its run folder" in w for w in warnings)
+    rebuilt = read_results(results)
+    keys = [k for k in COLUMNS if k != "seconds"]
+    assert [{k: r[k] for k in keys} for r in rebuilt] == [{k: r[k] for k in keys} for r in killed_and_resumed["after"]]
+    assert convvit_main(["plot", "curves", str(copy)]) == 0
+
+
+def test_results_csv_that_is_not_a_table_is_one_line(killed_and_resumed, tmp_path, capsys):
+    from convvit.cli.sweep import main
+
+    copy, args = _copy_of_sweep(killed_and_resumed, tmp_path)
+    results = copy / "results.csv"
+    original = results.read_bytes()
+    for garbage, words in [(original.replace(b"trial,", b"trail,", 1), "lacks the column(s) trial"),
+                           (original[:200] + bytes(range(128, 256)) + original[200:], "not text")]:
+        results.write_bytes(garbage)
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert len(err.splitlines()) == 1 and str(results) in err and words in err and "row " in err, err
+        assert f"mv {results} {results}.bad" in err and "Traceback" not in err
+        assert results.read_bytes() == garbage  # left as it was for the user to look at

@@ -102,3 +102,23 @@ def test_debug_shows_the_traceback(tmp_path, base, capsys, monkeypatch):
     assert convvit_main([*sweep(tmp_path, base, samples="0"), "--debug"]) != 0
     err = capsys.readouterr().err
     assert "Traceback" in err and "SweepError" in err and err.rstrip().splitlines()[-1].startswith("convvit")
+
+
+def test_read_only_out_names_the_folder_and_its_permissions(capsys, tmp_path, base, monkeypatch):
+    import errno
+
+    out = tmp_path / "out"
+    out.mkdir()
+    out.chmod(0o555)
+
+    def refused(self, *args):  # what open(OUT/.lock, "w") raises for a user who may not write there (root may)
+        raise PermissionError(errno.EACCES, "Permission denied", str(out / ".lock"))
+
+    monkeypatch.setattr(Sweep, "run", refused)
+    try:
+        assert convvit_main(sweep(tmp_path, base)) == 1
+    finally:
+        out.chmod(0o755)
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--debug" not in err, err
+    assert f"{out / '.lock'}: permission denied (in {out}); {out} is dr-xr-xr-x" in err and f"chmod u+w {out}" in err

@@ -213,3 +213,18 @@ def test_resume_is_exact(tmp_path, monkeypatch, data):
     assert a["lr_schedulers"] == b["lr_schedulers"]
     for sa, sb in zip(a["optimizer_states"][0]["state"].values(), b["optimizer_states"][0]["state"].values()):
         assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_fit_then_test_prints_no_callback_override_notice(tmp_path):
+    import io
+    import logging
+
+    notices = io.StringIO()
+    handler = logging.StreamHandler(notices)
+    logger = logging.getLogger("lightning.pytorch")
+    logger.addHandler(handler)
+    try:
+        assert fit(tmp_path) == 0  # fit, then the test of the final weights in the same trainer
+    finally:
+        logger.removeHandler(handler)
+    assert "override existing callbacks" not in notices.getvalue()

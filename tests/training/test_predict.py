@@ -97,3 +97,16 @@ def test_predict_output_folder_gets_predictions_csv(trained_run, tmp_path, capsy
                  "-o", str(out_dir)]) == 0
     assert (out_dir / "predictions.csv").is_file()
     assert str(out_dir / "predictions.csv") in capsys.readouterr().out
+
+
+def test_predict_refuses_a_read_only_output_unless_forced(trained_run, tmp_path, capsys):
+    folder = _images(tmp_path / "imgs", 1)
+    out = tmp_path / "preds.csv"
+    out.write_text("mine\n")
+    out.chmod(0o444)
+    argv = ["predict", "--ckpt_path", str(trained_run / "checkpoints" / "last.ckpt"), str(folder), "-o", str(out)]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert f"convvit: error: {out} exists and is read-only" in err and "--force" in err and "Traceback" not in err
+    assert out.read_text() == "mine\n"
+    assert main([*argv, "--force"]) == 0 and out.read_text().startswith("path,pred,prob")

@@ -264,3 +264,17 @@ def test_a_run_that_fails_in_setup_leaves_no_version_folder(tmp_path, capsys):
     assert rc == 1
     assert "error" in capsys.readouterr().err
     assert not list((tmp_path / "runs").rglob("version_*"))
+
+
+def test_a_resumed_run_keeps_its_name(tmp_path):
+    root = tmp_path / "runs"
+    assert fit(root, "--name", "rz") == 0
+    last = run_dir(root, name="rz") / "checkpoints" / "last.ckpt"
+    assert fit(root, "--ckpt_path", str(last), "--trainer.max_epochs", "2") == 0
+    assert sorted(p.name for p in root.iterdir()) == ["rz"]  # it went to runs/synthetic-MODEL/
+    assert (run_dir(root, 1, name="rz") / "checkpoints" / "last.ckpt").is_file()
+    moved = tmp_path / "elsewhere.ckpt"  # the name is kept in the checkpoint, not only in its path
+    moved.write_bytes(last.read_bytes())
+    assert fit(root, "--ckpt_path", str(moved), "--trainer.max_epochs", "2", "--name", "other") == 0
+    assert fit(root, "--ckpt_path", str(moved), "--trainer.max_epochs", "2") == 0
+    assert sorted(p.name for p in root.iterdir()) == ["other", "rz"] and run_dir(root, 2, name="rz").is_dir()

@@ -7,6 +7,7 @@ import io
 import os
 from pathlib import Path
 
+import lightning  # noqa: F401  (imported here: its log handler keeps the sys.stderr of the test that imports it)
 import pytest
 import torch
 from PIL import Image
@@ -35,6 +36,9 @@ def _bad_file(kind: str, folder: Path, good_ckpt: Path) -> Path:
     elif kind == "not_a_checkpoint":
         path = folder / "notes.ckpt"
         path.write_text("these are not the weights you are looking for\n")
+    elif kind == "onnx":  # what `torch.onnx.export` writes: a protobuf, field 1 ir_version, field 2 producer_name
+        path = folder / "model.onnx"
+        path.write_bytes(b"\x08\x09\x12\x07pytorch\x1a\x062.5.0" + bytes(64))
     elif kind == "code":
         path = folder / "evil.ckpt"
         torch.save({"state_dict": {}, "payload": _RunsCode(folder / "pwned")}, path)
@@ -63,7 +67,7 @@ def _error_line(err: str) -> str:
     return lines[0]
 
 
-KINDS = ["empty", "truncated", "not_a_checkpoint", "code", "bad_safetensors"]
+KINDS = ["empty", "truncated", "not_a_checkpoint", "onnx", "code", "bad_safetensors"]
 # fit and test build a whole Lightning run before they read the file: three kinds cover their path
 CASES = [(c, k) for c in ("predict", "export") for k in KINDS] + [
     (c, k) for c in ("test", "fit") for k in ("truncated", "code", "bad_safetensors")
@@ -83,6 +87,10 @@ def test_bad_checkpoint_file_is_one_line(trained_run, tmp_path, capsys, command,
         assert "empty" in line
     elif kind in ("truncated", "bad_safetensors"):
         assert "truncated" in line
+    elif kind == "not_a_checkpoint":  # it was called a file holding code, with torch.save as the fix
+        assert "is not a checkpoint" in line and "b'these ar'" in line and "holds code" not in line
+    elif kind == "onnx":
+        assert "is an ONNX model" in line and "onnxruntime" in line and "holds code" not in line
     assert "skip_bad_images" not in line
 
 
@@ -141,3 +149,15 @@ def test_disk_full_while_saving_is_one_line_naming_the_intact_checkpoint(tmp_pat
     line = _error_line(capsys.readouterr().err)
     assert "no space left on the device while writing" in line and "last.ckpt is intact" in line
     assert "--ckpt_path" in line and "--trainer.default_root_dir" in line
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--trainer.max_epochs", "0"], "--trainer.max_epochs 0 trains nothing"),  # it wrote final.safetensors
+    (["--model.lr", "-1"], "--model.lr -1 is not a learning rate: it must be a positive number"),
+    (["--model.lr", "nan"], "--model.lr nan is not a learning rate: it must be a finite number"),  # "Expected a float"
+])
+def test_runs_that_would_do_nothing_are_refused_before_a_run_folder(tmp_path, capsys, extra, words):
+    assert fit(tmp_path / "runs", *extra) != 0
+    line = _error_line(capsys.readouterr().err)
+    assert words in line and "Fix: " in line, line
+    assert not any(p.is_file() for p in (tmp_path / "runs").rglob("*"))  # no run folder, no final weights

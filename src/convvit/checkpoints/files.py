@@ -166,6 +166,32 @@ def _torch_load(path: Path) -> Any:
     raise _refuse_unsafe(path, ["(too many non-tensor classes)"])
 
 
+def _not_a_checkpoint(path: Path) -> CheckpointError | None:
+    """The error for a file that is no PyTorch file at all (neither a zip archive nor a pickle, whose first byte
+    is PROTO, 0x80, in every protocol torch.save uses), naming what it is; None for a file that may be one,
+    damaged or not.
+
+    torch's weights-only loader calls any such bytes "unsupported pickled content", which reads as a file
+    holding code."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if head[:2] == b"PK" or head[:1] == b"\x80":  # a zip archive (whole or cut short) or a pickle
+        return None
+    if path.suffix == ".safetensors" or _is_safetensors(head, path.stat().st_size):  # damaged: said as such
+        return None
+    fix = ("Fix: pass a PyTorch checkpoint or .safetensors file (predict, explain and export take the .ckpt "
+           "files of `convvit fit`)")
+    # An ONNX ModelProto starts with field 1 (ir_version, a varint) and field 2 (producer_name, a string).
+    if path.suffix.lower() == ".onnx" or (head[:1] == b"\x08" and head[2:3] == b"\x12"):
+        return CheckpointError(
+            f"{path} is an ONNX model, not a checkpoint: convvit reads PyTorch checkpoints and .safetensors. "
+            f"{fix}, e.g. the checkpoint it was exported from; an .onnx file runs with onnxruntime "
+            f"(onnxruntime.InferenceSession('{path}'))"
+        )
+    return CheckpointError(f"{path} is not a checkpoint: neither a PyTorch file (zip or pickle) nor .safetensors "
+                           f"(it starts with {head[:8]!r}). {fix}")
+
+
 def load_error(path: PathLike, err: Exception) -> CheckpointError:
     """The error to raise when ``torch.load(path, weights_only=True)`` (convvit's or Lightning's) failed with
     ``err``: empty, damaged, or holding code -- torch's own message for the last suggests ``weights_only=False``,
@@ -173,6 +199,8 @@ def load_error(path: PathLike, err: Exception) -> CheckpointError:
     path = Path(path)
     if path.is_file() and path.stat().st_size == 0:
         return _empty(path)
+    if path.is_file() and (other := _not_a_checkpoint(path)) is not None:
+        return other
     msg = str(err)
     if "Weights only load failed" in msg:
         blocked = re.search(r"GLOBAL ([\w.]+)", msg)

@@ -3,7 +3,7 @@
 ``state_dict`` holds the network under ``model.`` and, when the run keeps an EMA, its average under
 ``ema_model.module.`` (timm's ``ModelEmaV3`` wraps the copy in ``.module``); ``hyper_parameters`` holds the
 model's arguments (name, num_classes, class names, input size, normalisation); ``convvit`` holds what convvit
-adds: the last validation accuracies of the raw and EMA weights (checkpoints written before the ``RngStates``
+adds: the run's name and the last validation accuracies of the raw and EMA weights (checkpoints written before the ``RngStates``
 callback kept the RNG states there too; they are now that callback's state under ``callbacks``). The
 LightningModule writes this layout, and export, prediction and weight loading read it through the functions here.
 """
@@ -13,7 +13,7 @@ from typing import Any, Mapping, TypeVar
 
 __all__ = [
     "MODEL_PREFIX", "EMA_ROOT", "EMA_PREFIX", "HPARAMS_KEY", "STATE_KEY", "METADATA_KEY",
-    "has_ema", "model_weights", "seed_ema", "drop_ema", "convvit_metadata", "validation_results",
+    "has_ema", "model_weights", "seed_ema", "drop_ema", "convvit_metadata", "validation_results", "run_name",
     "legacy_rng_states",
 ]
 
@@ -51,9 +51,15 @@ def drop_ema(state: dict[str, Any]) -> None:
         del state[key]
 
 
-def convvit_metadata(val_acc1: float | None, val_acc1_ema: float | None) -> dict[str, Any]:
-    """What convvit stores under ``checkpoint["convvit"]``."""
-    return {"val_acc1": val_acc1, "val_acc1_ema": val_acc1_ema}
+def convvit_metadata(val_acc1: float | None, val_acc1_ema: float | None, run_name: str | None = None) -> dict[str, Any]:
+    """What convvit stores under ``checkpoint["convvit"]``: also the run's name (``runs/NAME/version_N``), which
+    a resumed run keeps."""
+    return {"val_acc1": val_acc1, "val_acc1_ema": val_acc1_ema, "run_name": run_name}
+
+
+def run_name(checkpoint: Mapping[str, Any]) -> str | None:
+    """The name of the run that wrote ``checkpoint`` (None for checkpoints written before it was kept)."""
+    return (checkpoint.get(METADATA_KEY) or {}).get("run_name")
 
 
 def validation_results(checkpoint: Mapping[str, Any]) -> tuple[float | None, float | None]:

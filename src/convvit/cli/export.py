@@ -13,6 +13,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", "-o", default=None,
                    help="file or folder to write to (default: the checkpoint path with the format's suffix)")
     p.add_argument("--weights", choices=("auto", "raw", "ema"), default="auto")
+    p.add_argument("--force", action="store_true", help="replace --output even if it is a read-only file")
     p.add_argument("--tolerance", type=float, default=None,
                    help="largest accepted |logit difference| onnxruntime vs PyTorch (default: 1e-4; a correct "
                         "export differs by about 1e-6)")
@@ -23,7 +24,8 @@ def run(args: argparse.Namespace) -> int:
     from convvit.inference.export import ONNX_TOLERANCE, export_checkpoint
 
     tolerance = ONNX_TOLERANCE if args.tolerance is None else args.tolerance
-    exported = export_checkpoint(args.ckpt_path, args.format, args.output, args.weights, tolerance, args.opset)
+    exported = export_checkpoint(args.ckpt_path, args.format, args.output, args.weights, tolerance, args.opset,
+                                 force=args.force)
     print(f"wrote {exported.path}")
     if args.format == "onnx":
         if exported.max_diff is None:

@@ -15,6 +15,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ckpt_path", "--ckpt-path", required=True, help="checkpoint written by `convvit fit`")
     p.add_argument("--output", "-o", default="predictions.csv",
                    help="CSV file to write, or a folder to write predictions.csv in (default: predictions.csv)")
+    p.add_argument("--force", action="store_true", help="replace --output even if it is a read-only file")
     p.add_argument("--strict", action="store_true",
                    help="exit with status 1 when any image could not be read (the CSV is still written)")
     p.add_argument("--top_k", "--top-k", type=int, default=5, help="predictions per image (default: 5)")
@@ -34,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
             f"none of the {len(result.skipped)} images could be read (each is named above); no CSV was written. "
             "Fix: check that the files are images, e.g. open one in an image viewer"
         )
-    out = write_predictions(result.rows, args.output, args.top_k)
+    out = write_predictions(result.rows, args.output, args.top_k, force=args.force)
     skipped = f"; skipped {len(result.skipped)} unreadable image(s), named above" if result.skipped else ""
     print(f"wrote {len(result.rows)} predictions to {out}{skipped}")
     if args.strict and result.skipped:

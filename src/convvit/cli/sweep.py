@@ -106,10 +106,13 @@ def main(argv: Sequence[str] | None = None) -> int:
               "stopped. Run the same command again to resume", file=sys.stderr)
         return 143 if terminated else 130
     except Exception as err:  # an unexpected failure of the sweep itself (trials' failures are in results.csv)
+        from convvit.errors import describe
+
         if debug:
             raise
-        print(f"{PROG}: error: {type(err).__name__}: {err}. Fix: rerun with --debug for the traceback",
-              file=sys.stderr)
+        described = describe(err) if isinstance(err, OSError) else None  # e.g. a read-only --out
+        message = described[0] if described else f"{type(err).__name__}: {err}. Fix: rerun with --debug for the traceback"
+        print(f"{PROG}: error: {message}", file=sys.stderr)
         return 1
     finally:
         if previous is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import re
 import sys
 import warnings
@@ -36,6 +37,18 @@ def _suggest(message: str) -> str:
         return ""
     close = close_options(*match.group(1).split(".", 1))
     return f" (did you mean {' or '.join(close)}?)" if close else ""
+
+
+def _not_finite(message: str) -> str | None:
+    """jsonargparse refuses ``nan`` and ``inf`` for a float with "Expected a <class 'float'>. Got value: nan",
+    which reads as if nan were not a float: say what is wrong with it instead."""
+    match = re.search(r'Parser key "([\w.]+)": Expected a <class \'float\'>\. Got value: ([-+]?(?:nan|inf\w*))',
+                      message, re.IGNORECASE)
+    if not match:
+        return None
+    key, value = match.groups()
+    what = "a learning rate" if key.endswith(".lr") else "a value convvit can use"
+    return f"--{key} {value} is not {what}: it must be a finite number. Fix: e.g. --{key} 1e-3"
 
 
 # Lightning warnings that are expected here and say nothing useful to a convvit user.
@@ -67,7 +80,17 @@ def run_argv(argv: Sequence[str]) -> int:
             ConvvitCLI(args=None)
         except argparse.ArgumentError as err:  # jsonargparse: unknown key, bad value, missing file
             message = " ".join(str(err).split())
+            if (not_finite := _not_finite(message)) is not None:
+                raise UsageError(not_finite) from err
             raise UsageError(f"{message}{_suggest(message)}. Run `convvit {command} --help` to list the options") from err
+        except RuntimeError as err:  # in a distributed run: another rank died
+            from convvit.training.lightning_cli import _RUN_DIR_ENV
+            from convvit.training.interrupts import lost_rank_error
+
+            lost = lost_rank_error(err, argv, os.environ.get(_RUN_DIR_ENV))
+            if lost is None:
+                raise
+            raise lost from err
         except (SystemExit, KeyboardInterrupt):  # Lightning ends an interrupted run with one of these
             if signals.signum is None:
                 raise

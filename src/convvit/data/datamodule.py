@@ -281,20 +281,46 @@ class ImageDataModule(L.LightningDataModule):
             rank_zero_warn(f"skipped {self.num_bad_images} unreadable image(s): {shown}{more}")
 
     # ------------------------------------------------------------------------------------------------ datasets
-    def _split_indices(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(train, val) indices of a seeded random ``val_fraction`` hold-out."""
-        n_val = max(1, round(n * self.hparams.val_fraction))
-        if n_val >= n:
-            raise ValueError(f"val_fraction={self.hparams.val_fraction} leaves no training images out of {n}")
-        perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.hparams.seed))
-        return perm[n_val:].sort().values, perm[:n_val].sort().values
+    def _split_indices(self, labels: Sequence[int] | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(train, val) indices of a seeded ``val_fraction`` hold-out, stratified: each class gives its share
+        (largest remainders, so that the total is the fraction of all images) and keeps at least one training
+        image. torch's random_split is not stratified; scikit-learn's train_test_split(stratify=) is, but it is
+        no dependency, and it refuses classes of one image, which are kept for training here with a warning."""
+        fraction = self.hparams.val_fraction
+        labels = torch.as_tensor(labels)
+        generator = torch.Generator().manual_seed(self.hparams.seed)
+        classes, counts = labels.unique(return_counts=True)
+        quota = counts.double() * fraction
+        n_val = torch.minimum(quota.floor().long(), counts - 1)
+        extra = max(1, round(len(labels) * fraction)) - int(n_val.sum())
+        ties = torch.rand(len(classes), generator=generator)  # seeded: equal remainders drawn fairly
+        for c in sorted(range(len(classes)), key=lambda c: (-float(quota[c] - quota[c].floor()), float(ties[c]))):
+            if extra <= 0:
+                break
+            if n_val[c] < counts[c] - 1:
+                n_val[c] += 1
+                extra -= 1
+        lonely = [self.class_names[int(c)] for c, k in zip(classes, counts) if k < 2]
+        if lonely:
+            rank_zero_warn(f"class(es) with fewer than 2 images, kept for training only (none to validate on): "
+                           f"{', '.join(lonely[:10])}{' ...' if len(lonely) > 10 else ''}. Fix: add images of them")
+        if int(n_val.sum()) == 0:
+            raise ValueError(f"val_fraction={fraction} holds out no image: no class has 2 or more images to share "
+                             "between training and validation. Fix: add images, or give a val/ folder")
+        train, val = [], []
+        for c, k in zip(classes, n_val):
+            members = (labels == c).nonzero().flatten()
+            members = members[torch.randperm(len(members), generator=generator)]
+            val.append(members[:k])
+            train.append(members[k:])
+        return torch.cat(train).sort().values, torch.cat(val).sort().values
 
     def _build_train_val(self) -> tuple[Dataset, Dataset]:
         if self.spec.kind == "folder":
             return self._imagefolder_train_val()
         x, y = self._read_tensors("train")
         if self.hparams.val_fraction > 0:
-            tr, va = self._split_indices(len(y))
+            tr, va = self._split_indices(y)
             self.val_split = "train-holdout"
             return self._tensor_dataset(x[tr], y[tr], train=True), self._tensor_dataset(x[va], y[va], train=False)
         self.val_split = "test"
@@ -427,6 +453,9 @@ class ImageDataModule(L.LightningDataModule):
 
     def _imagefolder_train_dir(self) -> Path:
         root = self.root
+        if root.is_file():
+            raise NotADirectoryError(f"--data.path '{root}' is a file; it needs a folder. Fix: give the folder that "
+                                     "holds ROOT/train/CLASS/*.jpg (or ROOT/CLASS/*.jpg with --data.val_fraction)")
         if not root.is_dir():
             raise FileNotFoundError(
                 f"data folder '{root}' does not exist. Fix: point --data.path at a folder laid out as "
@@ -454,7 +483,7 @@ class ImageDataModule(L.LightningDataModule):
             self.val_split = "val"
             val_paths, val_labels = scan_image_folder(val_dir, self.class_names)
         elif self.hparams.val_fraction > 0:
-            tr, va = self._split_indices(len(paths))
+            tr, va = self._split_indices(labels)
             val_paths, val_labels = [paths[i] for i in va], [labels[i] for i in va]
             paths, labels = [paths[i] for i in tr], [labels[i] for i in tr]
             self.val_split = "train-holdout"

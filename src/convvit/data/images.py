@@ -87,18 +87,56 @@ def load_image(path: str | os.PathLike | BinaryIO, in_chans: int = 3, name: str 
     except FileNotFoundError:
         raise
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise BadImageError(
-            f"cannot read image '{path if name is None else name}': {e}. Fix: replace or delete the file, or skip "
-            f"unreadable images with skip_bad_images=True (CLI: --data.skip_bad_images true)."
+        raise BadImageError(  # PIL's decompression-bomb message ends in a full stop of its own
+            f"cannot read image '{path if name is None else name}': {str(e).rstrip('.')}. Fix: replace or delete "
+            f"the file, or skip unreadable images with skip_bad_images=True (CLI: --data.skip_bad_images true)."
         ) from e
 
 
-def walk_images(folder: Path) -> list[Path]:
-    """Image files under ``folder`` at any depth (hidden files and folders skipped), unsorted."""
+def _identity(path: str | os.PathLike) -> tuple[int, int]:
+    """(device, inode) of what ``path`` leads to, links followed: one per real file or folder."""
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
+
+
+def walk_images(folder: Path, seen: set[tuple[int, int]] | None = None) -> list[Path]:
+    """Image files under ``folder`` at any depth (hidden files and folders skipped), in a fixed order.
+
+    Links are followed, but each real folder is entered once and each real file listed once (``seen`` carries
+    the files already listed across calls): ``os.walk(followlinks=True)`` alone loops through a link back up
+    (``sub/up -> ..``) until the path is too long, and lists a file once per link to it. A link that leads
+    nowhere is skipped with a warning.
+    """
+    seen = set() if seen is None else seen
+    folders = {_identity(folder)}
     found = []
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        found += [Path(dirpath) / f for f in filenames if is_image_file(f)]
+        def links_last(name: str) -> tuple[bool, str]:  # a folder or file reached both ways is listed by its own name
+            return os.path.islink(os.path.join(dirpath, name)), name
+
+        entered = []
+        for name in sorted(dirnames, key=links_last):
+            try:
+                identity = _identity(os.path.join(dirpath, name))
+            except OSError:  # vanished, or a link loop the kernel refuses to follow
+                continue
+            if not name.startswith(".") and identity not in folders:
+                folders.add(identity)
+                entered.append(name)
+        dirnames[:] = entered
+        for name in sorted(filenames, key=links_last):
+            if not is_image_file(name):
+                continue
+            path = Path(dirpath) / name
+            try:
+                identity = _identity(path)
+            except OSError as err:
+                _logger.warning("skipping '%s': %s (a link to a file that is not there)", path,
+                                err.strerror or err)
+                continue
+            if identity not in seen:
+                seen.add(identity)
+                found.append(path)
     return found
 
 
@@ -112,12 +150,15 @@ def list_images(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[
         paths = [paths]
     paths = [Path(p) for p in paths]
     found: set[Path] = set()
+    seen: set[tuple[int, int]] = set()
     for p in paths:
         if p.is_dir():
-            found.update(walk_images(p))
+            found.update(walk_images(p, seen))
         elif p.is_file():
             if is_image_file(p):
-                found.add(p)
+                if _identity(p) not in seen:
+                    seen.add(_identity(p))
+                    found.add(p)
             else:
                 _logger.warning("skipping '%s': not an image file (extensions: %s)", p, " ".join(IMG_EXTENSIONS))
         else:

@@ -156,6 +156,9 @@ def read_cifar(path: str | os.PathLike, split: str, num_classes: int = 10) -> tu
 def find_image_classes(folder: str | os.PathLike) -> list[str]:
     """Sorted class-folder names directly under ``folder`` (hidden folders ignored)."""
     folder = Path(folder)
+    if folder.is_file():
+        raise NotADirectoryError(f"image folder '{folder}' is a file; a folder is needed. Fix: give the folder "
+                                 "that holds one sub-folder of images per class")
     if not folder.is_dir():
         raise FileNotFoundError(
             f"image folder '{folder}' does not exist. Fix: create it with one sub-folder of images per class "

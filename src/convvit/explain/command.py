@@ -37,7 +37,8 @@ def build_parser() -> ArgumentParser:
     )
     parser.add_argument("--ckpt_path", "--ckpt-path", required=True, help="a checkpoint written by `convvit fit`")
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders (any mode and size)")
-    parser.add_argument("--output", "-o", required=True, help="folder for <image>.png and <image>.csv")
+    parser.add_argument("--output", "-o", required=True,
+                        help="folder for <image>.png and <image>.csv; for one image, a .png file (its CSV beside it)")
     parser.add_argument("--head_fusion", "--head-fusion", choices=("mean", "max", "min"), default="mean")
     parser.add_argument("--discard_ratio", "--discard-ratio", type=float, default=0.9,
                         help="share of the weakest patch-to-patch attention zeroed before the rollout (default 0.9)")
@@ -218,12 +219,21 @@ def explain_images(args) -> int:
     model, info = _load(args.ckpt_path, args.weights)
     transform, mean, std = _transform(model, info)
     paths = _list_images(args.images)
+    output = Path(args.output)
+    one_file = output.suffix.lower() == ".png" and not output.is_dir()  # one figure, and its CSV beside it
+    if one_file and len(paths) != 1:
+        raise UsageError(f"--output {output} names a PNG file, but the {len(paths)} images give one figure each. "
+                         f"Fix: give a folder, e.g. --output {output.with_suffix('')}")
     tensors = _read_images(paths, info, transform)
-    out = _writable_dir(Path(args.output))
+    if one_file:
+        targets = [output]
+    else:
+        out = _writable_dir(output)
+        targets = [out / f"{stem}.png" for stem in _unique_stems(paths)]
     top_k = min(args.top_k, info["num_classes"])
     names = info["class_names"]
     written = []
-    for path, stem, x in zip(paths, _unique_stems(paths), tensors):
+    for path, png, x in zip(paths, targets, tensors):
         x = x[None]  # (1, C, H, W): one image at a time keeps the memory of the maps small
         with torch.no_grad():
             maps = attention_maps(model, x)
@@ -239,9 +249,9 @@ def explain_images(args) -> int:
             f"rollout ({args.head_fusion}, discard {args.discard_ratio:g})",
             stem_maps=stem_maps, gates=_gates(model), cls_attention=_cls_attention(model, maps),
         )
-        write_csv(out / f"{stem}.csv", ["row", "col", "rollout"],
+        write_csv(png.with_suffix(".csv"), ["row", "col", "rollout"],
                   [(r, c, f"{heat[r, c].item():.6g}") for r in range(grid[0]) for c in range(grid[1])])
-        written.append(save_png(fig, out / f"{stem}.png"))
+        written.append(save_png(fig, png))
         print(f"{path}: {predictions[0][0]} {predictions[0][1]:.1%} -> {written[-1]}")
     return 0
 

@@ -2,7 +2,6 @@
 attention-distance plot. Each is written atomically (temp file + ``os.replace``) with a CSV beside it."""
 from __future__ import annotations
 
-import csv
 import io
 import os
 from pathlib import Path
@@ -10,7 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
-from convvit.fileio import atomic_write_bytes
+from convvit.fileio import atomic_write_bytes, write_csv
 
 __all__ = ["distance_figure", "explain_figure", "write_csv", "save_png"]
 
@@ -23,14 +22,6 @@ def save_png(fig, path: str | os.PathLike) -> Path:
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
     return atomic_write_bytes(path, buffer.getvalue())
-
-
-def write_csv(path: str | os.PathLike, header: Sequence[str], rows: Sequence[Sequence[object]]) -> Path:
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    return atomic_write_bytes(path, text.getvalue().encode())
 
 
 def _pyplot():

@@ -223,15 +223,23 @@ def export_checkpoint(
     weights: str = "auto",
     tolerance: float | None = ONNX_TOLERANCE,
     opset: int = 18,
+    force: bool = False,
 ) -> Exported:
     """Export a ``convvit fit`` checkpoint to ``fmt`` ("onnx" or "safetensors") at ``output`` (default: the
-    checkpoint's path with the format's suffix). ONNX exports are checked against PyTorch (:func:`check_onnx`)."""
+    checkpoint's path with the format's suffix). ONNX exports are checked against PyTorch (:func:`check_onnx`).
+    A read-only ``output`` is refused before any work, or replaced with ``force``."""
+    from convvit.fileio import allow_replacing, refuse_read_only
+
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"--format must be one of {EXPORT_FORMATS}, got {fmt!r}")
     model, info = load_trained_model(ckpt_path, weights)
     output = Path(output) if output is not None else Path(ckpt_path).with_suffix(f".{fmt}")
     if output.is_dir():  # like cp: a folder means "in there", under the checkpoint's name
         output = output / Path(ckpt_path).with_suffix(f".{fmt}").name
+    if force:
+        allow_replacing(output)
+    else:
+        refuse_read_only(output)
     if fmt == "onnx":
         return export_onnx(model, output, info, opset=opset, tolerance=tolerance)
     return Exported(export_safetensors(model, output, info))

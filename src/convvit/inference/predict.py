@@ -1,7 +1,6 @@
 """Classify image files with a trained checkpoint and write the top-k predictions to a CSV file."""
 from __future__ import annotations
 
-import csv
 import logging
 import os
 from dataclasses import dataclass, field
@@ -10,6 +9,7 @@ from typing import Iterator, Sequence
 
 import torch
 
+from convvit.fileio import write_csv
 from convvit.inference.export import load_trained_model
 
 __all__ = ["Predictions", "predict_images", "write_predictions", "prediction_columns", "DEFAULT_OUTPUT"]
@@ -94,20 +94,16 @@ def predict_images(
     return result
 
 
-def write_predictions(rows: list[dict[str, object]], output: str | os.PathLike, top_k: int) -> Path:
+def write_predictions(rows: list[dict[str, object]], output: str | os.PathLike, top_k: int,
+                      force: bool = False) -> Path:
     """Write :func:`predict_images` rows to a CSV file (header first); returns its path.
 
     ``output`` may be a folder (existing, or written with a trailing slash): the file is then
-    ``predictions.csv`` inside it.
+    ``predictions.csv`` inside it. A read-only file is replaced only with ``force``.
     """
     is_folder = str(output).endswith(("/", os.sep))
     output = Path(output)
     if is_folder or output.is_dir():
         output = output / DEFAULT_OUTPUT
-    output.parent.mkdir(parents=True, exist_ok=True)
     top_k = max((sum(1 for key in row if key.startswith("pred")) for row in rows), default=top_k)
-    with open(output, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=prediction_columns(top_k))
-        writer.writeheader()
-        writer.writerows(rows)
-    return output
+    return write_csv(output, prediction_columns(top_k), rows, force=force)

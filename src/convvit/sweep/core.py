@@ -30,7 +30,7 @@ import yaml
 
 from convvit.sweep.engines import ENGINES, Resources, check_ray, check_reachable, make_engine
 from convvit.sweep.results import (
-    DONE, MANIFEST, RESULTS, read_manifest, read_results, sort_rows, write_manifest, write_results,
+    DONE, MANIFEST, RESULTS, parse_results, read_manifest, sort_rows, write_manifest, write_results,
 )
 from convvit.sweep.space import (
     PAPER_BATCH_SIZE, PAPER_GOOD, Range, SweepError, Trial, around, make_trials, parse_range,
@@ -363,7 +363,7 @@ class Sweep:
         self.root.mkdir(parents=True, exist_ok=True)
         with _exclusive(self.root):
             write_manifest(self.root, self.manifest)
-            rows = {r["trial"]: r for r in read_results(self.root / RESULTS)} if (self.root / RESULTS).is_file() else {}
+            rows = {r["trial"]: r for r in self._recorded_rows()}
             jobs = self.jobs()
             order = [j.trial["trial"] for j in jobs]
             pending = []
@@ -402,6 +402,18 @@ class Sweep:
                   "Fix: read their logs, then run the same command again to retry them", file=sys.stderr, flush=True)
             return 1
         return 0
+
+    def _recorded_rows(self) -> list[dict[str, Any]]:
+        """The rows of results.csv that can be trusted; a damaged row is left out with a warning, so that its
+        trial is rebuilt from its run folder (or run again), as it would be from an empty results.csv."""
+        path = self.root / RESULTS
+        if not path.is_file():
+            return []
+        rows, problems = parse_results(path, check_run_dirs=True)
+        for problem in problems:
+            print(f"convvit sweep: warning: {path} {problem}; it is rebuilt from its run folder", file=sys.stderr,
+                  flush=True)
+        return rows
 
     def _print_plan(self, total: int, pending: int, out: Any) -> None:
         spec, res = self.spec, self.resources

@@ -9,15 +9,20 @@ prints one line and exits with ``128 + signal``. A second signal stops at once.
 from __future__ import annotations
 
 import contextlib
+import os
+import re
+import shlex
 import signal
 import threading
-from typing import Iterator
+from pathlib import Path
+from typing import Iterator, Sequence
 
 import lightning as L
 
+from convvit.errors import ConvvitError
 from convvit.training.module import latest_checkpoint
 
-__all__ = ["SignalStop", "StopOnSignal", "catch_signals"]
+__all__ = ["SignalStop", "StopOnSignal", "catch_signals", "lost_rank_error"]
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -119,3 +124,39 @@ def catch_signals() -> Iterator[SignalStop]:
         for s, handler in previous.items():
             signal.signal(s, handler)
         _STATE = saved_state
+
+
+# What gloo (and NCCL) say in the surviving ranks when another rank's process is gone.
+_PEER_LOST = re.compile(r"Connection (?:reset|closed) by peer|Broken pipe|NCCL communicator was aborted|"
+                        r"(?:Socket|Read|Write) (?:timeout|error)", re.IGNORECASE)
+
+
+def lost_rank_error(err: BaseException, argv: Sequence[str], run_dir: str | None) -> ConvvitError | None:
+    """One line for a distributed run whose collective failed because another rank died (killed, out of memory):
+    which rank died, and the command that resumes from the last checkpoint of ``run_dir``; None for any other
+    error. torch raises it as a RuntimeError (DistBackendError) from deep in a barrier or an all-reduce, whose
+    traceback (over 100 lines, once per rank) says nothing a user can act on."""
+    import torch.distributed as dist
+
+    message = str(err)
+    lost = re.search(r"Connection (?:reset|closed) by peer", message) or _PEER_LOST.search(message)
+    if not isinstance(err, RuntimeError) or lost is None:
+        return None
+    if dist.is_available() and dist.is_initialized():
+        rank, world = dist.get_rank(), dist.get_world_size()
+    else:  # the process group is gone: what the launcher told this process
+        rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    if world < 2:
+        return None
+    who = f"rank {1 - rank}" if world == 2 else f"another rank than {rank}"
+    last = Path(run_dir) / "checkpoints" / "last.ckpt" if run_dir else None
+    if last is None or not last.is_file():
+        fix = f"rerun the command: convvit {shlex.join(argv)} (no checkpoint was saved yet)"
+    else:
+        args = list(argv)
+        if "--ckpt_path" in args:
+            del args[args.index("--ckpt_path"):args.index("--ckpt_path") + 2]
+        fix = f"resume from the last checkpoint: convvit {shlex.join([*args, '--ckpt_path', str(last)])}"
+    return ConvvitError(f"{who} of {world} stopped (its process died: killed, or out of memory), so rank {rank} "
+                        f"lost its connection ({lost.group(0)}) and stopped too. Fix: see "
+                        f"why it died in its output or the system log (dmesg), then {fix}")

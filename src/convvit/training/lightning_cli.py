@@ -31,6 +31,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from convvit.data import ImageDataModule
+from convvit.errors import UsageError
 from convvit.checkpoints import layout
 from convvit.training.callbacks import EpochSummary, FinalWeights, LastCheckpoint, LearningCurves, ModelSummary
 from convvit.training.checkpoint_io import AtomicCheckpointIO, explained_load_errors
@@ -93,6 +94,7 @@ class ConvvitCLI(LightningCLI):
         self._args = args if args is not None else sys.argv[1:]
         self._run_dir: Path | None = None  # the version folder this process claimed
         self._ckpt_hparams: dict[str, Any] | None = None  # the hyper-parameters of --ckpt_path
+        self._ckpt_run_name: str | None = None  # the name of the run that wrote --ckpt_path: a resumed run keeps it
         try:
             with _quiet_lightning():
                 super().__init__(
@@ -162,6 +164,7 @@ class ConvvitCLI(LightningCLI):
             return
         with explained_load_errors(ckpt_path):  # a damaged or code-holding file: one line, not torch's traceback
             checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        self._ckpt_run_name = layout.run_name(checkpoint) or _run_name_from_path(Path(ckpt_path))
         hparams = dict(checkpoint.get(layout.HPARAMS_KEY) or {})
         hparams.pop("_instantiator", None)
         self._ckpt_hparams = hparams
@@ -206,11 +209,16 @@ class ConvvitCLI(LightningCLI):
     # ------------------------------------------------------------------ the run directory
     def instantiate_trainer(self, **kwargs: Any):
         cfg = self._get(self.config_init, "trainer")
+        if self.subcommand == "fit" and cfg.get("max_epochs") == 0:  # before a run folder is claimed
+            raise UsageError(
+                "--trainer.max_epochs 0 trains nothing: the run would save untrained weights as final and test them. "
+                "Fix: give --trainer.max_epochs 1 or more; to evaluate a checkpoint, use `convvit test --ckpt_path`"
+            )
         if cfg.get("precision") == AUTO:
             kwargs["precision"] = self._resolve_auto_precision(cfg.get("accelerator", "auto"))
         if cfg.get("logger") in (None, True):
             root = cfg.get("default_root_dir") or DEFAULT_ROOT_DIR
-            name = self._get(self.config, "name") or default_run_name(
+            name = self._get(self.config, "name") or self._ckpt_run_name or default_run_name(
                 self.datamodule.dataset, self._get(self.config, "data").get("path"), self.model.hparams.name
             )
             version = self._version_dir(Path(root) / name).name
@@ -300,6 +308,14 @@ class ConvvitCLI(LightningCLI):
             if split == "validation":
                 line += "  (the data has no test split)"
             print(line, flush=True)
+
+
+def _run_name_from_path(ckpt_path: Path) -> str | None:
+    """NAME of ``.../NAME/version_N/checkpoints/X.ckpt``, for checkpoints written before the name was kept."""
+    parts = ckpt_path.resolve().parts
+    if len(parts) >= 4 and parts[-2] == "checkpoints" and parts[-3].startswith("version_"):
+        return parts[-4]
+    return None
 
 
 def _data_interpolation(datamodule: Any) -> str:

@@ -119,6 +119,9 @@ class ImageClassifier(L.LightningModule):
             raise ValueError(f"--model.optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
         if lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"--model.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {lr_schedule!r}")
+        if not (math.isfinite(lr) and lr > 0):  # torch would refuse a negative one only once training starts
+            raise ValueError(f"--model.lr {lr:g} is not a learning rate: it must be a positive number. "
+                             "Fix: e.g. --model.lr 1e-3")
         if class_names is not None and len(class_names) != num_classes:
             raise ValueError(f"class_names has {len(class_names)} entries but num_classes is {num_classes}")
         if class_names is not None:
@@ -328,9 +331,11 @@ class ImageClassifier(L.LightningModule):
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         metrics = self.trainer.callback_metrics if self._trainer is not None else {}
+        logger = self.trainer.logger if self._trainer is not None else None
         checkpoint[layout.METADATA_KEY] = layout.convvit_metadata(
             val_acc1=float(metrics["val/acc1"]) if "val/acc1" in metrics else None,
             val_acc1_ema=float(metrics["val/acc1_ema"]) if "val/acc1_ema" in metrics else None,
+            run_name=logger.name if logger is not None else None,
         )
         if self._teacher_record is not None:
             checkpoint[layout.METADATA_KEY]["teacher"] = dict(self._teacher_record)
@@ -352,7 +357,10 @@ class ImageClassifier(L.LightningModule):
             check_same_teacher((checkpoint.get(layout.METADATA_KEY) or {}).get("teacher"), self._teacher_record)
 
     def configure_callbacks(self) -> list[L.Callback]:
-        # every trainer this module runs in saves the RNG states and restores them on resume, CLI or not
+        # every trainer this module runs in saves the RNG states and restores them on resume, CLI or not; one that
+        # has them already (fit, then the test after it) keeps its own, or Lightning says a callback is overridden
+        if self._trainer is not None and any(isinstance(cb, RngStates) for cb in self._trainer.callbacks):
+            return []
         return [RngStates()]
 
 
