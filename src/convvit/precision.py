@@ -12,19 +12,20 @@ section): bf16 autocast trained the 1.1 and 4.0 GMAC ImageNet ViTs faster than f
 so the threshold sits above the tiny models.
 
 Training (:mod:`convvit.training.precision`) names the outcome as Lightning does (``bf16-mixed`` / ``32-true``),
-inference (:mod:`convvit.inference.predict`) as ``bf16`` / ``32``. This module imports torch only, so that
-``convvit predict`` does not pay for Lightning's import.
+inference (:mod:`convvit.inference.runner`) as ``bf16`` / ``32`` (:data:`INFERENCE_PRECISIONS`). This module
+imports torch only when a rule runs, so that commands can name the choices in their options without importing it.
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-import torch
-
-__all__ = ["AUTO", "BF16_MIN_GMACS", "bf16_is_faster", "cpu_bf16_flags", "cpu_model_name", "uses_cuda"]
+__all__ = ["AUTO", "BF16_MIN_GMACS", "INFERENCE_PRECISIONS", "bf16_is_faster", "cpu_bf16_flags", "cpu_model_name",
+           "uses_cuda"]
 
 AUTO = "auto"
+# What `convvit predict --precision` and `convvit explain --precision` take.
+INFERENCE_PRECISIONS = (AUTO, "32", "bf16")
 # Multiply-adds per image (the paper's flops) from which bf16 autocast beats fp32 on a CPU with bf16 units.
 BF16_MIN_GMACS = 0.5
 _BF16_FLAGS = ("avx512_bf16", "amx_bf16")
@@ -58,6 +59,8 @@ def cpu_model_name(cpuinfo: str | None = None) -> str:
 
 def uses_cuda(device: Any) -> bool:
     """Whether ``device`` (a Lightning accelerator name or object, or a torch device) runs on a CUDA GPU here."""
+    import torch
+
     name = device if isinstance(device, str) else str(device) if isinstance(device, torch.device) \
         else type(device).__name__.lower()
     return any(word in name.lower() for word in ("auto", "gpu", "cuda")) and torch.cuda.is_available()
@@ -72,6 +75,8 @@ def bf16_is_faster(device: Any = AUTO, gmacs_per_image: float | None = None,
     (``"cuda:1"``); ``gmacs_per_image`` None means unknown, treated as large; ``cpu_flags`` defaults to this CPU's
     (:func:`cpu_bf16_flags`).
     """
+    import torch
+
     if uses_cuda(device):
         if torch.cuda.is_bf16_supported():
             return True, f"CUDA GPU with bf16 ({torch.cuda.get_device_name()})"
