@@ -28,7 +28,6 @@ import copy
 import csv
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
