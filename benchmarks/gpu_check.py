@@ -17,6 +17,10 @@ What it measures, each figure printed beside the machine it came from:
   on the GPU per second in steady state, beside vit_c_4gf's training images/s: is the loader the bottleneck?
 * end to end: ``Trainer.fit`` of vit_c_4gf fed by each pipeline against the same fit fed one batch held on the
   GPU (the model's ceiling), with the GPU's utilisation;
+* inference as ``convvit predict --device cuda`` runs it (:class:`convvit.inference.runner.InferenceModel`:
+  channels-last, ``torch.inference_mode``), batch 256, for the models of benchmarks/predict.py: fp32 (TF32 matrix
+  products), ``--precision auto`` (bf16 weights on GPUs with bf16) and auto under ``torch.compile``, timed
+  alternately; ``--infer-only`` runs just this table.
 
     python benchmarks/gpu_check.py                     # on a CUDA machine, a few minutes
     python benchmarks/gpu_check.py --csv benchmarks/results/gpu.csv   # records the figures the README quotes
@@ -28,6 +32,7 @@ The rows go to ``--csv`` (which a real run must name; --smoke: runs/benchmarks/g
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import os
 import platform
@@ -50,6 +55,9 @@ from convvit.models.complexity import count_complexity  # noqa: E402
 
 # In the order they run: the pairs with goals beyond parity first, so that a budget cut drops the cheap ones.
 DEFAULT_PAIRS = ("vit_c_4gf", "cvt_13", "deit_small", "convit_tiny")
+
+# The models of benchmarks/predict.py, the CPU inference table.
+INFER_MODELS = ("vit_c_1gf", "vit_c_4gf", "deit_small", "convit_small", "cvt_13")
 
 # Dense (no structured sparsity) bf16 tensor-core peaks from NVIDIA's datasheets, in TFLOP/s. The H200 has the
 # H100 SXM's compute (989.4) with more memory; PCIe/NVL parts run lower clocks.
@@ -400,6 +408,42 @@ def end_to_end(root: Path, args: argparse.Namespace, device: torch.device, rec: 
         rec.add("fit", f"{pipeline} pipeline / ceiling", rate / ceiling, "x", "goal: at least 0.9 (device)")
 
 
+# -------------------------------------------------------------------------------------------------- inference
+def time_inference(name: str, args: argparse.Namespace, device: torch.device, rec: Recorder) -> dict[str, float]:
+    """``convvit predict``'s forward on ``device``: fp32, auto, and auto compiled, alternating rounds."""
+    from convvit.inference.runner import InferenceModel
+
+    torch.manual_seed(0)
+    base = convvit.create_model(name, img_size=args.img_size, num_classes=args.num_classes).eval()
+    images = torch.randn(args.infer_batch_size, 3, args.img_size, args.img_size)
+    forwards: dict[str, Callable[[], object]] = {}
+    for requested in ("32", "auto"):
+        inference = InferenceModel(copy.deepcopy(base), device, requested)
+        x = inference.inputs(images)
+        forwards[f"{requested} ({inference.precision})"] = lambda m=inference.model, x=x: m(x)
+    if args.compile:
+        compiled = torch.compile(inference.model)
+        forwards[f"auto ({inference.precision}) + compile"] = lambda: compiled(x)
+    with torch.inference_mode():
+        start = time.perf_counter()
+        for forward in forwards.values():
+            for _ in range(args.warmup):  # the first calls compile and autotune
+                forward()
+        _sync(device)
+        rec.add("warmup", f"{name} inference", time.perf_counter() - start, "s", f"{args.warmup} batches per runtime")
+        times: dict[str, list[float]] = {label: [] for label in forwards}
+        for r in range(args.rounds):
+            for label in (list(forwards) if r % 2 == 0 else list(reversed(forwards))):
+                times[label].append(_time_steps(forwards[label], args.iters, device))
+    ips = {label: args.infer_batch_size * args.iters / statistics.median(t) for label, t in times.items()}
+    for label, value in ips.items():
+        rec.add("infer", f"{name} {label}", value, "img/s",
+                f"batch {args.infer_batch_size}, {args.img_size} px, channels-last, inference_mode; "
+                f"x{value / ips[next(iter(ips))]:.2f} over fp32; auto: {inference.reason}")
+    del forwards
+    return ips
+
+
 # ------------------------------------------------------------------------------------------------------ main
 def print_summary(rows: list[dict]) -> None:
     """The pairs side by side, then utilisation and the loader: the table the README quotes."""
@@ -415,6 +459,11 @@ def print_summary(rows: list[dict]) -> None:
             mem_text = " ".join(f"{m:>{w}.2f}" if m is not None else f"{'-':>{w}s}" for m, w in zip(mem, (12, 9)))
             print(f"{pair:12s} {r['value']:14.1f} {value[('train', peer_item)]:11.1f} {ratio:6.3f} {mem_text}  "
                   f"{peer_item.split(': ', 1)[1]}")
+    infer = [r for r in rows if r["section"] == "infer"]
+    if infer:
+        print(f"\n{'inference':36s} {'img/s':>10s}  vs fp32")
+        for r in infer:
+            print(f"{r['item']:36s} {r['value']:10.1f}  {r['detail'].split('; ')[1]}")
     for r in rows:
         if r["section"] in ("mfu", "loader", "fit", "error", "skipped"):
             print(f"{r['section']:8s} {r['item']:40s} {r['value']!s:>10} {r['unit']:8s} {r['detail']}")
@@ -440,6 +489,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--skip-fit", action="store_true", help="loaders only, no end-to-end fits")
     parser.add_argument("--loader-workers", type=int, default=None, help="default: one per CPU core")
     parser.add_argument("--skip-loader", action="store_true")
+    parser.add_argument("--infer-models", nargs="+", default=list(INFER_MODELS))
+    parser.add_argument("--infer-batch-size", type=int, default=256)
+    parser.add_argument("--skip-infer", action="store_true")
+    parser.add_argument("--infer-only", action="store_true", help="only the inference table (no loader, no pairs)")
     parser.add_argument("--budget-s", type=float, default=330.0,
                         help="start no further pair after this many seconds (default 330: with a cold compile cache a "
                              "pair takes up to 170 s on an H200, so the check ends within 8 minutes)")
@@ -462,6 +515,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.matmul_size, args.loader_images, args.loader_image_size = 64, 24, (80, 60)
         args.loader_warmup, args.loader_seconds, args.loader_workers = 1, 0.0, args.loader_workers or 1
         args.fit_warmup, args.fit_seconds = 1, 0.0
+        args.infer_batch_size, args.infer_models = 2, args.infer_models[:1]
+    if args.infer_only:
+        args.skip_loader, args.pairs, args.skip_infer = True, [], False
     return args
 
 
@@ -514,6 +570,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
             for pipeline, rate in (loader_ips or {}).items():
                 rec.add("loader", f"{pipeline} pipeline / vit_c_4gf training", rate / ips["convvit"], "x",
                         "below 1.0: the loader is the bottleneck")
+    for name in [] if args.skip_infer else args.infer_models:  # after the pairs: their budget is not spent on these
+        attempt(f"infer {name}", lambda: time_inference(name, args, device, rec))
     rec.add("machine", "check wall time", time.perf_counter() - started, "s")
     rec.write(args.csv)
     print_summary(rec.rows)

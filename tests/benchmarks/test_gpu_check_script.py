@@ -18,7 +18,7 @@ def test_smoke_run_writes_every_section(gpu_check, tmp_path, capsys):
     with open(out) as f:
         rows = list(csv.DictReader(f))
     sections = {r["section"] for r in rows}
-    assert {"machine", "warmup", "train", "mfu", "loader"} <= sections and "error" not in sections
+    assert {"machine", "warmup", "train", "mfu", "loader", "infer"} <= sections and "error" not in sections
     ratio = next(r for r in rows if r["item"] == "vit_c_4gf ratio convvit/peer")
     assert float(ratio["value"]) > 0
     loader = next(r for r in rows if r["item"] == "imagefolder device pipeline")
@@ -52,3 +52,18 @@ def test_recorded_results_are_never_replaced_by_default(gpu_check, tmp_path, mon
     assert "--smoke figures are not results" in capsys.readouterr().err
     monkeypatch.chdir(tmp_path)
     assert gpu_check.parse_args(["--smoke"]).csv == gpu_check.SMOKE_CSV  # runs/benchmarks/, in the working folder
+
+
+def test_infer_only_runs_just_the_inference_table(gpu_check, tmp_path, monkeypatch):
+    import convvit.precision
+
+    monkeypatch.setattr(gpu_check.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(convvit.precision, "cpu_bf16_flags", lambda: [])
+    out = tmp_path / "gpu.csv"
+    gpu_check.main(["--smoke", "--infer-only", "--csv", str(out)])
+    with open(out) as f:
+        rows = list(csv.DictReader(f))
+    assert {r["section"] for r in rows} == {"machine", "warmup", "infer"}
+    infer = [r for r in rows if r["section"] == "infer"]
+    assert [r["item"].split(" ", 1)[1] for r in infer] == ["32 (32)", "auto (32)"]  # no GPU, no bf16 units
+    assert all(float(r["value"]) > 0 for r in infer)

@@ -118,3 +118,36 @@ def test_model_without_attention_is_an_error(tmp_path, image_dir, capsys, monkey
     out = tmp_path / "o"
     assert main(["explain", "--ckpt_path", "x.ckpt", str(image_dir), "--output", str(out)]) == 1
     assert "has no attention layers" in capsys.readouterr().err and not out.exists()
+
+
+def _rollout(folder, name="rgb.csv"):
+    with open(folder / name) as f:
+        return torch.tensor([float(r["rollout"]) for r in csv.DictReader(f)])
+
+
+@pytest.mark.parametrize("family", ["vit_c", "convit", "cvt"])
+def test_explain_in_bf16_draws_the_maps_fp32_draws(checkpoints, image_dir, tmp_path, capsys, family):
+    runs = {}
+    for precision in ("32", "bf16"):
+        out = tmp_path / precision
+        assert main(["explain", "--ckpt_path", str(checkpoints[family]), str(image_dir / "rgb.png"), "--output",
+                     str(out), "--precision", precision]) == 0
+        assert f"precision: {precision} (as given" in capsys.readouterr().out
+        assert _pngs(out) == ["rgb.png"]
+        runs[precision] = _rollout(out)
+    assert torch.isfinite(runs["bf16"]).all() and not torch.equal(runs["bf16"], runs["32"])  # bf16 ran
+    # the same map to bf16's rounding (8 bits of mantissa through every block: a few % of the largest weight)
+    assert torch.allclose(runs["bf16"], runs["32"], rtol=0, atol=0.05 * runs["32"].max().item())
+
+
+def test_explain_distance_auto_precision_follows_the_hardware(checkpoints, image_dir, tmp_path, capsys, monkeypatch):
+    import convvit.precision as precision_rule
+
+    monkeypatch.setattr(precision_rule, "cpu_bf16_flags", lambda: ["amx_bf16"])
+    monkeypatch.setattr(precision_rule, "BF16_MIN_GMACS", 0.0)
+    out = tmp_path / "d.png"
+    assert main(["explain", "distance", "--ckpt_path", str(checkpoints["vit_c"]), "--data", str(image_dir),
+                 "--output", str(out)]) == 0
+    assert "precision: bf16 (auto: CPU with amx_bf16)" in capsys.readouterr().out
+    with open(out.with_suffix(".csv")) as f:
+        assert len(list(csv.DictReader(f))) == 3 * 4

@@ -5,7 +5,7 @@ import pytest
 import torch
 import yaml
 
-import convvit.training.precision as precision
+import convvit.precision as precision  # the rule training shares with inference: patched where it is read
 from convvit.training.precision import AUTO, BF16_MIN_GMACS, cpu_bf16_flags, cpu_model_name, resolve_precision
 
 from conftest import fit, run_dir

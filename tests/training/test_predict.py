@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import csv
 
+import pytest
 import torch
 from PIL import Image
 
+import convvit.precision as precision_rule
 from convvit.cli import main
 from convvit.inference.predict import prediction_columns
 
@@ -29,18 +31,19 @@ def test_predict_writes_top_k_csv(trained_run, tmp_path, capsys):
     with open(out) as f:
         reader = csv.DictReader(f)
         rows = list(reader)
-    assert reader.fieldnames == ["path", "pred", "prob", "pred2", "prob2", "pred3", "prob3"]
+    assert reader.fieldnames == ["path", "pred", "prob", "pred2", "prob2", "pred3", "prob3", "precision"]
     assert sorted(r["path"] for r in rows) == sorted([str(folder / f"{i}.png") for i in range(4)] + [str(single)])
     names = {f"class_{i}" for i in range(10)}
     for r in rows:
         probs = [float(r["prob"]), float(r["prob2"]), float(r["prob3"])]
         assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-5
         assert {r["pred"], r["pred2"], r["pred3"]} <= names and len({r["pred"], r["pred2"], r["pred3"]}) == 3
+        assert r["precision"] == "32"  # a nano model: fp32 on any CPU
 
 
 def test_prediction_columns():
-    assert prediction_columns(1) == ["path", "pred", "prob"]
-    assert prediction_columns(2) == ["path", "pred", "prob", "pred2", "prob2"]
+    assert prediction_columns(1) == ["path", "pred", "prob", "precision"]
+    assert prediction_columns(2) == ["path", "pred", "prob", "pred2", "prob2", "precision"]
 
 
 def test_predict_missing_path_is_an_error(trained_run, tmp_path, capsys):
@@ -110,3 +113,30 @@ def test_predict_refuses_a_read_only_output_unless_forced(trained_run, tmp_path,
     assert f"convvit: error: {out} exists and is read-only" in err and "--force" in err and "Traceback" not in err
     assert out.read_text() == "mine\n"
     assert main([*argv, "--force"]) == 0 and out.read_text().startswith("path,pred,prob")
+
+
+@pytest.mark.parametrize("flags, extra, expected, reason", [
+    (["amx_bf16"], [], "bf16", "auto: CPU with amx_bf16"),
+    ([], [], "32", "auto: CPU without bf16 units"),
+    ([], ["--precision", "bf16"], "bf16", "as given; this CPU has no bf16 units"),  # forced: runs, and says it is slow
+    (["amx_bf16"], ["--precision", "32"], "32", "as given"),
+])
+def test_predict_precision_follows_the_hardware_and_is_recorded(trained_run, tmp_path, capsys, monkeypatch, flags,
+                                                                extra, expected, reason):
+    monkeypatch.setattr(precision_rule, "cpu_bf16_flags", lambda: flags)
+    monkeypatch.setattr(precision_rule, "BF16_MIN_GMACS", 0.0)  # the tiny test model counts as large enough
+    folder = _images(tmp_path / "imgs", 2)
+    out = tmp_path / "preds.csv"
+    assert main(["predict", "--ckpt_path", str(trained_run / "checkpoints" / "last.ckpt"), str(folder),
+                 "-o", str(out), *extra]) == 0
+    assert f"precision: {expected} ({reason}" in capsys.readouterr().out
+    with open(out) as f:
+        rows = list(csv.DictReader(f))
+    assert [r["precision"] for r in rows] == [expected] * 2
+    assert all(0 < float(r["prob"]) <= 1 for r in rows)
+
+
+def test_predict_bad_batch_size_is_a_usage_error(trained_run, tmp_path, capsys):
+    assert main(["predict", "--ckpt_path", str(trained_run / "checkpoints" / "last.ckpt"), str(tmp_path),
+                 "--batch_size", "0"]) == 2
+    assert "--batch_size must be >= 1" in capsys.readouterr().err

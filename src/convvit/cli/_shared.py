@@ -8,6 +8,7 @@ import sys
 from typing import Callable, Iterator
 
 from convvit.errors import ConvvitError, UsageError
+from convvit.precision import AUTO, INFERENCE_PRECISIONS
 
 
 def model_arguments(run: Callable[..., int]) -> Callable[..., int]:
@@ -38,3 +39,15 @@ def warnings_to_stderr() -> Iterator[None]:
         yield
     finally:
         logger.removeHandler(handler)
+
+
+def add_precision_argument(parser) -> None:
+    """``--precision auto|32|bf16`` of the inference commands (predict, explain)."""
+    parser.add_argument("--precision", choices=INFERENCE_PRECISIONS, default=AUTO,
+                        help="auto (default): bf16 where the GPU or CPU has bf16 units and the model is large enough "
+                        "to gain (the rule of `fit --trainer.precision auto`), else 32")
+
+
+def precision_line(requested: str, precision: str, reason: str) -> str:
+    """``precision: bf16 (auto: CPU with amx_bf16)``: the line training prints, for an inference command."""
+    return f"precision: {precision} ({'auto: ' if requested == AUTO else ''}{reason})"

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from convvit.cli._shared import warnings_to_stderr
-from convvit.errors import ConvvitError
+from convvit.cli._shared import add_precision_argument, precision_line, warnings_to_stderr
+from convvit.errors import ConvvitError, UsageError
 
 DESCRIPTION = ("Classify images with a trained checkpoint; writes a CSV of top-k "
         "predictions. Unreadable images are skipped with a warning naming each one.")
@@ -19,17 +19,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strict", action="store_true",
                    help="exit with status 1 when any image could not be read (the CSV is still written)")
     p.add_argument("--top_k", "--top-k", type=int, default=5, help="predictions per image (default: 5)")
-    p.add_argument("--batch_size", "--batch-size", type=int, default=64)
+    p.add_argument("--batch_size", "--batch-size", type=int, default=None,
+                   help="images per forward pass (default: the fastest measured, convvit.inference.runner)")
     p.add_argument("--weights", choices=("auto", "raw", "ema"), default="auto",
                    help="raw or EMA weights; auto: EMA when it validated at least as well (default)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    add_precision_argument(p)
 
 
 def run(args: argparse.Namespace) -> int:
     from convvit.inference.predict import predict_images, write_predictions
+    from convvit.inference.runner import DEFAULT_BATCH_SIZE
 
+    if args.batch_size is not None and args.batch_size < 1:
+        raise UsageError(f"--batch_size must be >= 1, got {args.batch_size}")
     with warnings_to_stderr():
-        result = predict_images(args.ckpt_path, args.paths, args.top_k, args.batch_size, args.weights, args.device)
+        result = predict_images(args.ckpt_path, args.paths, args.top_k, args.batch_size or DEFAULT_BATCH_SIZE,
+                                args.weights, args.device, args.precision)
+    print(precision_line(args.precision, result.precision, result.precision_reason))
     if not result.rows:
         raise ConvvitError(
             f"none of the {len(result.skipped)} images could be read (each is named above); no CSV was written. "

@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
+from convvit.cli._shared import add_precision_argument, precision_line
 from convvit.errors import ArgumentParser, ConvvitError, UsageError, debug_requested, run_guarded
 
 __all__ = ["build_parser", "build_distance_parser", "run"]
@@ -44,6 +45,7 @@ def build_parser() -> ArgumentParser:
                         help="share of the weakest patch-to-patch attention zeroed before the rollout (default 0.9)")
     parser.add_argument("--top_k", "--top-k", type=int, default=3)
     parser.add_argument("--weights", choices=("auto", "raw", "ema"), default="auto")
+    add_precision_argument(parser)
     return parser
 
 
@@ -63,14 +65,18 @@ def build_distance_parser() -> ArgumentParser:
     parser.add_argument("--output", "-o", required=True, help="the PNG to write; the CSV goes beside it")
     parser.add_argument("--batch_size", "--batch-size", type=int, default=32)
     parser.add_argument("--weights", choices=("auto", "raw", "ema"), default="auto")
+    add_precision_argument(parser)
     return parser
 
 
 # ----------------------------------------------------------------------------------- inputs and outputs
 
 
-def _load(ckpt_path: str, weights: str):
+def _load(ckpt_path: str, weights: str, precision: str):
+    """The checkpoint's model as an :class:`~convvit.inference.runner.InferenceModel` (on the CPU, in ``precision``),
+    and its info; the resolved precision is printed, as by predict."""
     from convvit.inference.export import load_trained_model
+    from convvit.inference.runner import InferenceModel
 
     model, info = load_trained_model(ckpt_path, weights)
     from convvit.explain.maps import _attention_modules
@@ -81,7 +87,9 @@ def _load(ckpt_path: str, weights: str):
     height, width = info["img_size"]
     if height != width:
         raise ExplainError(f"{ckpt_path}: explain needs a square input size, the model takes {height}x{width}")
-    return model, info
+    inference = InferenceModel(model, "cpu", precision)
+    print(precision_line(precision, inference.precision, inference.reason))
+    return inference, info
 
 
 def _transform(model, info):
@@ -216,7 +224,8 @@ def explain_images(args) -> int:
         raise UsageError(f"--discard_ratio must be in [0, 1), got {args.discard_ratio}")
     if args.top_k < 1:
         raise UsageError(f"--top_k must be >= 1, got {args.top_k}")
-    model, info = _load(args.ckpt_path, args.weights)
+    inference, info = _load(args.ckpt_path, args.weights, args.precision)
+    model = inference.model
     transform, mean, std = _transform(model, info)
     paths = _list_images(args.images)
     output = Path(args.output)
@@ -233,8 +242,8 @@ def explain_images(args) -> int:
     top_k = min(args.top_k, info["num_classes"])
     names = info["class_names"]
     written = []
-    for path, png, x in zip(paths, targets, tensors):
-        x = x[None]  # (1, C, H, W): one image at a time keeps the memory of the maps small
+    for path, png, image in zip(paths, targets, tensors):
+        x = inference.inputs(image[None])  # (1, C, H, W): one image at a time keeps the memory of the maps small
         with torch.no_grad():
             maps = attention_maps(model, x)
             probs = model(x).float().softmax(dim=-1)[0]
@@ -245,7 +254,7 @@ def explain_images(args) -> int:
         top_p, top_i = probs.topk(top_k)
         predictions = [(names[i], p) for p, i in zip(top_p.tolist(), top_i.tolist())]
         fig = explain_figure(
-            _display(x[0], mean, std), f"{path.name} ({info['name']})", predictions, heat.numpy(),
+            _display(image, mean, std), f"{path.name} ({info['name']})", predictions, heat.numpy(),
             f"rollout ({args.head_fusion}, discard {args.discard_ratio:g})",
             stem_maps=stem_maps, gates=_gates(model), cls_attention=_cls_attention(model, maps),
         )
@@ -270,12 +279,13 @@ def explain_distance(args) -> int:
         raise UsageError(f"--batch_size must be >= 1, got {args.batch_size}")
     if args.num_images < 1:
         raise UsageError(f"--num_images must be >= 1, got {args.num_images}")
-    loaded = [(ckpt, *_load(ckpt, args.weights)) for ckpt in args.ckpt_path]
+    loaded = [(ckpt, *_load(ckpt, args.weights, args.precision)) for ckpt in args.ckpt_path]
     dataset = None if Path(args.data).exists() else _dataset_images(args.data, args.split, args.num_images)
     paths = _list_images([args.data]) if dataset is None else None
     _writable_dir(output.parent if str(output.parent) else Path("."))
     panels, rows = [], []
-    for ckpt, model, info in loaded:
+    for ckpt, inference, info in loaded:
+        model = inference.model
         transform, _, _ = _transform(model, info)
         if dataset is None:
             tensors = _read_images(paths, info, transform)
@@ -283,7 +293,7 @@ def explain_distance(args) -> int:
             tensors = [transform(image.convert("L" if info["in_chans"] == 1 else "RGB")) for image in dataset]
         total, count = None, 0
         for start in range(0, len(tensors), args.batch_size):
-            batch = torch.stack(tensors[start:start + args.batch_size])
+            batch = inference.inputs(torch.stack(tensors[start:start + args.batch_size]))
             with torch.no_grad():
                 dist = attention_distance(attention_maps(model, batch)).double() * len(batch)  # (layers, heads)
             total = dist if total is None else total + dist

@@ -11,6 +11,7 @@ import torch
 
 from convvit.fileio import write_csv
 from convvit.inference.export import load_trained_model
+from convvit.inference.runner import DEFAULT_BATCH_SIZE, InferenceModel
 
 __all__ = ["Predictions", "predict_images", "write_predictions", "prediction_columns", "DEFAULT_OUTPUT"]
 
@@ -20,18 +21,21 @@ _logger = logging.getLogger(__name__)
 
 @dataclass
 class Predictions:
-    """The rows of :func:`predict_images` (one per readable image), and the images it could not read with why."""
+    """The rows of :func:`predict_images` (one per readable image), the images it could not read with why, and the
+    precision the model ran in (``"32"`` or ``"bf16"``) with why."""
 
     rows: list[dict[str, object]] = field(default_factory=list)
     skipped: list[tuple[Path, str]] = field(default_factory=list)
+    precision: str = "32"
+    precision_reason: str = ""
 
 
 def prediction_columns(top_k: int) -> list[str]:
-    """``path, pred, prob, pred2, prob2, ..., predK, probK``."""
+    """``path, pred, prob, pred2, prob2, ..., predK, probK, precision`` (the last: ``32`` or ``bf16``, what ran)."""
     cols = ["path", "pred", "prob"]
     for k in range(2, top_k + 1):
         cols += [f"pred{k}", f"prob{k}"]
-    return cols
+    return cols + ["precision"]
 
 
 def _batches(items: Sequence, size: int) -> Iterator[Sequence]:
@@ -39,14 +43,14 @@ def _batches(items: Sequence, size: int) -> Iterator[Sequence]:
         yield items[start:start + size]
 
 
-@torch.inference_mode()
 def predict_images(
     ckpt_path: str | os.PathLike,
     paths: Sequence[str | os.PathLike],
     top_k: int = 5,
-    batch_size: int = 64,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     weights: str = "auto",
     device: str = "cpu",
+    precision: str = "auto",
 ) -> Predictions:
     """Top-k class names and probabilities for every image in ``paths`` (files or folders, searched recursively).
 
@@ -54,13 +58,14 @@ def predict_images(
     (``convvit.data.load_image`` / ``build_eval_transform``). One row per image, keys as
     :func:`prediction_columns`. An image that cannot be decoded is skipped with a warning (logger
     ``convvit.inference.predict``) and listed in ``Predictions.skipped``: one bad file must not cost the rest.
+    ``precision`` is ``"auto"``, ``"32"`` or ``"bf16"`` (:class:`~convvit.inference.runner.InferenceModel`).
     """
     from convvit.data import BadImageError, build_eval_transform, list_images, load_image
 
     if top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {top_k}")
     model, info = load_trained_model(ckpt_path, weights)
-    model.to(device)
+    inference = InferenceModel(model, device, precision)
     top_k = min(top_k, info["num_classes"])
     files = list_images(list(paths))
     height, width = info["img_size"]
@@ -69,7 +74,7 @@ def predict_images(
     mean, std = info["mean"] or model.pretrained_cfg["mean"], info["std"] or model.pretrained_cfg["std"]
     transform = build_eval_transform(height, info["in_chans"], mean, std, info["crop_pct"], info["interpolation"])
     names = info["class_names"]
-    result = Predictions()
+    result = Predictions(precision=inference.precision, precision_reason=inference.reason)
     for chunk in _batches(files, batch_size):
         readable, images = [], []
         for path in chunk:
@@ -82,7 +87,7 @@ def predict_images(
                 result.skipped.append((path, reason))
         if not images:
             continue
-        probs = model(torch.stack(images).to(device)).float().softmax(dim=-1)
+        probs = inference.logits(torch.stack(images)).softmax(dim=-1)
         top_p, top_i = probs.topk(top_k, dim=-1)
         for path, p_row, i_row in zip(readable, top_p.tolist(), top_i.tolist()):
             row: dict[str, object] = {"path": str(path)}
@@ -90,6 +95,7 @@ def predict_images(
                 suffix = "" if k == 1 else str(k)
                 row[f"pred{suffix}"] = names[i]
                 row[f"prob{suffix}"] = round(p, 6)
+            row["precision"] = inference.precision
             result.rows.append(row)
     return result
 

@@ -1,62 +1,19 @@
 """``--trainer.precision auto``: the numeric precision that trains fastest on the machine at hand.
 
-* CUDA GPUs with bf16 support (Ampere and newer): ``bf16-mixed``.
-* CPUs with bf16 units (``avx512_bf16`` or AMX): ``bf16-mixed`` when the model is large enough for the faster
-  matrix products to pay for autocast's casts, ``32-true`` below that.
-* Everything else, CPUs without bf16 units included (there bf16 matrix products take a slow path, many times
-  slower than fp32): ``32-true``.
-
-The size threshold is measured (``python benchmarks/precision.py``; the figures are in the README's Speed
-section): bf16 autocast trained the 1.1 and 4.0 GMAC ImageNet ViTs faster than fp32 on both CPUs measured, the
-0.014-0.019 GMAC nano models slower on both, and the 0.3 GMAC tiny models faster on one and slower on the other,
-so the threshold sits above the tiny models.
+``bf16-mixed`` where :func:`convvit.precision.bf16_is_faster` says bf16 pays (CUDA GPUs with bf16; CPUs with bf16
+units, for models large enough), ``32-true`` otherwise. The rule, its measured threshold and its messages live
+in :mod:`convvit.precision`, shared with ``convvit predict`` and ``convvit explain``.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 import lightning as L
-import torch
 from lightning.fabric.connector import _PRECISION_INPUT
 
+from convvit.precision import AUTO, BF16_MIN_GMACS, bf16_is_faster, cpu_bf16_flags, cpu_model_name
+
 __all__ = ["AUTO", "BF16_MIN_GMACS", "Trainer", "cpu_bf16_flags", "cpu_model_name", "resolve_precision"]
-
-AUTO = "auto"
-# Multiply-adds per image (the paper's flops) from which bf16 autocast beats fp32 on a CPU with bf16 units.
-BF16_MIN_GMACS = 0.5
-_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
-
-
-def _cpuinfo() -> str:
-    try:
-        return Path("/proc/cpuinfo").read_text()
-    except OSError:  # not Linux: no flags to read, so no bf16 claimed
-        return ""
-
-
-def cpu_bf16_flags(cpuinfo: str | None = None) -> list[str]:
-    """The CPU's bf16 instruction-set flags (``avx512_bf16``, ``amx_bf16``) that /proc/cpuinfo lists."""
-    text = _cpuinfo() if cpuinfo is None else cpuinfo
-    flags: set[str] = set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            flags.update(line.split(":", 1)[1].split())
-            break
-    return [f for f in _BF16_FLAGS if f in flags]
-
-
-def cpu_model_name(cpuinfo: str | None = None) -> str:
-    text = _cpuinfo() if cpuinfo is None else cpuinfo
-    for line in text.splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown CPU"
-
-
-def _uses_cuda(accelerator: Any) -> bool:
-    name = accelerator if isinstance(accelerator, str) else type(accelerator).__name__.lower()
-    return any(word in name.lower() for word in ("auto", "gpu", "cuda")) and torch.cuda.is_available()
 
 
 def resolve_precision(requested: Any, accelerator: Any = "auto", gmacs_per_image: float | None = None,
@@ -69,17 +26,8 @@ def resolve_precision(requested: Any, accelerator: Any = "auto", gmacs_per_image
     """
     if requested != AUTO:
         return requested, "as given"
-    if _uses_cuda(accelerator):
-        if torch.cuda.is_bf16_supported():
-            return "bf16-mixed", f"CUDA GPU with bf16 ({torch.cuda.get_device_name()})"
-        return "32-true", f"CUDA GPU without bf16 ({torch.cuda.get_device_name()})"
-    flags = cpu_bf16_flags() if cpu_flags is None else cpu_flags
-    if not flags:
-        return "32-true", "CPU without bf16 units (bf16 would be many times slower)"
-    if gmacs_per_image is not None and gmacs_per_image < BF16_MIN_GMACS:
-        return "32-true", (f"CPU with {'/'.join(flags)}, but {gmacs_per_image:.3f} GMACs per image is below the "
-                           f"{BF16_MIN_GMACS} where bf16 pays")
-    return "bf16-mixed", f"CPU with {'/'.join(flags)}"
+    bf16, why = bf16_is_faster(accelerator, gmacs_per_image, cpu_flags)
+    return ("bf16-mixed" if bf16 else "32-true"), why
 
 
 class Trainer(L.Trainer):
