@@ -65,9 +65,9 @@ def test_written_csv_has_no_live_formula(tmp_path):
 
     write_csv(tmp_path / "a.csv", ["name", "x"], [{"name": FORMULA, "x": -1.5, "extra": "left out"}, ("@x", None)])
     assert (tmp_path / "a.csv").read_text() == f'name,x\n"\'{FORMULA.replace(chr(34), 2 * chr(34))}",-1.5\n\'@x,\n'
-    rows = [{"path": "=x.png", "pred": FORMULA, "prob": 0.9}]
+    rows = [{"path": "=x.png", "pred": FORMULA, "prob": 0.9, "precision": "32"}]
     with open(write_predictions(rows, tmp_path / "p.csv", top_k=1)) as f:
-        assert list(csv.DictReader(f)) == [{"path": "'=x.png", "pred": "'" + FORMULA, "prob": "0.9"}]
+        assert list(csv.DictReader(f)) == [{"path": "'=x.png", "pred": "'" + FORMULA, "prob": "0.9", "precision": "32"}]
 
 
 def test_every_csv_convvit_writes_goes_through_the_safe_writer():
