@@ -12,7 +12,6 @@ printed and written with them.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import platform
 import statistics
@@ -103,12 +102,9 @@ def main(argv=None) -> None:
             print(f"{config:24s} {impl:20s} {rate:8.1f} images/s")
         print(f"{config:24s} batched / timm: {t_timm / t_batch:.2f}x")
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with open(args.out, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    print(f"wrote {args.out}")
+    from convvit.fileio import write_csv  # the one CSV writer: atomic, spreadsheet-safe cells
+
+    print(f"wrote {write_csv(args.out, list(rows[0]), rows)}")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import csv
 import shlex
 import sys
 import time
@@ -85,12 +84,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         r = rows[-1]
         print(f"{mode:32s} agreement {r['agreement']:.2%} ({r['disagreements']} of {r['images']} differ); "
               f"top-1 fp32 {r['fp32_top1']:.2%}, bf16 {r['bf16_top1']:.2%}", flush=True)
-    args.csv.parent.mkdir(parents=True, exist_ok=True)
-    with open(args.csv, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    print(f"wrote {args.csv}")
+    from convvit.fileio import write_csv  # the one CSV writer: atomic, spreadsheet-safe cells
+
+    print(f"wrote {write_csv(args.csv, list(rows[0]), rows)}")
     return rows
 
 

@@ -17,12 +17,10 @@ the training run on this machine, whose cores the loader workers share with trai
 from __future__ import annotations
 
 import argparse
-import csv
 import itertools
 import os
 import resource
 import time
-from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
@@ -133,12 +131,9 @@ def main() -> None:
             rows.append(row)
             print(line, flush=True)
     if args.csv:
-        Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
-        with open(args.csv, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-        print(f"wrote {args.csv}")
+        from convvit.fileio import write_csv  # the one CSV writer: atomic, spreadsheet-safe cells
+
+        print(f"wrote {write_csv(args.csv, list(rows[0]), rows)}")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ batches are timed for ``--seconds``. ``per_worker`` divides by the worker count 
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import platform
 import sys
@@ -166,14 +165,9 @@ def main(argv: list[str] | None = None) -> None:
         for case in args.cases:
             if case != "timm":
                 print(f"{case} / timm: {best[case] / best['timm']:.2f}x (best round of each)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, out)
-    print(f"wrote {out}")
+    from convvit.fileio import write_csv  # the one CSV writer: atomic, spreadsheet-safe cells
+
+    print(f"wrote {write_csv(out, list(rows[0]), rows)}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Shared helpers for the training tests: tiny synthetic runs through the real CLI entry point."""
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -43,3 +44,20 @@ def trained_run(tmp_path_factory) -> Path:
     with one_thread():
         assert fit(root, "--trainer.max_epochs", "2", "--model.ema", "true", "--model.lr", "3e-3") == 0
     return run_dir(root)
+
+
+@contextlib.contextmanager
+def interrupted_at_epoch(monkeypatch, epoch: int = 1):
+    """Fits started inside stop as a Ctrl-C would, at the start of ``epoch`` (after its checkpoint is saved)."""
+    from convvit.training.module import ImageClassifier
+
+    start = ImageClassifier.on_train_epoch_start
+
+    def interrupt(self):
+        if self.current_epoch == epoch:
+            raise KeyboardInterrupt
+        start(self)
+
+    with monkeypatch.context() as m:
+        m.setattr(ImageClassifier, "on_train_epoch_start", interrupt)
+        yield

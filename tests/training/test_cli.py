@@ -17,7 +17,7 @@ from convvit.cli import main
 from convvit.inference.export import load_trained_model
 from convvit.training.module import ImageClassifier
 
-from conftest import MODEL, STEPS_PER_EPOCH, TINY, fit, run_dir
+from conftest import MODEL, STEPS_PER_EPOCH, TINY, fit, interrupted_at_epoch, run_dir
 
 
 def _metrics(run: Path) -> list[dict[str, str]]:
@@ -190,15 +190,7 @@ def test_resume_is_exact(tmp_path, monkeypatch, data):
         name = f"images-{MODEL}"  # runs are named after the data folder
     assert fit(tmp_path / "a", *recipe) == 0
 
-    start = ImageClassifier.on_train_epoch_start
-
-    def interrupt_at_epoch_1(self):
-        if self.current_epoch == 1:
-            raise KeyboardInterrupt
-        start(self)
-
-    with monkeypatch.context() as m:
-        m.setattr(ImageClassifier, "on_train_epoch_start", interrupt_at_epoch_1)
+    with interrupted_at_epoch(monkeypatch, 1):
         assert fit(tmp_path / "b", *recipe) == 1  # Lightning exits with 1 after a KeyboardInterrupt
     ckpt = run_dir(tmp_path / "b", name=name) / "checkpoints" / "last.ckpt"
     assert torch.load(ckpt, weights_only=True)["global_step"] == STEPS_PER_EPOCH

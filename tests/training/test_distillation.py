@@ -11,7 +11,7 @@ from convvit.cli import main
 from convvit.errors import UsageError
 from convvit.training.distillation import Distillation, distillation_loss
 
-from conftest import MODEL, TINY, fit, run_dir
+from conftest import TINY, fit, interrupted_at_epoch, run_dir
 
 DISTILLED = ["--model.model_kwargs", "{distilled: true}"]
 
@@ -76,20 +76,10 @@ def test_teacher_stays_frozen_and_out_of_the_checkpoint(trained_run, tmp_path, m
 
 
 def test_resume_with_a_teacher_is_exact_and_refuses_another(trained_run, tmp_path, monkeypatch):
-    from convvit.training.module import ImageClassifier
-
     teacher_ckpt = trained_run / "checkpoints" / "last.ckpt"
     recipe = ["--trainer.max_epochs", "2", "--model.mixup_alpha", "0.8"]
     assert _student(tmp_path / "a", teacher_ckpt, *recipe) == 0
-    start = ImageClassifier.on_train_epoch_start
-
-    def interrupt_at_epoch_1(self):
-        if self.current_epoch == 1:
-            raise KeyboardInterrupt
-        start(self)
-
-    with monkeypatch.context() as m:
-        m.setattr(ImageClassifier, "on_train_epoch_start", interrupt_at_epoch_1)
+    with interrupted_at_epoch(monkeypatch, 1):
         assert _student(tmp_path / "b", teacher_ckpt, *recipe) == 1
     ckpt = run_dir(tmp_path / "b") / "checkpoints" / "last.ckpt"
     other = tmp_path / "other.ckpt"
