@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fashion_mnist_report import (  # noqa: E402  (the Fashion-MNIST report's job runner and test reader)
-    ConvvitTest, ReportError, table, train_runs, write_csv,
+from fashion_mnist_report import (  # noqa: E402  (the Fashion-MNIST report's job runner, test reader, machine)
+    ConvvitTest, ReportError, machine, table, train_runs, write_csv,
 )
 
 from convvit.sweep.core import SWEEP_DEFAULTS  # noqa: E402
@@ -224,9 +224,8 @@ Data: [{csv_path.relative_to(docs).as_posix()}]({csv_path.relative_to(docs).as_p
 
 
 def _machine() -> str:
-    from convvit.training.precision import cpu_bf16_flags, cpu_model_name
-
-    return f"{cpu_model_name()}, {os.cpu_count()} cores, bf16 units: {', '.join(cpu_bf16_flags()) or 'none'}"
+    m = machine()
+    return f"{m['cpu']}, {m['cores']} cores, CPU flags {m['flags']}, torch {m['torch']}"
 
 
 def run(args: argparse.Namespace) -> Path:

@@ -102,23 +102,17 @@ def measure(batches, warmup: int, seconds: float, min_batches: int) -> tuple[flo
 
 
 def machine() -> dict[str, str]:
-    from convvit.training.precision import cpu_model_name
-
-    flags = []
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = sorted({f for f in line.split(":", 1)[1].split()
-                                if f.startswith(("avx2", "avx512f", "avx512_bf16", "amx"))})
-                break
-    except OSError:
-        pass
+    """The Fashion-MNIST report's machine description (CPU model, vector/matrix flags, cores, torch) and the
+    decoding and augmentation libraries' versions."""
     import timm
     import torchvision
 
-    return {"cpu": cpu_model_name(), "cores": str(os.cpu_count()), "cpu_flags": " ".join(flags) or "none",
-            "torch": torch.__version__, "torchvision": torchvision.__version__, "timm": timm.__version__,
-            "python": platform.python_version()}
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from fashion_mnist_report import machine as cpu_machine
+
+    m = cpu_machine()
+    return {"cpu": m["cpu"], "cores": m["cores"], "cpu_flags": m["flags"], "torch": torch.__version__,
+            "torchvision": torchvision.__version__, "timm": timm.__version__, "python": platform.python_version()}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -209,18 +209,25 @@ class ImageDataModule(L.LightningDataModule):
     @property
     def eval_transform(self):
         """The per-image evaluation transform (PIL image of any mode -> tensor), as used for prediction."""
-        return build_eval_transform(self.img_size, self.in_chans, self.mean, self.std, self.crop_pct,
-                                    self.hparams.interpolation)
+        return self._eval_transform(uint8=False)
 
     @property
     def train_transform(self):
         """The per-image training transform (PIL image of any mode -> tensor)."""
+        return self._train_transform(uint8=False)
+
+    def _eval_transform(self, uint8: bool):
+        return build_eval_transform(self.img_size, self.in_chans, self.mean, self.std, self.crop_pct,
+                                    self.hparams.interpolation, uint8=uint8)
+
+    def _train_transform(self, uint8: bool):
+        """Normalised floats, or (``uint8``) the image before normalisation and erasing, for :attr:`finish`."""
         h = self.hparams
         return build_train_transform(
             self.img_size, self.in_chans, self.mean, self.std, crop_mode=self.crop_mode, scale=h.scale,
             ratio=h.ratio, crop_padding=h.crop_padding, hflip=h.hflip, vflip=h.vflip, color_jitter=h.color_jitter,
             auto_augment=h.auto_augment, interpolation=h.interpolation, re_prob=h.re_prob, re_mode=h.re_mode,
-            re_count=h.re_count,
+            re_count=h.re_count, uint8=uint8,
         )
 
     @property
@@ -371,15 +378,7 @@ class ImageDataModule(L.LightningDataModule):
         on_bad = "substitute" if train else "drop"
         if self._resolve_pipeline() == "device":
             return EncodedFileDataset(paths, labels, self.in_chans, skip_bad=h.skip_bad_images, on_bad=on_bad)
-        if train:
-            transform = build_train_transform(
-                self.img_size, self.in_chans, self.mean, self.std, crop_mode=self.crop_mode, scale=h.scale,
-                ratio=h.ratio, crop_padding=h.crop_padding, hflip=h.hflip, vflip=h.vflip, color_jitter=h.color_jitter,
-                auto_augment=h.auto_augment, interpolation=h.interpolation, uint8=True,
-            )
-        else:
-            transform = build_eval_transform(self.img_size, self.in_chans, self.mean, self.std, self.crop_pct,
-                                             h.interpolation, uint8=True)
+        transform = self._train_transform(uint8=True) if train else self._eval_transform(uint8=True)
         return ImageFileDataset(paths, labels, self.in_chans, transform, skip_bad=h.skip_bad_images, on_bad=on_bad)
 
     # ------------------------------------------------------------------------------------------------ pipelines
@@ -391,13 +390,19 @@ class ImageDataModule(L.LightningDataModule):
         if h.color_jitter:
             return "color_jitter (it has no colour jitter; use auto_augment)"
         if h.auto_augment:
-            from convvit.data.batch_augment import build_batch_auto_augment
-
             try:
-                build_batch_auto_augment(h.auto_augment, self.mean, h.interpolation)
+                self._device_pipeline(train=True)  # builds the batched auto-augment, which refuses what it lacks
             except ValueError as e:
                 return f"auto_augment '{h.auto_augment}' ({e})"
         return None
+
+    def _device_pipeline(self, train: bool) -> DevicePipeline:
+        if train not in self._device_pipelines:
+            h = self.hparams
+            self._device_pipelines[train] = DevicePipeline(
+                self.img_size, train, self.mean, scale=h.scale, ratio=h.ratio, hflip=h.hflip, vflip=h.vflip,
+                auto_augment=h.auto_augment, crop_pct=self.crop_pct, interpolation=h.interpolation)
+        return self._device_pipelines[train]
 
     def _device(self) -> torch.device:
         return self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
@@ -422,14 +427,9 @@ class ImageDataModule(L.LightningDataModule):
             device = torch.device(device) if device is not None else torch.device("cpu")
             dataset = self._dataset_of(batch, train)
             images, labels = decode_images(batch, dataset, self.in_chans, device)
-            if train not in self._device_pipelines:
-                h = self.hparams
-                self._device_pipelines[train] = DevicePipeline(
-                    self.img_size, train, self.mean, scale=h.scale, ratio=h.ratio, hflip=h.hflip, vflip=h.vflip,
-                    auto_augment=h.auto_augment, crop_pct=self.crop_pct, interpolation=h.interpolation)
             if not images:
                 return torch.empty(0, self.in_chans, self.img_size, self.img_size, device=device), labels
-            batch = self._device_pipelines[train](images), labels
+            batch = self._device_pipeline(train)(images), labels
         x, y = batch
         if device is not None:
             x, y = x.to(device), y.to(device)

@@ -270,8 +270,7 @@ class BatchTrainTransform:
         self.img_size, self.padding, self.hflip, self.vflip = img_size, crop_padding, hflip, vflip
         self.color = color
         self.interpolation = interpolation
-        self.normalize = _BatchNormalize(mean, std)
-        self.erase = RandomErasing(re_prob, mode=re_mode, max_count=re_count, device="cpu") if re_prob > 0 else None
+        self.finish = BatchNormalizeErase(mean, std, re_prob, re_mode, re_count)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         with one_thread():
@@ -294,14 +293,11 @@ class BatchTrainTransform:
             x = torch.where(flip.view(b, 1, 1, 1), x.flip(-2), x)
         if self.color is not None:
             x = _pil_each(x, self.color)
-        x = self.normalize(x)
-        if self.erase is not None:
-            x = self.erase(x)
-        return x
+        return self.finish(x, train=True)
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(img_size={self.img_size}, padding={self.padding}, hflip={self.hflip}, "
-                f"vflip={self.vflip}, color={self.color}, erase={self.erase})")
+                f"vflip={self.vflip}, color={self.color}, finish={self.finish})")
 
 
 class BatchEvalTransform:
