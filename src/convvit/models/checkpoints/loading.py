@@ -27,6 +27,7 @@ from convvit.checkpoints.files import PathLike, read_checkpoint_file, read_safet
 from convvit.errors import CheckpointError
 from convvit.models.checkpoints.fit import classifier_names, fit_state_dict, model_grid, square_grid
 from convvit.models.checkpoints.formats import UNKNOWN, detect_format, key_format, to_convvit
+from convvit.models.registry import build_model, default_cfg, list_models
 
 __all__ = ["load_checkpoint", "read_checkpoint", "read_checkpoint_metadata", "convert_checkpoint"]
 
@@ -66,8 +67,6 @@ def read_checkpoint_metadata(path: PathLike) -> dict[str, str]:
 
 def _closest_models(state: Mapping[str, torch.Tensor]) -> list[str]:
     """Registered convvit models whose weights (except classifier and position embedding) match ``state``."""
-    from convvit.models.registry import create_model, list_models
-
     def skip(k: str) -> bool:
         return k.startswith(("head.", "head_dist.", "pos_embed")) or k.endswith("pos_embed")
 
@@ -77,7 +76,7 @@ def _closest_models(state: Mapping[str, torch.Tensor]) -> list[str]:
     for name in names:
         try:
             with torch.device("meta"):
-                candidate = create_model(name)
+                candidate = build_model(name)
         except Exception:  # noqa: BLE001  (a builder that cannot run on the meta device)
             continue
         have = {k: tuple(v.shape) for k, v in candidate.state_dict().items() if not skip(k)}
@@ -175,8 +174,6 @@ def convert_checkpoint(src: PathLike, dst: PathLike, model_name: str, **model_kw
     and ``img_size`` to the one its position embedding was trained at; pass them to override.
     Metadata (class names ...) found in the source is carried over.
     """
-    from convvit.models.registry import create_model, default_cfg
-
     state, info = read_checkpoint(src)
     cfg = default_cfg(model_name)
     clf_weight = state.get(f"{cfg.get('classifier', 'head')}.weight")
@@ -185,7 +182,7 @@ def convert_checkpoint(src: PathLike, dst: PathLike, model_name: str, **model_kw
     first = state.get(f"{cfg.get('first_conv')}.weight")
     if "in_chans" not in model_kwargs and first is not None and first.ndim == 4:
         model_kwargs["in_chans"] = first.shape[1]
-    model = create_model(model_name, **model_kwargs)
+    model = build_model(model_name, **model_kwargs)
     if "img_size" not in model_kwargs and "pos_embed" in state:
         grid = model_grid(model)
         want = model.state_dict().get("pos_embed")
@@ -194,7 +191,7 @@ def convert_checkpoint(src: PathLike, dst: PathLike, model_name: str, **model_kw
             side = square_grid(state["pos_embed"].shape[1] - prefix)
             if side is not None:
                 stride = model.img_size[0] // grid[0] if isinstance(model.img_size, tuple) else model.img_size // grid[0]
-                model = create_model(model_name, **{**model_kwargs, "img_size": side * stride})
+                model = build_model(model_name, **{**model_kwargs, "img_size": side * stride})
     _load_state(model, dict(state), info, src, strict=True)
     metadata = {k: v for k, v in info["metadata"].items() if k in ("class_names",)}
     metadata["source_format"] = info["format"]
