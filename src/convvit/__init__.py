@@ -12,7 +12,7 @@ import importlib.util
 import sys
 from typing import Any
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _MODEL_API = ("create_model", "default_cfg", "is_model", "list_models", "register_model")
 

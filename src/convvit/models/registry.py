@@ -2,16 +2,18 @@
 
 Every builder is a function ``name(pretrained=False, **kwargs) -> nn.Module`` decorated
 with :func:`register_model`. The registry builds models and knows nothing of checkpoint files: loading
-weights into a built model is :mod:`convvit.models.factory`'s job, which sits above both. Builders are also registered into timm's registry (only
-under names timm does not already have), so that after ``import convvit.models`` (which
-``convvit.create_model`` and ``convvit.list_models`` do first), ``timm.create_model("vit_c_4gf")`` works.
+weights into a built model is :mod:`convvit.models.factory`'s job, which sits above both.
+Builders are also registered into timm's registry (only under names timm does not already have), so that after
+``import convvit.models`` (which ``convvit.create_model`` and ``convvit.list_models`` do first),
+``timm.create_model("vit_c_4gf")`` works.
 """
 from __future__ import annotations
 
 import contextlib
 import difflib
 import fnmatch
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn as nn

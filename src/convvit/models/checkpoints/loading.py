@@ -10,14 +10,17 @@
 
 The layers below do the work: :mod:`convvit.checkpoints.files` reads without executing,
 :mod:`convvit.checkpoints.containers` finds the weights, the key formats the model families register
-(:mod:`.formats`) rename them, :mod:`.fit` fits them to the model. This module is the only one of the package that uses the registry (for conversion and hints).
+(:mod:`.formats`) rename them, :mod:`.fit` fits them to the model. This module is the only one of the
+package that uses the registry (to build models for conversion and for the hints of a mismatch error);
+the registry does not import it back.
 """
 from __future__ import annotations
 
 import importlib
 import logging
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -85,6 +88,10 @@ def _closest_models(state: Mapping[str, torch.Tensor]) -> list[str]:
     return matches
 
 
+def _first_five(keys: list[str]) -> str:
+    return ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
+
+
 def _mismatch_error(
     path: PathLike, model: nn.Module, fmt: str, meta: Mapping[str, str], missing: list[str],
     unexpected: list[str], wrong_shape: list[str], state: Mapping[str, torch.Tensor],
@@ -92,11 +99,9 @@ def _mismatch_error(
     arch = (getattr(model, "pretrained_cfg", None) or {}).get("architecture", type(model).__name__)
     parts = []
     if missing:
-        parts.append(f"missing in the file: {', '.join(missing[:5])}" + (f" (+{len(missing) - 5} more)" if len(missing) > 5 else ""))
+        parts.append(f"missing in the file: {_first_five(missing)}")
     if unexpected:
-        parts.append(
-            f"not in the model: {', '.join(unexpected[:5])}" + (f" (+{len(unexpected) - 5} more)" if len(unexpected) > 5 else "")
-        )
+        parts.append(f"not in the model: {_first_five(unexpected)}")
     if wrong_shape:
         target = model.state_dict()
         shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(target[k].shape)}" for k in wrong_shape[:5]]
@@ -190,7 +195,8 @@ def convert_checkpoint(src: PathLike, dst: PathLike, model_name: str, **model_kw
             prefix = want.shape[1] - grid[0] * grid[1]
             side = square_grid(state["pos_embed"].shape[1] - prefix)
             if side is not None:
-                stride = model.img_size[0] // grid[0] if isinstance(model.img_size, tuple) else model.img_size // grid[0]
+                img_side = model.img_size[0] if isinstance(model.img_size, tuple) else model.img_size
+                stride = img_side // grid[0]
                 model = build_model(model_name, **{**model_kwargs, "img_size": side * stride})
     _load_state(model, dict(state), info, src, strict=True)
     metadata = {k: v for k, v in info["metadata"].items() if k in ("class_names",)}
