@@ -202,3 +202,11 @@ def test_recorded_results_named_in_the_docs_exist(page):
     named = set(re.findall(r"(?<![\w/])((?:benchmarks/results|docs)/[\w./-]+\.(?:csv|png|md))", page.read_text()))
     missing = sorted(p for p in named if not (ROOT / p).exists())
     assert not missing, f"{_relative(page)} names files that are not in the repository: {missing}"
+
+
+@pytest.mark.parametrize("page", [ROOT / "README.md", ROOT / "CONTRIBUTING.md"], ids=_relative)
+def test_links_outside_the_manual_point_at_files(page):
+    # mkdocs build --strict checks the links of docs/; the README and CONTRIBUTING.md are read on the forge
+    targets = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", _prose(page))
+    missing = sorted(t for t in targets if "://" not in t and not (page.parent / t).exists())
+    assert not missing, f"{_relative(page)} links to files that are not in the repository: {missing}"
