@@ -92,15 +92,15 @@ def test_import_convvit_alone_loads_no_torch():
     proc = subprocess.run([sys.executable, "-c", "import sys, convvit; assert 'torch' not in sys.modules"],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-def test_readme_model_table_is_what_convvit_models_prints(capsys):
-    """The README's model table, published figures included, is the output of `convvit models` (one source)."""
+def test_manual_model_table_is_what_convvit_models_prints(capsys):
+    """The manual's model table, published figures included, is the output of `convvit models` (one source)."""
     import pathlib
     import re
 
     assert main(["models", "--json"]) == 0
     rows = {r["model"]: r for r in json.loads(capsys.readouterr().out)}
-    readme = (pathlib.Path(__file__).parents[1] / "README.md").read_text()
-    table = re.findall(r"^\| (\w+) \| (\d+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| (.*) \|$", readme, re.M)
+    page = (pathlib.Path(__file__).parents[1] / "docs" / "models.md").read_text()
+    table = re.findall(r"^\| (\w+) \| (\d+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| (.*) \|$", page, re.M)
     assert {t[0] for t in table} == set(rows)
     for name, size, params, flops, acts, paper in table:
         r = rows[name]

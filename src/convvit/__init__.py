@@ -12,7 +12,7 @@ import importlib.util
 import sys
 from typing import Any
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _MODEL_API = ("create_model", "default_cfg", "is_model", "list_models", "register_model")
 
@@ -55,10 +55,12 @@ def __dir__() -> list[str]:
 
 
 def load_checkpoint(model, path, **kwargs):
-    """Load a convvit, timm, official or Hugging Face checkpoint file into ``model`` (see convvit.models.checkpoints)."""
+    """Load a convvit, timm, official or Hugging Face checkpoint file into ``model`` (convvit.models.checkpoints)."""
     from convvit.models.checkpoints import load_checkpoint as _load
 
     return _load(model, path, **kwargs)
 
 
-__all__ = ["create_model", "default_cfg", "is_model", "list_models", "load_checkpoint", "register_model", "__version__"]
+__all__ = [
+    "create_model", "default_cfg", "is_model", "list_models", "load_checkpoint", "register_model", "__version__",
+]

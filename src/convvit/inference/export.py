@@ -12,7 +12,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from convvit.models.registry import create_classifier
+from convvit.models.factory import create_classifier
 from convvit.checkpoints import layout
 from convvit.checkpoints.files import atomic_write, read_checkpoint_file, save_weights
 from convvit.errors import CheckpointError, ExportMismatchError

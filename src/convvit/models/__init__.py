@@ -1,5 +1,5 @@
 """convvit models. Importing this package registers every model (into timm too)."""
-from convvit.models.registry import create_model, default_cfg, is_model, list_models, register_model
+from convvit.models.registry import default_cfg, is_model, list_models, register_model
 
 from convvit.models import vit  # noqa: F401  (registers ViT_P, ViT_C, DeiT)
 
@@ -10,4 +10,6 @@ for _optional in ("convit", "cvt"):
         if _err.name != f"convvit.models.{_optional}":
             raise
 
-__all__ = ["create_model", "default_cfg", "is_model", "list_models", "register_model"]
+from convvit.models.factory import create_classifier, create_model  # noqa: E402  (after the families register)
+
+__all__ = ["create_classifier", "create_model", "default_cfg", "is_model", "list_models", "register_model"]

@@ -111,7 +111,7 @@ def count_complexity(
     ``img_size``/``in_chans``/``model_kwargs``, which is instant even for the largest models).
     """
     if isinstance(model, str):
-        from convvit.models.registry import create_classifier
+        from convvit.models.factory import create_classifier
 
         with torch.device("meta"):
             model = create_classifier(model, in_chans=in_chans, img_size=img_size, **model_kwargs)

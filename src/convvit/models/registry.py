@@ -1,17 +1,19 @@
 """Model registry: name -> builder, default configs, and registration into timm.
 
 Every builder is a function ``name(pretrained=False, **kwargs) -> nn.Module`` decorated
-with :func:`register_model`. Builders are also registered into timm's registry (only
-under names timm does not already have), so that after ``import convvit.models`` (which
-``convvit.create_model`` and ``convvit.list_models`` do first), ``timm.create_model("vit_c_4gf")`` works.
+with :func:`register_model`. The registry builds models and knows nothing of checkpoint files: loading
+weights into a built model is :mod:`convvit.models.factory`'s job, which sits above both.
+Builders are also registered into timm's registry (only under names timm does not already have), so that after
+``import convvit.models`` (which ``convvit.create_model`` and ``convvit.list_models`` do first),
+``timm.create_model("vit_c_4gf")`` works.
 """
 from __future__ import annotations
 
 import contextlib
 import difflib
 import fnmatch
-import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -86,7 +88,7 @@ def _register_into_timm(name: str, fn: Callable[..., nn.Module]) -> None:
 
 def default_cfg(name: str) -> dict[str, Any]:
     """The default config of a registered model (a copy)."""
-    _check_name(name)
+    check_name(name)
     return dict(_default_cfgs[name])
 
 
@@ -99,7 +101,8 @@ def list_models(pattern: str = "*") -> list[str]:
     return sorted(n for n in _builders if fnmatch.fnmatchcase(n, pattern))
 
 
-def _check_name(name: str) -> None:
+def check_name(name: str) -> None:
+    """Raise ValueError naming the closest registered models when ``name`` is not one of them."""
     if name not in _builders:
         close = difflib.get_close_matches(name, list(_builders), n=5, cutoff=0.4)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
@@ -108,54 +111,20 @@ def _check_name(name: str) -> None:
         )
 
 
-def create_model(
-    name: str,
-    pretrained: bool = False,
-    checkpoint_path: str | os.PathLike | None = None,
-    **kwargs: Any,
-) -> nn.Module:
-    """Build a registered model.
+def build_model(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
+    """Build a registered model with fresh weights (``convvit.create_model`` adds ``checkpoint_path``).
 
     ``kwargs`` go to the model constructor (``num_classes``, ``img_size``, ``in_chans``,
-    ``drop_path_rate``, ...); an unknown argument raises TypeError. ``checkpoint_path``
-    loads convvit, timm, official or Hugging Face weights from a local file, re-initialising
-    the head when ``num_classes`` differs and resampling position embeddings when
-    ``img_size`` differs. ``pretrained=True`` is refused: convvit never downloads weights.
+    ``drop_path_rate``, ...); an unknown argument raises TypeError. ``pretrained=True`` is refused:
+    convvit never downloads weights.
     """
-    _check_name(name)
+    check_name(name)
     if pretrained:
         raise ValueError(
             "convvit does not download weights (pretrained=True). Download the checkpoint yourself and pass "
             "checkpoint_path=PATH (convvit, timm, official or Hugging Face files are recognised)."
         )
-    model = _builders[name](**kwargs)
-    if checkpoint_path is not None:
-        from convvit.models.checkpoints import load_checkpoint
-
-        load_checkpoint(model, checkpoint_path)
-    return model
-
-
-def create_classifier(
-    name: str, num_classes: int | None = None, in_chans: int | None = None,
-    img_size: int | tuple[int, int] | None = None, checkpoint_path: str | os.PathLike | None = None, **kwargs: Any,
-) -> nn.Module:
-    """A classifier for data of ``num_classes``, ``in_chans`` and ``img_size`` (None: the model's default): a
-    convvit model, or a model only timm has (a convnet, e.g. ``resnet18`` as a distillation teacher), which
-    takes no ``img_size``.
-
-    ``checkpoint_path`` loads local weights as :func:`create_model` does (timm's ``load_checkpoint`` for timm's
-    own models); an unknown name raises ValueError with the closest convvit names.
-    """
-    data = {k: v for k, v in dict(num_classes=num_classes, in_chans=in_chans).items() if v is not None}
-    if name in _builders:
-        size = {} if img_size is None else dict(img_size=img_size)
-        return create_model(name, checkpoint_path=checkpoint_path, **data, **size, **kwargs)
-    import timm
-
-    if not timm.is_model(name):
-        _check_name(name)
-    return timm.create_model(name, pretrained=False, checkpoint_path=checkpoint_path or "", **data, **kwargs)
+    return _builders[name](**kwargs)
 
 
 def build_with_cfg(

@@ -134,7 +134,7 @@ def _teacher_from_training_checkpoint(path: Path) -> tuple[nn.Module, dict[str, 
 def _teacher_from_name(name: str, weights: Path, num_classes: int, in_chans: int, img_size: int) -> nn.Module:
     from convvit.checkpoints.containers import extract_state_dict
     from convvit.checkpoints.files import read_checkpoint_file
-    from convvit.models.registry import create_classifier
+    from convvit.models.factory import create_classifier
 
     try:
         model = create_classifier(name, num_classes, in_chans, img_size)

@@ -20,7 +20,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from convvit.errors import CheckpointConflictError, ClassMismatchError, NonFiniteLossError
 from convvit.checkpoints import layout
-from convvit.models.registry import create_classifier
+from convvit.models.factory import create_classifier
 from convvit.training.distillation import (
     Distillation, check_same_teacher, distillation_loss, load_teacher, teacher_record,
 )

@@ -10,14 +10,17 @@
 
 The layers below do the work: :mod:`convvit.checkpoints.files` reads without executing,
 :mod:`convvit.checkpoints.containers` finds the weights, the key formats the model families register
-(:mod:`.formats`) rename them, :mod:`.fit` fits them to the model. This module is the only one of the package that uses the registry (for conversion and hints).
+(:mod:`.formats`) rename them, :mod:`.fit` fits them to the model. This module is the only one of the
+package that uses the registry (to build models for conversion and for the hints of a mismatch error);
+the registry does not import it back.
 """
 from __future__ import annotations
 
 import importlib
 import logging
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -27,6 +30,7 @@ from convvit.checkpoints.files import PathLike, read_checkpoint_file, read_safet
 from convvit.errors import CheckpointError
 from convvit.models.checkpoints.fit import classifier_names, fit_state_dict, model_grid, square_grid
 from convvit.models.checkpoints.formats import UNKNOWN, detect_format, key_format, to_convvit
+from convvit.models.registry import build_model, default_cfg, list_models
 
 __all__ = ["load_checkpoint", "read_checkpoint", "read_checkpoint_metadata", "convert_checkpoint"]
 
@@ -66,8 +70,6 @@ def read_checkpoint_metadata(path: PathLike) -> dict[str, str]:
 
 def _closest_models(state: Mapping[str, torch.Tensor]) -> list[str]:
     """Registered convvit models whose weights (except classifier and position embedding) match ``state``."""
-    from convvit.models.registry import create_model, list_models
-
     def skip(k: str) -> bool:
         return k.startswith(("head.", "head_dist.", "pos_embed")) or k.endswith("pos_embed")
 
@@ -77,13 +79,17 @@ def _closest_models(state: Mapping[str, torch.Tensor]) -> list[str]:
     for name in names:
         try:
             with torch.device("meta"):
-                candidate = create_model(name)
+                candidate = build_model(name)
         except Exception:  # noqa: BLE001  (a builder that cannot run on the meta device)
             continue
         have = {k: tuple(v.shape) for k, v in candidate.state_dict().items() if not skip(k)}
         if have == wanted:
             matches.append(name)
     return matches
+
+
+def _first_five(keys: list[str]) -> str:
+    return ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
 
 
 def _mismatch_error(
@@ -93,11 +99,9 @@ def _mismatch_error(
     arch = (getattr(model, "pretrained_cfg", None) or {}).get("architecture", type(model).__name__)
     parts = []
     if missing:
-        parts.append(f"missing in the file: {', '.join(missing[:5])}" + (f" (+{len(missing) - 5} more)" if len(missing) > 5 else ""))
+        parts.append(f"missing in the file: {_first_five(missing)}")
     if unexpected:
-        parts.append(
-            f"not in the model: {', '.join(unexpected[:5])}" + (f" (+{len(unexpected) - 5} more)" if len(unexpected) > 5 else "")
-        )
+        parts.append(f"not in the model: {_first_five(unexpected)}")
     if wrong_shape:
         target = model.state_dict()
         shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(target[k].shape)}" for k in wrong_shape[:5]]
@@ -175,8 +179,6 @@ def convert_checkpoint(src: PathLike, dst: PathLike, model_name: str, **model_kw
     and ``img_size`` to the one its position embedding was trained at; pass them to override.
     Metadata (class names ...) found in the source is carried over.
     """
-    from convvit.models.registry import create_model, default_cfg
-
     state, info = read_checkpoint(src)
     cfg = default_cfg(model_name)
     clf_weight = state.get(f"{cfg.get('classifier', 'head')}.weight")
@@ -185,7 +187,7 @@ def convert_checkpoint(src: PathLike, dst: PathLike, model_name: str, **model_kw
     first = state.get(f"{cfg.get('first_conv')}.weight")
     if "in_chans" not in model_kwargs and first is not None and first.ndim == 4:
         model_kwargs["in_chans"] = first.shape[1]
-    model = create_model(model_name, **model_kwargs)
+    model = build_model(model_name, **model_kwargs)
     if "img_size" not in model_kwargs and "pos_embed" in state:
         grid = model_grid(model)
         want = model.state_dict().get("pos_embed")
@@ -193,8 +195,9 @@ def convert_checkpoint(src: PathLike, dst: PathLike, model_name: str, **model_kw
             prefix = want.shape[1] - grid[0] * grid[1]
             side = square_grid(state["pos_embed"].shape[1] - prefix)
             if side is not None:
-                stride = model.img_size[0] // grid[0] if isinstance(model.img_size, tuple) else model.img_size // grid[0]
-                model = create_model(model_name, **{**model_kwargs, "img_size": side * stride})
+                img_side = model.img_size[0] if isinstance(model.img_size, tuple) else model.img_size
+                stride = img_side // grid[0]
+                model = build_model(model_name, **{**model_kwargs, "img_size": side * stride})
     _load_state(model, dict(state), info, src, strict=True)
     metadata = {k: v for k, v in info["metadata"].items() if k in ("class_names",)}
     metadata["source_format"] = info["format"]
