@@ -181,12 +181,9 @@ class LearningCurves(L.Callback):
 
 def plot_curves(history: list[dict[str, float]], path: str | os.PathLike) -> Path:
     """Two panels against epoch: losses, and validation accuracies (%)."""
-    import matplotlib
+    from convvit.fileio import pyplot, save_figure
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+    fig, (ax_loss, ax_acc) = pyplot().subplots(1, 2, figsize=(10, 4), constrained_layout=True)
     epochs = [r["epoch"] for r in history]
     for ax, keys in ((ax_loss, ("train/loss", "val/loss")), (ax_acc, _CURVES[2:])):
         for key in keys:
@@ -200,11 +197,7 @@ def plot_curves(history: list[dict[str, float]], path: str | os.PathLike) -> Pat
             ax.legend()
     ax_loss.set_ylabel("loss")
     ax_acc.set_ylabel("accuracy (%)")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100, tight=False)
 
 
 class FinalWeights(L.Callback):
