@@ -17,6 +17,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.model_summary.model_summary import _format_summary_table
 
+from convvit.durations import format_duration
 from convvit.inference.export import TrainedModelInfo, choose_weights, export_safetensors
 
 __all__ = ["LastCheckpoint", "EpochSummary", "ModelSummary", "LearningCurves", "FinalWeights", "run_dir"]
@@ -56,10 +57,6 @@ class LastCheckpoint(ModelCheckpoint):
         # so the state is consistent; other exceptions may come from the middle of an optimizer step.
         if isinstance(exception, SIGTERMException) and not self._should_skip_saving_checkpoint(trainer):
             self._save_topk_checkpoint(trainer, self._monitor_candidates(trainer))
-
-
-def _duration(seconds: float) -> str:
-    return f"{seconds:.1f} s" if seconds < 60 else f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
 
 
 class EpochSummary(L.Callback):
@@ -109,7 +106,7 @@ class EpochSummary(L.Callback):
         train_time = self._train_end - self._start
         if self._images and train_time > 0:
             parts.append(f"{self._images / train_time:.0f} img/s")
-        parts.append(_duration(time.monotonic() - self._start))
+        parts.append(format_duration(time.monotonic() - self._start))
         line = "  ".join(parts)
         bar = trainer.progress_bar_callback
         if bar is not None and getattr(bar, "is_enabled", True):
