@@ -75,7 +75,7 @@ def build_distance_parser() -> ArgumentParser:
 def _load(ckpt_path: str, weights: str, precision: str):
     """The checkpoint's model as an :class:`~convvit.inference.runner.InferenceModel` (on the CPU, in ``precision``),
     and its info; the resolved precision is printed, as by predict."""
-    from convvit.inference.export import load_trained_model
+    from convvit.inference.trained import load_trained_model
     from convvit.inference.runner import InferenceModel
 
     model, info = load_trained_model(ckpt_path, weights)
@@ -90,15 +90,6 @@ def _load(ckpt_path: str, weights: str, precision: str):
     inference = InferenceModel(model, "cpu", precision)
     print(precision_line(precision, inference.precision, inference.reason))
     return inference, info
-
-
-def _transform(model, info):
-    from convvit.data import build_eval_transform
-
-    mean, std = info["mean"] or model.pretrained_cfg["mean"], info["std"] or model.pretrained_cfg["std"]
-    transform = build_eval_transform(info["img_size"][0], info["in_chans"], mean, std, info["crop_pct"],
-                                     info["interpolation"])
-    return transform, mean, std
 
 
 def _read_images(paths: Sequence[Path], info, transform):
@@ -218,6 +209,7 @@ def explain_images(args) -> int:
     import torch
 
     from convvit.explain.figures import explain_figure, save_png, write_csv
+    from convvit.inference.trained import eval_transform
     from convvit.explain.maps import attention_maps, rollout
 
     if not 0.0 <= args.discard_ratio < 1.0:
@@ -226,7 +218,7 @@ def explain_images(args) -> int:
         raise UsageError(f"--top_k must be >= 1, got {args.top_k}")
     inference, info = _load(args.ckpt_path, args.weights, args.precision)
     model = inference.model
-    transform, mean, std = _transform(model, info)
+    transform, mean, std = eval_transform(model, info)
     paths = _list_images(args.images)
     output = Path(args.output)
     one_file = output.suffix.lower() == ".png" and not output.is_dir()  # one figure, and its CSV beside it
@@ -270,6 +262,7 @@ def explain_distance(args) -> int:
     import torch
 
     from convvit.explain.figures import distance_figure, save_png, write_csv
+    from convvit.inference.trained import eval_transform
     from convvit.explain.maps import attention_distance, attention_maps
 
     output = Path(args.output)
@@ -286,7 +279,7 @@ def explain_distance(args) -> int:
     panels, rows = [], []
     for ckpt, inference, info in loaded:
         model = inference.model
-        transform, _, _ = _transform(model, info)
+        transform, _, _ = eval_transform(model, info)
         if dataset is None:
             tensors = _read_images(paths, info, transform)
         else:

@@ -18,7 +18,8 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.model_summary.model_summary import _format_summary_table
 
 from convvit.durations import format_duration
-from convvit.inference.export import TrainedModelInfo, choose_weights, export_safetensors
+from convvit.inference.export import export_safetensors
+from convvit.inference.trained import TrainedModelInfo, choose_weights
 
 __all__ = ["LastCheckpoint", "EpochSummary", "ModelSummary", "LearningCurves", "FinalWeights", "run_dir"]
 
