@@ -97,6 +97,11 @@ def build_color_transform(
         img_size, is_training=True, color_jitter=color_jitter, auto_augment=auto_augment,
         interpolation=interpolation, mean=mean, separate=True,
     )
+    return _color_stage(secondary)
+
+
+def _color_stage(secondary: transforms.Compose) -> transforms.Compose | None:
+    """The colour stage of timm's ``create_transform(..., separate=True)``, with 0-bit posterize fixed; None if empty."""
     for t in secondary.transforms:
         _fix_posterize(t)
     return secondary if secondary.transforms else None
@@ -138,7 +143,7 @@ def build_train_transform(
         color_jitter=color_jitter, auto_augment=auto_augment, interpolation=interpolation, mean=mean, std=std,
         re_prob=re_prob, re_mode=re_mode, re_count=re_count, separate=True, use_prefetcher=uint8,
     )
-    secondary = build_color_transform(img_size, mean, color_jitter, auto_augment, interpolation)
+    secondary = _color_stage(secondary)
     if crop_mode == "padded":
         primary = [
             transforms.Resize(img_size, interpolation=str_to_interp_mode(interpolation)),
