@@ -7,8 +7,7 @@ import stat
 import pytest
 
 from convvit.explain.figures import write_csv
-from convvit.fileio import atomic_write, atomic_write_bytes
-from convvit.sweep.results import atomic_write_text
+from convvit.fileio import atomic_write, atomic_write_bytes, atomic_write_text
 
 
 def _mode(path) -> int:

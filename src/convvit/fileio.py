@@ -18,7 +18,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from convvit.errors import ReadOnlyFileError, disk_full_error, is_disk_full
 
 __all__ = [
-    "atomic_write", "atomic_write_bytes", "new_file_mode", "remove_abandoned_temporaries", "spreadsheet_safe",
+    "atomic_write", "atomic_write_bytes", "atomic_write_text", "new_file_mode", "remove_abandoned_temporaries", "spreadsheet_safe",
     "from_spreadsheet_safe", "csv_text", "write_csv", "refuse_read_only", "allow_replacing", "pyplot", "save_figure",
 ]
 
@@ -146,6 +146,11 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
     with atomic_write(path) as f:
         f.write(data)
     return Path(path)
+
+
+def atomic_write_text(path: PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` with :func:`atomic_write`: readers see all of it or the old file."""
+    return atomic_write_bytes(path, text.encode())
 
 
 # ----------------------------------------------------------------------------------------------------- CSV

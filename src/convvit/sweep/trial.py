@@ -21,7 +21,8 @@ from typing import Any, Callable, Sequence
 
 import lightning as L
 
-from convvit.sweep.results import atomic_write_text, chance_error
+from convvit.fileio import atomic_write_text
+from convvit.sweep.results import chance_error
 from convvit.training.runs import versions
 
 __all__ = ["TrialRecord", "TrialJob", "run_trial", "RECORD_FILE", "RECORD_CALLBACK", "main"]
