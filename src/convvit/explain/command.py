@@ -251,7 +251,7 @@ def explain_images(args) -> int:
             stem_maps=stem_maps, gates=_gates(model), cls_attention=_cls_attention(model, maps),
         )
         write_csv(png.with_suffix(".csv"), ["row", "col", "rollout"],
-                  [(r, c, f"{heat[r, c].item():.6g}") for r in range(grid[0]) for c in range(grid[1])])
+                  [(r, c, heat[r, c].item()) for r in range(grid[0]) for c in range(grid[1])], float_format=".6g")
         written.append(save_png(fig, png))
         print(f"{path}: {predictions[0][0]} {predictions[0][1]:.1%} -> {written[-1]}")
     return 0
@@ -295,12 +295,11 @@ def explain_distance(args) -> int:
         title = f"{Path(ckpt).name}: {info['name']} ({count} images)"
         panels.append((title, mean_dist))
         for layer, heads in enumerate(mean_dist, start=1):
-            rows += [(ckpt, info["name"], layer, head, f"{d:.4f}") for head, d in enumerate(heads)
-                     if not np.isnan(d)]
+            rows += [(ckpt, info["name"], layer, head, float(d)) for head, d in enumerate(heads) if not np.isnan(d)]
         print(f"{ckpt}: {info['name']}, {mean_dist.shape[0]} layers, mean distance "
               f"{np.nanmean(mean_dist[0]):.1f} px (first) -> {np.nanmean(mean_dist[-1]):.1f} px (last)")
     csv_path = output.with_suffix(".csv")
-    write_csv(csv_path, ["checkpoint", "model", "layer", "head", "distance_px"], rows)
+    write_csv(csv_path, ["checkpoint", "model", "layer", "head", "distance_px"], rows, float_format=".4f")
     save_png(distance_figure(panels), output)
     print(f"wrote {output} and {csv_path}")
     return 0
