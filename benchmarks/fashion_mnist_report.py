@@ -35,7 +35,6 @@ import json
 import math
 import os
 import shlex
-import signal
 import statistics
 import sys
 import time
@@ -47,6 +46,7 @@ import yaml
 from convvit import fileio
 from convvit.cli import main as convvit
 from convvit.plots import best_runs, load_sweep, run_errors
+from convvit.signals import terminate_as_interrupt
 from convvit.sweep.core import SWEEP_DEFAULTS
 from convvit.sweep.engines import LocalEngine, Resources
 from convvit.sweep.results import DONE, RESULTS, atomic_write_text, chance_error, read_manifest, sort_rows, write_results
@@ -915,19 +915,15 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
-def _stop_on_sigterm(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt  # the running stage stops its runs (they save last.ckpt); the rerun resumes
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     if args.samples < 1 or args.sweep_epochs < 1 or args.parallel < 1:
         print(f"{SCRIPT}: error: --samples, --sweep-epochs and --parallel must be at least 1", file=sys.stderr)
         return 2
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
-        run_report(args, argv, time.time())
+        with terminate_as_interrupt():  # the running stage stops its runs (they save last.ckpt); the rerun resumes
+            run_report(args, argv, time.time())
         return 0
     except ReportError as err:
         print(f"{SCRIPT}: {err}", file=sys.stderr)
