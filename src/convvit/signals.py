@@ -11,10 +11,17 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from typing import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
-__all__ = ["STOP_SIGNALS", "Terminated", "handling", "terminate_as_interrupt", "interrupt_for", "interrupt_exit_code",
-           "interrupt_name"]
+__all__ = [
+    "STOP_SIGNALS",
+    "Terminated",
+    "handling",
+    "interrupt_exit_code",
+    "interrupt_for",
+    "interrupt_name",
+    "terminate_as_interrupt",
+]
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 Handler = Callable[[int, object], None]

@@ -75,8 +75,8 @@ def build_distance_parser() -> ArgumentParser:
 def _load(ckpt_path: str, weights: str, precision: str):
     """The checkpoint's model as an :class:`~convvit.inference.runner.InferenceModel` (on the CPU, in ``precision``),
     and its info; the resolved precision is printed, as by predict."""
-    from convvit.inference.trained import load_trained_model
     from convvit.inference.runner import InferenceModel
+    from convvit.inference.trained import load_trained_model
 
     model, info = load_trained_model(ckpt_path, weights)
     from convvit.explain.maps import _attention_modules
@@ -209,8 +209,8 @@ def explain_images(args) -> int:
     import torch
 
     from convvit.explain.figures import explain_figure, save_png, write_csv
-    from convvit.inference.trained import eval_transform
     from convvit.explain.maps import attention_maps, rollout
+    from convvit.inference.trained import eval_transform
 
     if not 0.0 <= args.discard_ratio < 1.0:
         raise UsageError(f"--discard_ratio must be in [0, 1), got {args.discard_ratio}")
@@ -262,8 +262,8 @@ def explain_distance(args) -> int:
     import torch
 
     from convvit.explain.figures import distance_figure, save_png, write_csv
-    from convvit.inference.trained import eval_transform
     from convvit.explain.maps import attention_distance, attention_maps
+    from convvit.inference.trained import eval_transform
 
     output = Path(args.output)
     if output.suffix.lower() != ".png":

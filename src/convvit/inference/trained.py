@@ -5,17 +5,18 @@ load through here."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-import torch.nn as nn
+from torch import nn
 
 from convvit.checkpoints import layout
 from convvit.checkpoints.files import read_checkpoint_file
 from convvit.errors import CheckpointError
 from convvit.models.registry import create_classifier
 
-__all__ = ["WEIGHTS", "TrainedModelInfo", "choose_weights", "load_trained_model", "eval_transform"]
+__all__ = ["WEIGHTS", "TrainedModelInfo", "choose_weights", "eval_transform", "load_trained_model"]
 
 WEIGHTS = ("auto", "raw", "ema")
 
@@ -25,7 +26,7 @@ class TrainedModelInfo(dict):
     std, and which weights were taken (``weights``: "raw" or "ema")."""
 
     @classmethod
-    def from_hparams(cls, hp: Any, weights: str) -> "TrainedModelInfo":
+    def from_hparams(cls, hp: Any, weights: str) -> TrainedModelInfo:
         """From the LightningModule's hyper-parameters (``checkpoint["hyper_parameters"]``, or ``module.hparams``)."""
         img_size = hp["img_size"]
         return cls(
