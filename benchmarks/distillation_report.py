@@ -144,13 +144,9 @@ def verdicts(summary: Sequence[Mapping[str, Any]]) -> list[str]:
 
 
 def plot(summary: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str, Any]], png: Path) -> Path:
-    import io
+    from convvit.fileio import pyplot, save_figure
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 3.6))
     names = [c for c, _, _ in CONDITIONS]
     for k, student in enumerate(("ViT_P", "ViT_C")):
@@ -168,12 +164,7 @@ def plot(summary: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str, Any]]
     lows = [r["test_error"] for r in rows]
     if lows:
         ax.set_ylim(min(lows) - 1.0, max(lows) + 1.0)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    from convvit.sweep.results import atomic_write_bytes
-
-    return atomic_write_bytes(png, buf.getvalue())
+    return save_figure(fig, png, dpi=120)
 
 
 def write_report(args: argparse.Namespace, teachers: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str, Any]]

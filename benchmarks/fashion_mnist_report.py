@@ -35,7 +35,6 @@ import json
 import math
 import os
 import shlex
-import signal
 import statistics
 import sys
 import time
@@ -44,8 +43,10 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import yaml
 
+from convvit import fileio
 from convvit.cli import main as convvit
 from convvit.plots import best_runs, load_sweep, run_errors
+from convvit.signals import terminate_as_interrupt
 from convvit.sweep.core import SWEEP_DEFAULTS
 from convvit.sweep.engines import LocalEngine, Resources
 from convvit.sweep.results import DONE, RESULTS, atomic_write_text, chance_error, read_manifest, sort_rows, write_results
@@ -381,8 +382,7 @@ def _cell(value: Any) -> str:
 def write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> Path:
     """``rows`` as CSV (floats to 6 significant digits, booleans as true/false, empty for none), atomically."""
     columns = list(rows[0]) if rows else []
-    lines = [",".join(columns)] + [",".join(_cell(row[c]) for c in columns) for row in rows]
-    return atomic_write_text(path, "\n".join(lines) + "\n")
+    return fileio.write_csv(path, columns, [{c: _cell(row[c]) for c in columns} for row in rows])
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -392,12 +392,7 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 def plot_convergence(rows: Sequence[Mapping[str, Any]], png: Path) -> Path:
     """Test error against schedule length, one line per model (log2 x axis: schedules double)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = fileio.pyplot().subplots(figsize=(6, 4))
     for model in MODELS:
         points = [(int(r["epochs"]), float(r["test_error"])) for r in rows if r["model"] == model and r["test_error"] not in ("", None)]
         if points:
@@ -409,10 +404,7 @@ def plot_convergence(rows: Sequence[Mapping[str, Any]], png: Path) -> Path:
     ax.minorticks_off()
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return png
+    return fileio.save_figure(fig, png, dpi=120)
 
 
 # ---------------------------------------------------------------------------------------------------- 5. report
@@ -923,19 +915,15 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
-def _stop_on_sigterm(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt  # the running stage stops its runs (they save last.ckpt); the rerun resumes
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     if args.samples < 1 or args.sweep_epochs < 1 or args.parallel < 1:
         print(f"{SCRIPT}: error: --samples, --sweep-epochs and --parallel must be at least 1", file=sys.stderr)
         return 2
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
-        run_report(args, argv, time.time())
+        with terminate_as_interrupt():  # the running stage stops its runs (they save last.ckpt); the rerun resumes
+            run_report(args, argv, time.time())
         return 0
     except ReportError as err:
         print(f"{SCRIPT}: {err}", file=sys.stderr)

@@ -62,3 +62,38 @@ def test_disk_full_is_recognised_through_torch_wrapping():
         message, code = describe(err)
     assert "no space left on the device" in message and "inline_container" not in message and code == 1
     assert not is_disk_full(RuntimeError("something else"))
+
+
+def test_sweep_errors_are_convvit_errors_with_exit_status_2(capsys):
+    from convvit.sweep.space import SweepError
+
+    err = SweepError("--samples 0: a sweep needs one. Fix: --samples 1")
+    assert isinstance(err, ConvvitError) and isinstance(err, ValueError)
+    assert run_guarded(_raise(err), prog="convvit sweep") == 2
+    assert capsys.readouterr().err == "convvit sweep: error: --samples 0: a sweep needs one. Fix: --samples 1\n"
+
+
+def test_summarised_bugs_are_one_line_unless_debugging(capsys):
+    assert run_guarded(_raise(KeyError("a bug")), prog="convvit sweep", summarise_bugs=True) == 1
+    assert capsys.readouterr().err == ("convvit sweep: error: KeyError: 'a bug'. Fix: rerun with --debug for the "
+                                       "traceback\n")
+    with pytest.raises(KeyError):
+        run_guarded(_raise(KeyError("a bug")), debug=True, summarise_bugs=True)
+
+
+def test_plot_into_a_read_only_folder_is_the_policy_line(tmp_path, capsys, monkeypatch):
+    # `convvit plot` printed the bare OSError with exit status 2 (a bad command line); `convvit sweep` reports
+    # the same refusal with the folder's permissions, the fix and status 1, and now so does plot
+    from convvit import plots
+    from convvit.cli import main as convvit_main
+
+    folder = tmp_path / "plots"
+
+    def refused(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(folder / "edf.png"))
+
+    monkeypatch.setattr(plots, "plot_edf", refused)
+    assert convvit_main(["plot", "edf", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"convvit plot edf: error: {folder / 'edf.png'}: permission "
+                                                         f"denied (in {tmp_path})") and "chmod u+w" in err, err

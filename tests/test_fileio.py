@@ -7,8 +7,7 @@ import stat
 import pytest
 
 from convvit.explain.figures import write_csv
-from convvit.fileio import atomic_write, atomic_write_bytes
-from convvit.sweep.results import atomic_write_text
+from convvit.fileio import atomic_write, atomic_write_bytes, atomic_write_text
 
 
 def _mode(path) -> int:
@@ -100,3 +99,37 @@ def test_a_read_only_file_is_never_replaced_without_force(tmp_path):
     assert target.read_text() == "kept\n"
     write_csv(target, ["a"], [(1,)], force=True)
     assert target.read_text() == "a\n1\n"
+
+
+# ------------------------------------------------------------------------------------------------- figures
+def test_float_cells_take_the_format_asked_for(tmp_path):
+    from convvit.fileio import write_csv
+
+    write_csv(tmp_path / "f.csv", ["x", "n", "s"], [(1 / 3, 2, "0.333333333")], float_format=".6g")
+    assert (tmp_path / "f.csv").read_text() == "x,n,s\n0.333333,2,0.333333333\n"  # only floats are formatted
+
+
+def test_a_figure_that_fails_to_render_keeps_the_previous_png(tmp_path):
+    from convvit.fileio import pyplot, save_figure
+
+    plt = pyplot()
+    png = tmp_path / "curves.png"
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    assert save_figure(fig, png) == png and png.read_bytes().startswith(b"\x89PNG")
+    before = png.read_bytes()
+    fig, ax = plt.subplots()
+    ax.set_title("$\\notacommand$")  # mathtext fails while the figure is drawn
+    with pytest.raises(ValueError):
+        save_figure(fig, png)
+    assert png.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["curves.png"]
+    assert not plt.get_fignums()  # closed either way
+
+
+def test_every_png_convvit_writes_goes_through_the_atomic_figure_writer():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    sources = [*(root / "src" / "convvit").rglob("*.py"), *(root / "benchmarks").glob("*report*.py")]
+    savers = sorted(str(p.relative_to(root)) for p in sources if ".savefig(" in p.read_text())
+    assert savers == ["src/convvit/fileio.py"]

@@ -20,7 +20,7 @@ from typing import Callable, NoReturn
 __all__ = [
     "ConvvitError", "UsageError", "DiskFullError", "NonFiniteLossError", "ClassMismatchError",
     "CheckpointConflictError", "CheckpointError", "UnsafeCheckpointError", "ExportMismatchError",
-    "ReadOnlyFileError", "ArgumentParser",
+    "ReadOnlyFileError", "SweepError", "ArgumentParser",
     "describe", "is_disk_full", "run_guarded", "debug_requested",
 ]
 
@@ -71,6 +71,15 @@ class ReadOnlyFileError(ConvvitError, PermissionError):
 
 class ExportMismatchError(ConvvitError):
     """The exported model's outputs differ from PyTorch's by more than the tolerance."""
+
+
+class SweepError(ConvvitError, ValueError):
+    """Bad input to ``convvit sweep`` / ``convvit plot``: the message says what is wrong and how to fix it.
+
+    Exit status 2 like a bad command line: the sweep's input is its options, base config and folder. Still a
+    ValueError, as it was before it joined this hierarchy, for callers that catch that."""
+
+    exit_code = 2
 
 
 # Exceptions from Python, torch and Lightning whose message already says what a user got wrong.
@@ -173,8 +182,12 @@ def debug_requested(argv: list[str]) -> bool:
     return found or os.environ.get("CONVVIT_DEBUG", "").lower() not in ("", "0", "false", "no")
 
 
-def run_guarded(run: Callable[[], int], debug: bool = False) -> int:
-    """Run ``run()`` under the error policy; returns the exit status."""
+def run_guarded(run: Callable[[], int], debug: bool = False, prog: str = "convvit",
+                summarise_bugs: bool = False) -> int:
+    """Run ``run()`` under the error policy; returns the exit status. ``prog`` starts the error line (``convvit
+    sweep: error: ...``). ``summarise_bugs``: an error that is not a user's is one line too (its type and message,
+    exit status 1), its traceback only with ``debug`` -- for a long-running command whose own failure should not
+    bury its progress lines."""
     try:
         return run()
     except SystemExit as exit_:  # argparse / jsonargparse: --help, --print_config; Lightning after Ctrl-C
@@ -182,12 +195,12 @@ def run_guarded(run: Callable[[], int], debug: bool = False) -> int:
         return code if isinstance(code, int) else (0 if code is None else 1)
     except Exception as err:  # noqa: BLE001  (anything not a user's error is re-raised below)
         described = describe(err)
-        if described is None:
+        if described is None and (debug or not summarise_bugs):
             raise
-        message, code = described
+        message, code = described or (f"{type(err).__name__}: {err}. Fix: rerun with --debug for the traceback", 1)
         if debug:
             traceback.print_exc()
-        print(f"convvit: error: {message}", file=sys.stderr)
+        print(f"{prog}: error: {message}", file=sys.stderr)
         return code
 
 

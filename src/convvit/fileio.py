@@ -1,5 +1,6 @@
 """Writing files so that readers see all or nothing: the one atomic writer every file convvit writes goes through
-(checkpoints, exports, weights, sweep results, figures). Imports nothing heavy: the sweep and explain use it too."""
+(checkpoints, exports, weights, sweep results, CSVs, figures). Imports nothing heavy (matplotlib only when a figure
+is saved): the sweep and explain use it too."""
 from __future__ import annotations
 
 import contextlib
@@ -17,8 +18,8 @@ from typing import Any, Iterable, Mapping, Sequence
 from convvit.errors import ReadOnlyFileError, disk_full_error, is_disk_full
 
 __all__ = [
-    "atomic_write", "atomic_write_bytes", "new_file_mode", "remove_abandoned_temporaries", "spreadsheet_safe",
-    "from_spreadsheet_safe", "csv_text", "write_csv", "refuse_read_only", "allow_replacing",
+    "atomic_write", "atomic_write_bytes", "atomic_write_text", "new_file_mode", "remove_abandoned_temporaries", "spreadsheet_safe",
+    "from_spreadsheet_safe", "csv_text", "write_csv", "refuse_read_only", "allow_replacing", "pyplot", "save_figure",
 ]
 
 PathLike = str | os.PathLike
@@ -147,6 +148,11 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
     return Path(path)
 
 
+def atomic_write_text(path: PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` with :func:`atomic_write`: readers see all of it or the old file."""
+    return atomic_write_bytes(path, text.encode())
+
+
 # ----------------------------------------------------------------------------------------------------- CSV
 # A cell a spreadsheet would run as a formula (OWASP, "CSV Injection"): it begins with one of these.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -179,9 +185,17 @@ def from_spreadsheet_safe(text: str) -> str:
     return text[1:] if text.startswith("'") and _needs_quote(text[1:]) else text
 
 
-def csv_text(columns: Sequence[str], rows: Iterable[Mapping[str, Any] | Sequence[Any]]) -> str:
+def _formatted(cell: Any, float_format: str | None) -> Any:
+    if float_format is not None and isinstance(cell, float):
+        return format(cell, float_format)
+    return cell
+
+
+def csv_text(columns: Sequence[str], rows: Iterable[Mapping[str, Any] | Sequence[Any]],
+             float_format: str | None = None) -> str:
     """A CSV table (header first, ``\\n`` line ends) of ``rows`` -- mappings by column name (keys not in
     ``columns`` are left out) or sequences in column order -- with every cell made :func:`spreadsheet_safe`.
+    ``float_format`` (a :func:`format` spec such as ``".6g"``) writes float cells with it instead of ``repr``.
 
     Every CSV convvit writes goes through here: cells may hold names a user chose (files, class folders, runs)."""
     buf = io.StringIO()
@@ -189,14 +203,39 @@ def csv_text(columns: Sequence[str], rows: Iterable[Mapping[str, Any] | Sequence
     writer.writerow([spreadsheet_safe(c) for c in columns])
     for row in rows:
         cells = [row.get(c) for c in columns] if isinstance(row, Mapping) else row
-        writer.writerow([spreadsheet_safe(cell) for cell in cells])
+        writer.writerow([spreadsheet_safe(_formatted(cell, float_format)) for cell in cells])
     return buf.getvalue()
 
 
 def write_csv(path: PathLike, columns: Sequence[str], rows: Iterable[Mapping[str, Any] | Sequence[Any]],
-              force: bool = False) -> Path:
+              force: bool = False, float_format: str | None = None) -> Path:
     """Write :func:`csv_text` to ``path`` atomically (UTF-8); returns the path. ``force`` replaces a read-only
     file (see :func:`allow_replacing`)."""
     if force:
         allow_replacing(path)
-    return atomic_write_bytes(path, csv_text(columns, rows).encode())
+    return atomic_write_bytes(path, csv_text(columns, rows, float_format).encode())
+
+
+# ------------------------------------------------------------------------------------------------- figures
+def pyplot():
+    """``matplotlib.pyplot`` drawing to files only (the Agg backend): no display is needed, or wanted, on a server."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig: Any, path: PathLike, dpi: int = 120, tight: bool = True) -> Path:
+    """Save a matplotlib figure as PNG to ``path`` atomically and close it; returns the path.
+
+    matplotlib's ``savefig`` writes the file in place, so a run killed mid-save would leave half a PNG under the
+    real name: the figure is rendered to memory and written with :func:`atomic_write_bytes`. ``tight`` crops to
+    the drawn area (``bbox_inches="tight"``); figures laid out by ``constrained_layout`` pass False."""
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, format="png", dpi=dpi, **({"bbox_inches": "tight"} if tight else {}))
+    finally:
+        pyplot().close(fig)
+    return atomic_write_bytes(path, buffer.getvalue())

@@ -18,7 +18,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from convvit.fileio import write_csv
+from convvit.fileio import pyplot, save_figure, write_csv
 from convvit.sweep.results import DONE, MANIFEST, RESULTS, chance_error, read_manifest, read_results
 from convvit.sweep.space import SweepError
 
@@ -31,27 +31,8 @@ METRICS = ("final", "best")  # the error of the trained model, or the lowest val
 Group = tuple[str, str]  # (model, optimizer)
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: no display needed (or wanted) on a server
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _write_csv(path: Path, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> Path:
-    return write_csv(path, columns, ({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()}
-                                     for row in rows))
-
-
-def _save(fig: Any, png: Path) -> Path:
-    png.parent.mkdir(parents=True, exist_ok=True)
-    tmp = png.with_name(f".{png.stem}.tmp.png")
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
-    tmp.replace(png)  # a figure half written is never left under the real name
-    _pyplot().close(fig)
-    return png
+    return write_csv(path, columns, rows, float_format=".6g")
 
 
 # ------------------------------------------------------------------------------------------------ sweep data
@@ -138,7 +119,7 @@ def plot_edf(folder: str | Path, out: str | Path | None = None, metric: str = "f
     rows, _ = load_sweep(folder)
     groups = run_errors(rows, metric)
     png = Path(out) if out else Path(folder) / "plots" / "edf.png"
-    plt = _pyplot()
+    plt = pyplot()
     fig, (ax_rel, ax_abs) = plt.subplots(1, 2, figsize=(12, 4.5))
     styles = _styles(groups)
     for group, runs in groups.items():
@@ -156,7 +137,7 @@ def plot_edf(folder: str | Path, out: str | Path | None = None, metric: str = "f
         ax.grid(alpha=0.3)
     ax_rel.legend(fontsize=7, loc="lower right")
     fig.suptitle(f"{Path(folder).resolve().name}: diverged runs count as chance error", fontsize=9)
-    _save(fig, png)
+    save_figure(fig, png)
     csv_path = _write_csv(png.with_suffix(".csv"), edf_rows(groups),
                           ("model", "optimizer", "trial", "n", "error", "delta", "fraction", "diverged"))
     return png, csv_path
@@ -172,7 +153,7 @@ def plot_lrwd(folder: str | Path, out: str | Path | None = None, metric: str = "
     png = Path(out) if out else Path(folder) / "plots" / "lrwd.png"
     models = list(dict.fromkeys(m for m, _ in groups))
     opts = list(dict.fromkeys(o for _, o in groups))
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(len(opts), len(models), figsize=(4.6 * len(models), 3.9 * len(opts)), squeeze=False)
     ranges: list[dict[str, Any]] = []
     for (model, opt), runs in groups.items():
@@ -212,7 +193,7 @@ def plot_lrwd(folder: str | Path, out: str | Path | None = None, metric: str = "
         if (models[j], opts[i]) not in groups:
             axes[i][j].set_visible(False)
     fig.tight_layout()
-    _save(fig, png)
+    save_figure(fig, png)
     runs_csv = _write_csv(png.with_suffix(".csv"), [r for runs in groups.values() for r in runs],
                           ("model", "optimizer", "trial", "lr", "wd", "error", "diverged", "run_dir"))
     ranges_csv = _write_csv(png.with_name(f"{png.stem}_ranges.csv"), ranges,
@@ -261,7 +242,7 @@ def sweep_best_runs(folder: str | Path, metric: str = "final") -> list[tuple[Pat
 
 def plot_curves(runs: Sequence[str | Path | tuple[Path, str]], out: str | Path) -> tuple[Path, Path]:
     """``out`` (PNG): validation top-1 error against epoch, one labelled line per run; and the CSV beside it."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     table = []
     for item in runs:
@@ -276,7 +257,7 @@ def plot_curves(runs: Sequence[str | Path | tuple[Path, str]], out: str | Path) 
     ax.set(xlabel="epoch", ylabel="validation top-1 error (%)", title="validation error")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    png = _save(fig, Path(out))
+    png = save_figure(fig, out)
     return png, _write_csv(png.with_suffix(".csv"), table, ("run", "label", "epoch", "val_error"))
 
 

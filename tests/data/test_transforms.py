@@ -66,6 +66,16 @@ def test_train_transform_uses_timm_parts():
         build_eval_transform(32, 1, MEAN3, STD3)
 
 
+def test_train_transform_builds_timms_pipeline_once(monkeypatch):
+    from convvit.data import transforms
+
+    calls = []
+    real = transforms.create_transform
+    monkeypatch.setattr(transforms, "create_transform", lambda *a, **k: calls.append(k) or real(*a, **k))
+    tf = build_train_transform(32, 3, MEAN3, STD3, auto_augment="rand-m10-n8-inc1")
+    assert len(calls) == 1 and "RandAugment" in [type(t).__name__ for t in tf.transforms]
+
+
 @pytest.mark.parametrize("aa", ["rand-m10-n8-inc1", "augmix-m10-w4-d3", "v0", "original"])
 def test_auto_augment_max_magnitude_posterize(aa):
     # posterize to 0 bits at m=10 ('inc1'): Pillow >= 13 raises unless convvit routes it to a black image

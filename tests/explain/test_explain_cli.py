@@ -111,10 +111,10 @@ def test_explain_errors(checkpoints, image_dir, tmp_path, capsys):
 
 def test_model_without_attention_is_an_error(tmp_path, image_dir, capsys, monkeypatch):
     # every registered family has attention; a checkpoint of a model without any is refused all the same
-    import convvit.inference.export as export
+    import convvit.inference.trained as trained
 
     info = dict(name="conv_only", img_size=(32, 32))
-    monkeypatch.setattr(export, "load_trained_model", lambda *a: (torch.nn.Conv2d(3, 4, 1), info))
+    monkeypatch.setattr(trained, "load_trained_model", lambda *a: (torch.nn.Conv2d(3, 4, 1), info))
     out = tmp_path / "o"
     assert main(["explain", "--ckpt_path", "x.ckpt", str(image_dir), "--output", str(out)]) == 1
     assert "has no attention layers" in capsys.readouterr().err and not out.exists()

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import signal
+import time
 
 import pytest
 
@@ -122,3 +125,20 @@ def test_read_only_out_names_the_folder_and_its_permissions(capsys, tmp_path, ba
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--debug" not in err, err
     assert f"{out / '.lock'}: permission denied (in {out}); {out} is dr-xr-xr-x" in err and f"chmod u+w {out}" in err
+
+
+@pytest.mark.parametrize("signum, code, name", [(signal.SIGTERM, 143, "SIGTERM"), (signal.SIGINT, 130, "Ctrl-C")])
+def test_a_stopped_sweep_says_how_to_resume(tmp_path, base, capsys, monkeypatch, signum, code, name):
+    from convvit.sweep import core
+
+    def stopped(spec, command):
+        os.kill(os.getpid(), signum)  # a scheduler's SIGTERM, or Ctrl-C, while trials run
+        time.sleep(30)  # interrupted before this returns
+        return 0
+
+    monkeypatch.setattr(core, "run_sweep", stopped)
+    before = signal.getsignal(signal.SIGTERM)
+    assert convvit_main(sweep(tmp_path, base)) == code
+    assert capsys.readouterr().err == (f"convvit sweep: interrupted ({name}); the trials that were running stopped. "
+                                       "Run the same command again to resume\n")
+    assert signal.getsignal(signal.SIGTERM) is before

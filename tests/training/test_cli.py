@@ -14,7 +14,7 @@ from safetensors import safe_open
 
 from convvit.data import ImageDataModule
 from convvit.cli import main
-from convvit.inference.export import load_trained_model
+from convvit.inference.trained import load_trained_model
 from convvit.training.module import ImageClassifier
 
 from conftest import MODEL, STEPS_PER_EPOCH, TINY, fit, interrupted_at_epoch, run_dir

@@ -120,7 +120,7 @@ def test_a_changed_teacher_file_is_refused_on_resume():
 def test_a_timm_convnet_trained_by_convvit_teaches(tmp_path):
     """The paper's setting: a convnet teacher (timm's, trained by convvit fit), given as its training checkpoint
     or as a timm model name with a plain weights file."""
-    from convvit.inference.export import load_trained_model
+    from convvit.inference.trained import load_trained_model
 
     teacher_root = tmp_path / "teacher"
     assert fit(teacher_root, "--model.name", "resnet10t", "--test_after_fit", "false") == 0

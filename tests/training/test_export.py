@@ -12,7 +12,7 @@ from safetensors import safe_open
 
 import convvit
 from convvit.cli import main
-from convvit.inference.export import choose_weights, load_trained_model
+from convvit.inference.trained import choose_weights, load_trained_model
 
 
 def test_onnx_matches_pytorch(trained_run, tmp_path):

@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``convvit plot KIND ...``; returns the exit status. Errors are one line, tracebacks only with --debug."""
-    from convvit.sweep.space import SweepError
+    from convvit.errors import run_guarded
 
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -83,14 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exit_:
         return exit_.code if isinstance(exit_.code, int) else 0
     debug = args.debug or os.environ.get("CONVVIT_DEBUG", "") not in ("", "0")
-    try:
-        return run(args)
-    except (SweepError, OSError) as err:
-        if debug:
-            raise
-        print(f"{PROG} {args.kind}: error: {err}", file=sys.stderr)
-        return 2
-
+    return run_guarded(lambda: run(args), debug, prog=f"{PROG} {args.kind}")
 
 
 def run_argv(argv: Sequence[str]) -> int:

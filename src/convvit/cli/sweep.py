@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-import signal
 import sys
 from typing import Sequence
 
@@ -73,17 +72,10 @@ def run(args: argparse.Namespace, overrides: Sequence[str], command: str = "") -
     return run_sweep(spec, command)
 
 
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM (a scheduler stopping the sweep): stop like Ctrl-C, and exit 143."""
-
-
-def _terminate(signum: int, frame: object) -> None:
-    raise _Terminated()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """``convvit sweep ARGS``; returns the exit status. Errors are one line, tracebacks only with --debug."""
-    from convvit.sweep.space import SweepError
+    from convvit.errors import run_guarded
+    from convvit.signals import interrupt_exit_code, interrupt_name, terminate_as_interrupt
 
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
@@ -92,38 +84,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exit_:  # --help, or argparse's own usage error (already printed)
         return exit_.code if isinstance(exit_.code, int) else 0
     debug = args.debug or os.environ.get("CONVVIT_DEBUG", "") not in ("", "0")
-    previous = signal.signal(signal.SIGTERM, _terminate) if _main_thread() else None
-    try:
-        return run(args, overrides, command=shlex.join(["convvit", "sweep", *argv]))
-    except SweepError as err:
-        if debug:
-            raise
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt as interrupt:
-        terminated = isinstance(interrupt, _Terminated)
-        print(f"{PROG}: interrupted ({'SIGTERM' if terminated else 'Ctrl-C'}); the trials that were running "
-              "stopped. Run the same command again to resume", file=sys.stderr)
-        return 143 if terminated else 130
-    except Exception as err:  # an unexpected failure of the sweep itself (trials' failures are in results.csv)
-        from convvit.errors import describe
 
-        if debug:
-            raise
-        described = describe(err) if isinstance(err, OSError) else None  # e.g. a read-only --out
-        message = described[0] if described else f"{type(err).__name__}: {err}. Fix: rerun with --debug for the traceback"
-        print(f"{PROG}: error: {message}", file=sys.stderr)
-        return 1
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+    def sweep() -> int:
+        try:
+            with terminate_as_interrupt():  # a scheduler stopping the sweep: stop like Ctrl-C, and exit 143
+                return run(args, overrides, command=shlex.join(["convvit", "sweep", *argv]))
+        except KeyboardInterrupt as interrupt:
+            print(f"{PROG}: interrupted ({interrupt_name(interrupt)}); the trials that were running stopped. Run "
+                  "the same command again to resume", file=sys.stderr)
+            return interrupt_exit_code(interrupt)
 
-
-def _main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
-
+    # an unexpected failure of the sweep itself is one line too: the trials' own failures are in results.csv
+    return run_guarded(sweep, debug, prog=PROG, summarise_bugs=True)
 
 
 def run_argv(argv: Sequence[str]) -> int:

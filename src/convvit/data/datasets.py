@@ -1,9 +1,10 @@
 """Map-style datasets: uint8 image tensors in memory (Fashion-MNIST, CIFAR, synthetic) and image files."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,6 @@ from PIL import Image
 from torch.utils.data import Dataset, default_collate
 
 from convvit.data.images import BadImageError, load_image
-from convvit.data.transforms import one_thread
 
 __all__ = ["ImageFileDataset", "SkipNoneCollate", "TensorImageDataset", "make_synthetic", "rgb_to_luma"]
 
@@ -24,6 +24,22 @@ def rgb_to_luma(x: torch.Tensor) -> torch.Tensor:
     """uint8 (..., 3, H, W) -> (..., 1, H, W), bit-exact with PIL's RGB-to-L conversion (ITU-R 601-2)."""
     r, g, b = x.int().unbind(-3)
     return ((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16).to(torch.uint8).unsqueeze(-3)
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Run small tensor ops on one thread: splitting a batch of 28 px images across threads costs more than it
+    saves, badly so on a busy machine (benchmarks/results/README.md). DataLoader workers already run on one
+    thread; this matters for ``num_workers=0``."""
+    threads = torch.get_num_threads()
+    if threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 class TensorImageDataset(Dataset):

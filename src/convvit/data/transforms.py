@@ -12,8 +12,7 @@ pipeline, a fraction of the CPU per image.
 """
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -29,7 +28,7 @@ from convvit.data.images import convert_image
 
 __all__ = [
     "BatchEvalTransform", "BatchNormalizeErase", "BatchTrainTransform", "ConvertImage", "build_color_transform", "build_eval_transform",
-    "build_train_transform", "one_thread", "resolve_crop_mode",
+    "build_train_transform", "resolve_crop_mode",
 ]
 
 CROP_MODES = ("padded", "resized")
@@ -97,6 +96,11 @@ def build_color_transform(
         img_size, is_training=True, color_jitter=color_jitter, auto_augment=auto_augment,
         interpolation=interpolation, mean=mean, separate=True,
     )
+    return _color_stage(secondary)
+
+
+def _color_stage(secondary: transforms.Compose) -> transforms.Compose | None:
+    """The colour stage of timm's ``create_transform(..., separate=True)``, with 0-bit posterize fixed; None if empty."""
     for t in secondary.transforms:
         _fix_posterize(t)
     return secondary if secondary.transforms else None
@@ -138,7 +142,7 @@ def build_train_transform(
         color_jitter=color_jitter, auto_augment=auto_augment, interpolation=interpolation, mean=mean, std=std,
         re_prob=re_prob, re_mode=re_mode, re_count=re_count, separate=True, use_prefetcher=uint8,
     )
-    secondary = build_color_transform(img_size, mean, color_jitter, auto_augment, interpolation)
+    secondary = _color_stage(secondary)
     if crop_mode == "padded":
         primary = [
             transforms.Resize(img_size, interpolation=str_to_interp_mode(interpolation)),
@@ -177,22 +181,6 @@ def build_eval_transform(
 
 
 # ------------------------------------------------------------------------------------------------- batched tensors
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """Run small tensor ops on one thread: splitting a batch of 28 px images across threads costs more than it
-    saves, badly so on a busy machine (measured 30x slower with 2 threads, 4 busy processes, 2 cores). DataLoader
-    workers already run on one thread; this matters for ``num_workers=0``."""
-    threads = torch.get_num_threads()
-    if threads == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def _resize_batch(x: torch.Tensor, img_size: int, interpolation: str) -> torch.Tensor:
     """Resize a uint8 (B, C, H, W) batch of square images to img_size (antialiased, like PIL)."""
     if x.shape[-1] == img_size and x.shape[-2] == img_size:
@@ -251,7 +239,8 @@ class BatchTrainTransform:
     """The padded-crop training pipeline on a uint8 batch (B, C, H, W): resize (if needed), pad ``padding`` and
     random-crop back, random flips (all as batch tensor ops), then ``color`` per image if given (timm's
     auto_augment / color jitter, see :func:`build_color_transform`), then normalise and timm RandomErasing on the
-    batch. Same steps and distribution as :func:`build_train_transform` with crop_mode='padded'."""
+    batch. Same steps and distribution as :func:`build_train_transform` with crop_mode='padded'. Run it on one
+    thread (:class:`~convvit.data.datasets.TensorImageDataset` does)."""
 
     def __init__(
             self,
@@ -273,10 +262,6 @@ class BatchTrainTransform:
         self.finish = BatchNormalizeErase(mean, std, re_prob, re_mode, re_count)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        with one_thread():
-            return self._augment(x)
-
-    def _augment(self, x: torch.Tensor) -> torch.Tensor:
         x = _resize_batch(x, self.img_size, self.interpolation)
         b, _, h, w = x.shape
         if self.padding > 0:
@@ -309,8 +294,7 @@ class BatchEvalTransform:
         self.normalize = _BatchNormalize(mean, std)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        with one_thread():
-            return self.normalize(_resize_batch(x, self.img_size, self.interpolation))
+        return self.normalize(_resize_batch(x, self.img_size, self.interpolation))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(img_size={self.img_size})"

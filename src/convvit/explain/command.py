@@ -75,8 +75,8 @@ def build_distance_parser() -> ArgumentParser:
 def _load(ckpt_path: str, weights: str, precision: str):
     """The checkpoint's model as an :class:`~convvit.inference.runner.InferenceModel` (on the CPU, in ``precision``),
     and its info; the resolved precision is printed, as by predict."""
-    from convvit.inference.export import load_trained_model
     from convvit.inference.runner import InferenceModel
+    from convvit.inference.trained import load_trained_model
 
     model, info = load_trained_model(ckpt_path, weights)
     from convvit.explain.maps import _attention_modules
@@ -90,15 +90,6 @@ def _load(ckpt_path: str, weights: str, precision: str):
     inference = InferenceModel(model, "cpu", precision)
     print(precision_line(precision, inference.precision, inference.reason))
     return inference, info
-
-
-def _transform(model, info):
-    from convvit.data import build_eval_transform
-
-    mean, std = info["mean"] or model.pretrained_cfg["mean"], info["std"] or model.pretrained_cfg["std"]
-    transform = build_eval_transform(info["img_size"][0], info["in_chans"], mean, std, info["crop_pct"],
-                                     info["interpolation"])
-    return transform, mean, std
 
 
 def _read_images(paths: Sequence[Path], info, transform):
@@ -219,6 +210,7 @@ def explain_images(args) -> int:
 
     from convvit.explain.figures import explain_figure, save_png, write_csv
     from convvit.explain.maps import attention_maps, rollout
+    from convvit.inference.trained import eval_transform
 
     if not 0.0 <= args.discard_ratio < 1.0:
         raise UsageError(f"--discard_ratio must be in [0, 1), got {args.discard_ratio}")
@@ -226,7 +218,7 @@ def explain_images(args) -> int:
         raise UsageError(f"--top_k must be >= 1, got {args.top_k}")
     inference, info = _load(args.ckpt_path, args.weights, args.precision)
     model = inference.model
-    transform, mean, std = _transform(model, info)
+    transform, mean, std = eval_transform(model, info)
     paths = _list_images(args.images)
     output = Path(args.output)
     one_file = output.suffix.lower() == ".png" and not output.is_dir()  # one figure, and its CSV beside it
@@ -259,7 +251,7 @@ def explain_images(args) -> int:
             stem_maps=stem_maps, gates=_gates(model), cls_attention=_cls_attention(model, maps),
         )
         write_csv(png.with_suffix(".csv"), ["row", "col", "rollout"],
-                  [(r, c, f"{heat[r, c].item():.6g}") for r in range(grid[0]) for c in range(grid[1])])
+                  [(r, c, heat[r, c].item()) for r in range(grid[0]) for c in range(grid[1])], float_format=".6g")
         written.append(save_png(fig, png))
         print(f"{path}: {predictions[0][0]} {predictions[0][1]:.1%} -> {written[-1]}")
     return 0
@@ -271,6 +263,7 @@ def explain_distance(args) -> int:
 
     from convvit.explain.figures import distance_figure, save_png, write_csv
     from convvit.explain.maps import attention_distance, attention_maps
+    from convvit.inference.trained import eval_transform
 
     output = Path(args.output)
     if output.suffix.lower() != ".png":
@@ -286,7 +279,7 @@ def explain_distance(args) -> int:
     panels, rows = [], []
     for ckpt, inference, info in loaded:
         model = inference.model
-        transform, _, _ = _transform(model, info)
+        transform, _, _ = eval_transform(model, info)
         if dataset is None:
             tensors = _read_images(paths, info, transform)
         else:
@@ -302,12 +295,11 @@ def explain_distance(args) -> int:
         title = f"{Path(ckpt).name}: {info['name']} ({count} images)"
         panels.append((title, mean_dist))
         for layer, heads in enumerate(mean_dist, start=1):
-            rows += [(ckpt, info["name"], layer, head, f"{d:.4f}") for head, d in enumerate(heads)
-                     if not np.isnan(d)]
+            rows += [(ckpt, info["name"], layer, head, float(d)) for head, d in enumerate(heads) if not np.isnan(d)]
         print(f"{ckpt}: {info['name']}, {mean_dist.shape[0]} layers, mean distance "
               f"{np.nanmean(mean_dist[0]):.1f} px (first) -> {np.nanmean(mean_dist[-1]):.1f} px (last)")
     csv_path = output.with_suffix(".csv")
-    write_csv(csv_path, ["checkpoint", "model", "layer", "head", "distance_px"], rows)
+    write_csv(csv_path, ["checkpoint", "model", "layer", "head", "distance_px"], rows, float_format=".4f")
     save_png(distance_figure(panels), output)
     print(f"wrote {output} and {csv_path}")
     return 0

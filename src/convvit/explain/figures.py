@@ -1,36 +1,21 @@
 """Figures of ``convvit explain``: one per image (prediction, rollout, family-specific panels) and the
-attention-distance plot. Each is written atomically (temp file + ``os.replace``) with a CSV beside it."""
+attention-distance plot. Each is written atomically (:func:`convvit.fileio.save_figure`) with a CSV beside it."""
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from convvit.fileio import atomic_write_bytes, write_csv
+from convvit.fileio import pyplot, save_figure, write_csv
 
 __all__ = ["distance_figure", "explain_figure", "write_csv", "save_png"]
 
 
 def save_png(fig, path: str | os.PathLike) -> Path:
-    """Render a matplotlib figure to PNG bytes in memory, then write them atomically."""
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return atomic_write_bytes(path, buffer.getvalue())
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, never a window
-    import matplotlib.pyplot as plt
-
-    return plt
+    """Save a figure of explain (at its resolution) with the one atomic figure writer."""
+    return save_figure(fig, path, dpi=110)
 
 
 def _show_image(ax, image: np.ndarray, title: str) -> None:
@@ -71,7 +56,7 @@ def explain_figure(
     """The figure of one image: the image with its top-k, the rollout over it, and what the family adds:
     conv stem channels (first and last stage), ConViT gates sigmoid(lambda) (layers x heads), or CvT's
     last-stage class-token attention on its key grid."""
-    plt = _pyplot()
+    plt = pyplot()
     extra = 1 if (gates is not None or cls_attention is not None) else 0
     cols = max(2 + extra, 4 if stem_maps is not None else 0)
     rows = 3 if stem_maps is not None else 1
@@ -102,7 +87,7 @@ def explain_figure(
 
 def distance_figure(panels: Sequence[tuple[str, np.ndarray]]):
     """Mean attention distance (pixels) against depth, one dot per head, one panel per (title, (layers, heads))."""
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib.ticker import MaxNLocator
 
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.4), squeeze=False, sharey=True)

@@ -1,5 +1,4 @@
-"""Trained models out of `convvit fit` checkpoints (layout: :mod:`convvit.checkpoints.layout`): load for
-inference, export to .safetensors or ONNX."""
+"""Export a trained model (loaded by :mod:`convvit.inference.trained`) to .safetensors or ONNX, verified."""
 from __future__ import annotations
 
 import json
@@ -12,16 +11,13 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from convvit.models.factory import create_classifier
-from convvit.checkpoints import layout
-from convvit.checkpoints.files import atomic_write, read_checkpoint_file, save_weights
-from convvit.errors import CheckpointError, ExportMismatchError
+from convvit.checkpoints.files import atomic_write, save_weights
+from convvit.errors import ExportMismatchError
+from convvit.inference.trained import load_trained_model
 
-__all__ = ["WEIGHTS", "EXPORT_FORMATS", "ONNX_TOLERANCE", "TrainedModelInfo", "Exported", "ExportMismatchError",
-           "load_trained_model", "choose_weights", "weights_metadata", "export_safetensors", "export_onnx",
-           "check_onnx", "export_checkpoint"]
+__all__ = ["EXPORT_FORMATS", "ONNX_TOLERANCE", "Exported", "ExportMismatchError", "weights_metadata",
+           "export_safetensors", "export_onnx", "check_onnx", "export_checkpoint"]
 
-WEIGHTS = ("auto", "raw", "ema")
 EXPORT_FORMATS = ("onnx", "safetensors")
 # Largest |logit difference| accepted between onnxruntime and PyTorch. Measured differences are 4e-7 to 1e-6
 # (fp32, operators fused in another order); a wrong graph is off by orders of magnitude more.
@@ -35,73 +31,6 @@ class Exported:
 
     path: Path
     max_diff: float | None = None
-
-
-class TrainedModelInfo(dict):
-    """What a checkpoint knows about its model: name, num_classes, class_names, in_chans, img_size, mean,
-    std, and which weights were taken (``weights``: "raw" or "ema")."""
-
-    @classmethod
-    def from_hparams(cls, hp: Any, weights: str) -> "TrainedModelInfo":
-        """From the LightningModule's hyper-parameters (``checkpoint["hyper_parameters"]``, or ``module.hparams``)."""
-        img_size = hp["img_size"]
-        return cls(
-            name=hp["name"],
-            num_classes=hp["num_classes"],
-            class_names=list(hp.get("class_names") or [str(i) for i in range(hp["num_classes"])]),
-            in_chans=hp["in_chans"],
-            img_size=tuple(img_size) if isinstance(img_size, (list, tuple)) else (img_size, img_size),
-            mean=tuple(hp["mean"]) if hp.get("mean") is not None else None,
-            std=tuple(hp["std"]) if hp.get("std") is not None else None,
-            crop_pct=hp.get("crop_pct"),
-            interpolation=hp.get("interpolation", "bicubic"),
-            weights=weights,
-        )
-
-
-def choose_weights(weights: str, has_ema: bool, val_acc1: float | None, val_acc1_ema: float | None) -> str:
-    """Resolve ``weights`` ("auto", "raw", "ema") to "raw" or "ema".
-
-    "auto" takes the EMA weights when there are any and they validated at least as well as the raw
-    weights at the last validation (or when no validation result is known), else the raw weights.
-    """
-    if weights not in WEIGHTS:
-        raise ValueError(f"weights must be one of {WEIGHTS}, got {weights!r}")
-    if weights == "ema" and not has_ema:
-        raise ValueError("weights='ema' but the run kept no EMA (train with --model.ema true), use 'raw' or 'auto'")
-    if weights != "auto":
-        return weights
-    if not has_ema:
-        return "raw"
-    if val_acc1 is None or val_acc1_ema is None:
-        return "ema"
-    return "ema" if val_acc1_ema >= val_acc1 else "raw"
-
-
-def _load_lightning_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    path = Path(path)
-    if path.is_dir():
-        raise IsADirectoryError(f"--ckpt_path {path} is a folder. Fix: pass a .ckpt file, e.g. {path}/last.ckpt")
-    ckpt, _ = read_checkpoint_file(path)  # never runs code from the file; clear errors for damaged files
-    hp = ckpt.get(layout.HPARAMS_KEY) if isinstance(ckpt, dict) else None
-    if not isinstance(hp, dict) or "name" not in hp or layout.STATE_KEY not in ckpt:
-        raise CheckpointError(
-            f"{path} is not a convvit training checkpoint (a Lightning .ckpt written by `convvit fit`). Fix: pass "
-            "a run's checkpoints/*.ckpt; plain weights files load with convvit.create_model(name, checkpoint_path=...)"
-        )
-    return ckpt
-
-
-def load_trained_model(ckpt_path: str | os.PathLike, weights: str = "auto") -> tuple[nn.Module, TrainedModelInfo]:
-    """Build the model of a ``convvit fit`` checkpoint with its raw or EMA weights, in eval mode, on CPU."""
-    ckpt = _load_lightning_checkpoint(ckpt_path)
-    hp, state = ckpt[layout.HPARAMS_KEY], ckpt[layout.STATE_KEY]
-    choice = choose_weights(weights, layout.has_ema(state), *layout.validation_results(ckpt))
-    model = create_classifier(hp["name"], hp["num_classes"], hp["in_chans"], hp["img_size"],
-                              **(hp.get("model_kwargs") or {}))
-    model.load_state_dict(layout.model_weights(state, ema=choice == "ema"))
-    model.eval()
-    return model, TrainedModelInfo.from_hparams(hp, choice)
 
 
 def weights_metadata(info: dict[str, Any]) -> dict[str, str]:

@@ -10,8 +10,8 @@ from typing import Iterator, Sequence
 import torch
 
 from convvit.fileio import write_csv
-from convvit.inference.export import load_trained_model
 from convvit.inference.runner import DEFAULT_BATCH_SIZE, InferenceModel
+from convvit.inference.trained import eval_transform, load_trained_model
 
 __all__ = ["Predictions", "predict_images", "write_predictions", "prediction_columns", "DEFAULT_OUTPUT"]
 
@@ -60,7 +60,7 @@ def predict_images(
     ``convvit.inference.predict``) and listed in ``Predictions.skipped``: one bad file must not cost the rest.
     ``precision`` is ``"auto"``, ``"32"`` or ``"bf16"`` (:class:`~convvit.inference.runner.InferenceModel`).
     """
-    from convvit.data import BadImageError, build_eval_transform, list_images, load_image
+    from convvit.data import BadImageError, list_images, load_image
 
     if top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {top_k}")
@@ -71,8 +71,7 @@ def predict_images(
     height, width = info["img_size"]
     if height != width:
         raise ValueError(f"predict needs a square input size, the checkpoint's model takes {height}x{width}")
-    mean, std = info["mean"] or model.pretrained_cfg["mean"], info["std"] or model.pretrained_cfg["std"]
-    transform = build_eval_transform(height, info["in_chans"], mean, std, info["crop_pct"], info["interpolation"])
+    transform, _, _ = eval_transform(model, info)
     names = info["class_names"]
     result = Predictions(precision=inference.precision, precision_reason=inference.reason)
     for chunk in _batches(files, batch_size):

@@ -28,6 +28,7 @@ from typing import Any, Iterator, Sequence
 
 import yaml
 
+from convvit.durations import format_duration
 from convvit.sweep.engines import ENGINES, Resources, check_ray, check_reachable, make_engine
 from convvit.sweep.results import (
     DONE, MANIFEST, RESULTS, parse_results, read_manifest, sort_rows, write_manifest, write_results,
@@ -269,15 +270,6 @@ def check_fit_options(argv: Sequence[str]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- the sweep
-def _duration(seconds: float) -> str:
-    seconds = max(0, int(round(seconds)))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-
-
 def _fmt(value: float | None) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.2f}%"
 
@@ -429,7 +421,7 @@ class Sweep:
 
 
 class _Progress:
-    """``[3/16] TRIAL lr 0.0012 wd 0.04: best 12.34% final 12.50%  41s | 1m23s elapsed, ~4m10s left``."""
+    """``[3/16] TRIAL lr 0.0012 wd 0.04: best 12.34% final 12.50%  41.2 s | 1m23s elapsed, ~4m10s left``."""
 
     def __init__(self, total: int, done: int, parallel: int) -> None:
         self.total, self.done, self.parallel = total, done, parallel
@@ -443,9 +435,9 @@ class _Progress:
         left = elapsed / self.ran * (self.total - self.done)
         outcome = {"finished": f"best {_fmt(row['best_error'])} final {_fmt(row['final_error'])}",
                    "diverged": "diverged (NaN loss)"}.get(row["status"], f"{row['status']} (see logs/{row['trial']}.log)")
-        seconds = f"  {_duration(row['seconds'])}" if row.get("seconds") is not None else ""
+        seconds = f"  {format_duration(row['seconds'])}" if row.get("seconds") is not None else ""
         return (f"[{self.done}/{self.total}] {row['trial']} lr {row['lr']:.3g} wd {row['wd']:.3g}: {outcome}{seconds}"
-                f" | {_duration(elapsed)} elapsed, ~{_duration(left)} left")
+                f" | {format_duration(elapsed)} elapsed, ~{format_duration(left)} left")
 
 
 def _short(value: Any) -> str:

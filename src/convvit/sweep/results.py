@@ -16,7 +16,8 @@ import math
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from convvit.fileio import atomic_write_bytes, from_spreadsheet_safe, write_csv
+# atomic_write_text stays importable from here for the report scripts that do
+from convvit.fileio import atomic_write_text, from_spreadsheet_safe, write_csv
 from convvit.sweep.space import SweepError
 
 __all__ = [
@@ -33,11 +34,6 @@ COLUMNS = (
 # Statuses of a trial that is over: the sweep does not run it again. "failed" (a crash) and a trial never
 # recorded are run again when the sweep is resumed.
 DONE = ("finished", "diverged")
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` with the one atomic writer: readers see all of it or the old file."""
-    return atomic_write_bytes(path, text.encode())
 
 
 def _cell(value: Any) -> str:

@@ -19,6 +19,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from convvit.errors import SweepError  # defined with the other user-facing errors; imported from here too
+
 __all__ = [
     "SweepError", "Range", "PAPER_GOOD", "PAPER_BATCH_SIZE", "LOW_FACTOR", "HIGH_FACTOR", "Trial",
     "parse_range", "around", "sample_log_uniform", "make_trials",
@@ -30,10 +32,6 @@ LOW_FACTOR, HIGH_FACTOR = 1 / 8, 4.0
 # SGD lr 0.1..3.2, wd 4e-6..1.2e-4 (REFERENCE.md section 1). Used for an optimizer the base config does not set.
 PAPER_GOOD: dict[str, tuple[float, float]] = {"adamw": (2e-3, 0.2), "sgd": (0.8, 3e-5)}
 PAPER_BATCH_SIZE = 2048
-
-
-class SweepError(ValueError):
-    """Bad input to ``convvit sweep`` / ``convvit plot``: the message says what is wrong and how to fix it."""
 
 
 @dataclass(frozen=True)

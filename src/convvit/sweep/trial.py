@@ -21,7 +21,9 @@ from typing import Any, Callable, Sequence
 
 import lightning as L
 
-from convvit.sweep.results import atomic_write_text, chance_error
+from convvit.fileio import atomic_write_text
+from convvit.sweep.results import chance_error
+from convvit.training.runs import versions
 
 __all__ = ["TrialRecord", "TrialJob", "run_trial", "RECORD_FILE", "RECORD_CALLBACK", "main"]
 
@@ -96,20 +98,11 @@ class TrialJob:
         return asdict(self)
 
 
-def _versions(parent: Path) -> set[str]:
-    return {p.name for p in parent.glob("version_*")} if parent.is_dir() else set()
-
-
-def _version_key(name: str) -> int:
-    tail = name.rpartition("_")[2]
-    return int(tail) if tail.isdigit() else -1
-
-
 def run_trial(job: TrialJob, on_start: Callable[[subprocess.Popen], None] | None = None) -> dict[str, Any]:
     """Run ``job`` in a subprocess with ``job.threads`` CPU threads; returns its results.csv row (status
     ``finished``, ``diverged``, ``interrupted`` or ``failed``)."""
     parent, log = Path(job.run_parent), Path(job.log)
-    before = _versions(parent)
+    before = set(versions(parent))
     env = {**os.environ, **job.env}
     threads = str(max(1, job.threads))
     env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads, PYTHONUNBUFFERED="1")
@@ -127,8 +120,8 @@ def run_trial(job: TrialJob, on_start: Callable[[subprocess.Popen], None] | None
             on_start(proc)
         returncode = proc.wait()
     seconds = time.monotonic() - start
-    new = sorted(_versions(parent) - before, key=_version_key)
-    run_dir = parent / new[-1] if new else None
+    new = sorted(set(versions(parent)) - before)
+    run_dir = parent / f"version_{new[-1]}" if new else None
     record: dict[str, Any] = {}
     if run_dir is not None and (run_dir / RECORD_FILE).is_file():
         record = json.loads((run_dir / RECORD_FILE).read_text())
@@ -167,12 +160,12 @@ def recorded_row(job: TrialJob) -> dict[str, Any] | None:
     """The row of a trial that finished or diverged but whose row never reached results.csv (the sweep was
     killed in between): read back from the newest run directory's ``trial.json``."""
     parent = Path(job.run_parent)
-    for name in sorted(_versions(parent), key=_version_key, reverse=True):
-        path = parent / name / RECORD_FILE
+    for version in sorted(versions(parent), reverse=True):
+        path = parent / f"version_{version}" / RECORD_FILE
         if path.is_file():
             record = json.loads(path.read_text())
             if record.get("status") in ("finished", "diverged"):
-                return make_row(job, record, record["status"], record.get("seconds"), parent / name)
+                return make_row(job, record, record["status"], record.get("seconds"), path.parent)
     return None
 
 

@@ -17,7 +17,9 @@ from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.model_summary.model_summary import _format_summary_table
 
-from convvit.inference.export import TrainedModelInfo, choose_weights, export_safetensors
+from convvit.durations import format_duration
+from convvit.inference.export import export_safetensors
+from convvit.inference.trained import TrainedModelInfo, choose_weights
 
 __all__ = ["LastCheckpoint", "EpochSummary", "ModelSummary", "LearningCurves", "FinalWeights", "run_dir"]
 
@@ -56,10 +58,6 @@ class LastCheckpoint(ModelCheckpoint):
         # so the state is consistent; other exceptions may come from the middle of an optimizer step.
         if isinstance(exception, SIGTERMException) and not self._should_skip_saving_checkpoint(trainer):
             self._save_topk_checkpoint(trainer, self._monitor_candidates(trainer))
-
-
-def _duration(seconds: float) -> str:
-    return f"{seconds:.1f} s" if seconds < 60 else f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
 
 
 class EpochSummary(L.Callback):
@@ -109,7 +107,7 @@ class EpochSummary(L.Callback):
         train_time = self._train_end - self._start
         if self._images and train_time > 0:
             parts.append(f"{self._images / train_time:.0f} img/s")
-        parts.append(_duration(time.monotonic() - self._start))
+        parts.append(format_duration(time.monotonic() - self._start))
         line = "  ".join(parts)
         bar = trainer.progress_bar_callback
         if bar is not None and getattr(bar, "is_enabled", True):
@@ -181,12 +179,9 @@ class LearningCurves(L.Callback):
 
 def plot_curves(history: list[dict[str, float]], path: str | os.PathLike) -> Path:
     """Two panels against epoch: losses, and validation accuracies (%)."""
-    import matplotlib
+    from convvit.fileio import pyplot, save_figure
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+    fig, (ax_loss, ax_acc) = pyplot().subplots(1, 2, figsize=(10, 4), constrained_layout=True)
     epochs = [r["epoch"] for r in history]
     for ax, keys in ((ax_loss, ("train/loss", "val/loss")), (ax_acc, _CURVES[2:])):
         for key in keys:
@@ -200,11 +195,7 @@ def plot_curves(history: list[dict[str, float]], path: str | os.PathLike) -> Pat
             ax.legend()
     ax_loss.set_ylabel("loss")
     ax_acc.set_ylabel("accuracy (%)")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100, tight=False)
 
 
 class FinalWeights(L.Callback):

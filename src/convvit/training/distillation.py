@@ -124,7 +124,7 @@ def check_same_teacher(saved: dict[str, str] | None, current: dict[str, str]) ->
 
 
 def _teacher_from_training_checkpoint(path: Path) -> tuple[nn.Module, dict[str, Any]]:
-    from convvit.inference.export import load_trained_model  # the inference loader: checkpoint -> model
+    from convvit.inference.trained import load_trained_model
 
     model, info = load_trained_model(path)
     return model, {"num_classes": info["num_classes"], "class_names": list(info["class_names"] or []),

@@ -13,19 +13,16 @@ import os
 import re
 import shlex
 import signal
-import threading
 from pathlib import Path
 from typing import Iterator, Sequence
 
 import lightning as L
 
 from convvit.errors import ConvvitError
+from convvit.signals import handling, interrupt_for
 from convvit.training.module import latest_checkpoint
 
 __all__ = ["SignalStop", "StopOnSignal", "catch_signals", "lost_rank_error"]
-
-SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
 
 class SignalStop:
     """The signal received by this process (if any) and the trainer that was running when it came."""
@@ -43,7 +40,7 @@ class SignalStop:
         if self.signum is not None or self.trainer is None:
             # a second signal, or nothing that can stop cleanly is running (setup, data loading): stop now
             self.signum = self.signum or signum
-            raise KeyboardInterrupt
+            raise interrupt_for(signum)
         self.signum = signum
         # Lightning checks this flag after every training step and evaluation batch (it is what its own SIGTERM
         # handler sets) and stops there with a SIGTERMException, whichever signal it was.
@@ -111,19 +108,15 @@ def catch_signals() -> Iterator[SignalStop]:
     """
     global _STATE
     state = SignalStop()
-    if threading.current_thread() is not threading.main_thread():
-        yield state
-        return
-    previous = {s: signal.getsignal(s) for s in SIGNALS}
-    saved_state, _STATE = _STATE, state
-    for s in SIGNALS:
-        signal.signal(s, state.handle)
-    try:
-        yield state
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-        _STATE = saved_state
+    with handling(state.handle) as installed:
+        if not installed:
+            yield state
+            return
+        saved_state, _STATE = _STATE, state
+        try:
+            yield state
+        finally:
+            _STATE = saved_state
 
 
 # What gloo (and NCCL) say in the surviving ranks when another rank's process is gone.

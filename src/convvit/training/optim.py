@@ -41,7 +41,7 @@ def build_optimizer(
     ``exclude_no_weight_decay`` also keeps the parameters named by ``model.no_weight_decay()`` (position
     embedding, class token) out of weight decay, as timm does; pycls decays them.
     ``fused`` (default: where PyTorch has the kernel) updates all parameters in one kernel; the result is the
-    same as the per-parameter loop, and on a 2-core CPU the step of vit_c_nano_32px drops from ~8 ms to ~1 ms.
+    same as the per-parameter loop, in a fraction of its time (benchmarks/results/README.md).
     """
     name = name.lower()
     if name not in OPTIMIZERS:
