@@ -215,7 +215,8 @@ class CvTStage(nn.Module):
     ) -> None:
         super().__init__()
         norm_layer = partial(nn.LayerNorm, eps=norm_eps)
-        self.patch_embed = ConvEmbed(in_chans, embed_dim, patch_size, patch_stride, patch_padding, norm_eps)
+        self.patch_embed = ConvEmbed(in_chans=in_chans, embed_dim=embed_dim, kernel_size=patch_size,
+                                     stride=patch_stride, padding=patch_padding, norm_eps=norm_eps)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim)) if with_cls_token else None
         self.num_prefix_tokens = int(with_cls_token)
         drop_path = list(drop_path) or [0.0] * depth
@@ -225,8 +226,9 @@ class CvTStage(nn.Module):
             Block(
                 embed_dim,
                 ConvAttention(
-                    embed_dim, embed_dim, num_heads, qkv_bias, attn_drop, proj_drop,
-                    kernel_qkv, stride_q, stride_kv, padding_q, padding_kv, with_cls_token,
+                    dim_in=embed_dim, dim_out=embed_dim, num_heads=num_heads, qkv_bias=qkv_bias,
+                    attn_drop=attn_drop, proj_drop=proj_drop, kernel_size=kernel_qkv, stride_q=stride_q,
+                    stride_kv=stride_kv, padding_q=padding_q, padding_kv=padding_kv, with_cls_token=with_cls_token,
                 ),
                 int(embed_dim * mlp_ratio),
                 drop_path=drop_path[j],
@@ -314,9 +316,12 @@ class CvT(TokenModel):
             dpr = self.drop_path_rates(drop_path_rate[i], depths[i])
             stages.append(
                 CvTStage(
-                    chans, embed_dims[i], depths[i], num_heads[i], patch_sizes[i], patch_strides[i], patch_paddings[i],
-                    mlp_ratio, qkv_bias, cls_token and i == num_stages - 1, kernel_qkv, stride_q, stride_kv,
-                    padding_q, padding_kv, act, norm_eps, attn_drop_rate, proj_drop_rate, dpr,
+                    in_chans=chans, embed_dim=embed_dims[i], depth=depths[i], num_heads=num_heads[i],
+                    patch_size=patch_sizes[i], patch_stride=patch_strides[i], patch_padding=patch_paddings[i],
+                    mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, with_cls_token=cls_token and i == num_stages - 1,
+                    kernel_qkv=kernel_qkv, stride_q=stride_q, stride_kv=stride_kv, padding_q=padding_q,
+                    padding_kv=padding_kv, act_layer=act, norm_eps=norm_eps, attn_drop=attn_drop_rate,
+                    proj_drop=proj_drop_rate, drop_path=dpr,
                 )
             )
             chans, reduction = embed_dims[i], reduction * patch_strides[i]
