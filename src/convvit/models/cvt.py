@@ -15,7 +15,7 @@ and Hugging Face checkpoints onto them.
 from __future__ import annotations
 
 from functools import partial
-from typing import Any, Callable, Iterator, Sequence, Tuple
+from typing import Any, Callable, Iterator, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -187,8 +187,16 @@ class QuickGELUMlp(Mlp):
         return self.drop(out.view(shape[:-1] + (out.shape[-1],)))
 
 
+def tokens_to_map(x: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
+    """Patch tokens (B, H' * W', D) -> map (B, D, H', W')."""
+    return x.transpose(1, 2).reshape(x.shape[0], -1, grid[0], grid[1])
+
+
 class CvTStage(nn.Module):
-    """Token embedding, optional class token, and blocks: (B, C, H, W) -> tokens (B, [1 +] H' * W', D) and (H', W')."""
+    """Token embedding, optional class token, and blocks: (B, C, H, W) -> tokens (B, [1 +] H' * W', D) and (H', W').
+
+    A stage also takes the previous stage's output as it comes, tokens and their grid (see :meth:`forward`).
+    """
 
     def __init__(
         self,
@@ -240,18 +248,18 @@ class CvTStage(nn.Module):
             for j in range(depth)
         )
 
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
+    def forward(
+        self, x: torch.Tensor, grid: Optional[Tuple[int, int]] = None
+    ) -> Tuple[torch.Tensor, Tuple[int, int]]:
+        """An image or map (B, C, H, W), or, with their ``grid``, the previous stage's tokens (B, H * W, C)."""
+        if grid is not None:
+            x = tokens_to_map(x, grid)  # (B, C, H, W): CvT puts its class token in the last stage only
         x, grid = self.patch_embed(x)  # (B, N, D)
         if self.cls_token is not None:
             x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)  # (B, 1 + N, D)
         for block in self.blocks:
             x = block(x, grid)
         return x, grid
-
-
-def tokens_to_map(x: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
-    """Patch tokens (B, H' * W', D) -> map (B, D, H', W')."""
-    return x.transpose(1, 2).reshape(x.shape[0], -1, grid[0], grid[1])
 
 
 class CvT(TokenModel):
@@ -354,10 +362,9 @@ class CvT(TokenModel):
     # ------------------------------------------------------------------ forward
     def _iter_blocks(self, x: torch.Tensor) -> Iterator[Tuple[torch.Tensor, int, Tuple[int, int]]]:
         """One step per stage: its tokens (B, [1 +] N, D), class token first, and its grid."""
-        for i, stage in enumerate(self.stages):
-            if i > 0:
-                x = tokens_to_map(x, grid)  # earlier stages have no class token
-            x, grid = stage(x)
+        grid: Optional[Tuple[int, int]] = None
+        for stage in self.stages:
+            x, grid = stage(x, grid)
             yield x, stage.num_prefix_tokens, grid
 
     def _norm_applies(self, index: int) -> bool:
@@ -365,11 +372,9 @@ class CvT(TokenModel):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> normalised tokens of the last stage (B, [1 +] N, D), class token first."""
-        grid = (0, 0)
-        for i, stage in enumerate(self.stages):
-            if i > 0:
-                x = tokens_to_map(x, grid)  # (B, D, H', W'); earlier stages have no class token
-            x, grid = stage(x)
+        grid: Optional[Tuple[int, int]] = None
+        for stage in self.stages:
+            x, grid = stage(x, grid)
         return self.norm(x)
 
 
