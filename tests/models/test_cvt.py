@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 
 import convvit
-from convvit.models.cvt import CvT
+from convvit.models.cvt import CvT, tokens_to_map
 from convvit.models.layers import QuickGELU
 
 # REFERENCE section 4 (exact official parameter counts).
@@ -283,3 +283,19 @@ def test_every_stage_and_attention_argument_reaches_its_layer():
             assert block.norm1.eps == 1e-3
             drop_path = getattr(block.drop_path1, "drop_prob", 0.0)
             assert drop_path == pytest.approx(((0.0,), (0.0, 0.5), (0.0, 0.75))[i][j])
+
+
+@pytest.mark.parametrize("stride_kv, padding_kv", [(2, 1), (3, 0), (1, 1)])
+def test_attention_probs_come_with_the_key_grid_of_the_strided_keys(stride_kv, padding_kv):
+    from convvit.models.cvt import ConvAttention
+
+    attn = ConvAttention(dim_in=8, dim_out=8, num_heads=2, stride_kv=stride_kv, padding_kv=padding_kv,
+                         with_cls_token=True).eval()
+    for grid in ((7, 5), (4, 4)):
+        x = torch.randn(2, 1 + grid[0] * grid[1], 8)
+        with torch.no_grad():
+            probs, key_grid = attn.attention_probs(x, grid)
+            keys = attn.conv_proj_k(tokens_to_map(x[:, 1:], grid).contiguous())  # (B, H_kv * W_kv, C)
+        assert probs.shape == (2, 2, x.shape[1], 1 + key_grid[0] * key_grid[1])
+        assert key_grid[0] * key_grid[1] == keys.shape[1]
+        torch.testing.assert_close(probs.sum(-1), torch.ones(probs.shape[:-1]))

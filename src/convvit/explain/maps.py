@@ -50,14 +50,6 @@ def _attention_modules(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if callable(getattr(m, "attention_probs", None))]
 
 
-def _key_grid(module: nn.Module, grid: Grid, num_keys: int, num_prefix: int) -> Grid:
-    if num_keys - num_prefix == grid[0] * grid[1]:
-        return grid
-    conv = module.conv_proj_k.conv  # CvT: keys are a strided depthwise convolution of the token map
-    size = [(g + 2 * p - k) // s + 1 for g, k, s, p in zip(grid, conv.kernel_size, conv.stride, conv.padding)]
-    return size[0], size[1]
-
-
 @contextlib.contextmanager
 def capture_attention(model: nn.Module) -> Iterator[AttentionMaps]:
     """While active, every attention module of ``model`` appends its probabilities to the yielded list.
@@ -78,13 +70,11 @@ def capture_attention(model: nn.Module) -> Iterator[AttentionMaps]:
 
     def on_attention(module: nn.Module, args: tuple, _output: torch.Tensor) -> None:
         x, grid = args[0], tuple(args[1])
-        probs = module.attention_probs(x, grid).detach()
+        probs, key_grid = module.attention_probs(x, grid)
         num_prefix = probs.shape[-2] - grid[0] * grid[1]
         h, w = image_hw[-1] if image_hw else grid
-        captured.append(probs)
-        captured.infos.append(
-            MapInfo(grid, _key_grid(module, grid, probs.shape[-1], num_prefix), num_prefix, (h / grid[0], w / grid[1]))
-        )
+        captured.append(probs.detach())
+        captured.infos.append(MapInfo(grid, tuple(key_grid), num_prefix, (h / grid[0], w / grid[1])))
 
     handles = [model.register_forward_pre_hook(on_model)]
     handles += [m.register_forward_hook(on_attention) for m in modules]

@@ -8,7 +8,11 @@ A family (``vit.py``, ``convit.py``, ``cvt.py``) subclasses :class:`TokenModel` 
    modules are created -- and the random generator is drawn from -- in the same order as timm's,
 4. implements ``forward_features(x)`` -> normalised tokens (B, prefix + N, D) and ``_iter_blocks(x)``,
    a generator of ``(tokens, num_prefix, grid)`` after each block (or stage), which drives
-   :meth:`TokenModel.forward_intermediates`.
+   :meth:`TokenModel.forward_intermediates`,
+5. gives each attention module ``forward(x, grid)`` (tokens (B, prefix + H' * W', C) and their grid (H', W'))
+   and ``attention_probs(x, grid)`` -> ``(probabilities (B, heads, N_query, N_key), key grid (H_kv, W_kv))``,
+   the probabilities its forward applies to the values (recomputed: the forward may use fused attention);
+   any prefix tokens lead queries and keys alike. :mod:`convvit.explain` needs nothing else to draw a family.
 
 Everything else -- pooling, head, ``reset_classifier``, ``no_weight_decay``, ``group_matcher``,
 gradient checkpointing, ``forward_intermediates``, ``prune_intermediate_layers``, the timm init

@@ -143,10 +143,18 @@ class ConvAttention(nn.Module):
             q, k, v = torch.cat([prefix, q], dim=1), torch.cat([prefix, k], dim=1), torch.cat([prefix, v], dim=1)
         return self._heads(self.proj_q(q)), self._heads(self.proj_k(k)), self._heads(self.proj_v(v))
 
-    def attention_probs(self, x: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
-        """``softmax(q k^T * scale)`` (B, h, T, T_kv): keys on the ``stride_kv`` grid (for :mod:`convvit.explain`)."""
+    def key_grid(self, grid: Tuple[int, int]) -> Tuple[int, int]:
+        """The (H_kv, W_kv) grid of the keys for queries on ``grid``: the key projection's strided convolution."""
+        conv = self.conv_proj_k.conv
+        size = [(g + 2 * p - d * (k - 1) - 1) // s + 1  # nn.Conv2d's output size
+                for g, k, s, p, d in zip(grid, conv.kernel_size, conv.stride, conv.padding, conv.dilation)]
+        return size[0], size[1]
+
+    def attention_probs(self, x: torch.Tensor, grid: Tuple[int, int]) -> Tuple[torch.Tensor, Tuple[int, int]]:
+        """``softmax(q k^T * scale)`` (B, h, T, T_kv) and the keys' grid, coarser than the queries' by ``stride_kv``
+        (for :mod:`convvit.explain`)."""
         q, k, _ = self._qkv(x, grid)
-        return ((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1)
+        return ((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1), self.key_grid(grid)
 
     def forward(self, x: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
         """(B, [1 +] H' * W', C) tokens of an H' x W' map -> (B, [1 +] H' * W', D)."""
