@@ -267,6 +267,13 @@ class ConViT(TokenModel):
         super()._prune_blocks(keep)
         self.local_up_to_layer = min(self.local_up_to_layer, keep)
 
+    # ------------------------------------------------------------------ convvit explain
+    def explain_panels(self, maps: Sequence[torch.Tensor], taps: dict[str, torch.Tensor]) -> dict[str, Any]:
+        """The ``gates`` sigmoid(lambda) of every head of every GPSA layer (layers, heads): 1 is positional attention."""
+        gates = [torch.sigmoid(m.gating_param.detach().float()) for m in self.modules()
+                 if isinstance(m, GatedPositionalAttention)]
+        return dict(gates=torch.stack(gates)) if gates else {}
+
 
 # ---------------------------------------------------------------------- configs and builders
 def _cfg(flops_g: float, params_m: float) -> dict[str, Any]:

@@ -378,6 +378,16 @@ class CvT(TokenModel):
     def _norm_applies(self, index: int) -> bool:
         return index == len(self.stages) - 1  # the final norm has the last stage's width
 
+    # ------------------------------------------------------------------ convvit explain
+    def explain_panels(self, maps: Sequence[torch.Tensor], taps: dict[str, torch.Tensor]) -> dict[str, Any]:
+        """``cls_attention``: the class token's attention in the last block (mean of the heads) on its key grid
+        (H_kv, W_kv), coarser than the rollout's; nothing without a class token."""
+        info = maps.infos[-1]
+        if info.num_prefix == 0:
+            return {}
+        row = maps[-1][0, :, 0, info.num_prefix:].mean(dim=0)  # (H_kv * W_kv,)
+        return dict(cls_attention=row.reshape(info.key_grid).float())
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> normalised tokens of the last stage (B, [1 +] N, D), class token first."""
         grid: Optional[Tuple[int, int]] = None
