@@ -60,3 +60,73 @@ def image_dir(tmp_path_factory) -> Path:
     Image.fromarray((torch.rand(20, 20) * 255).byte().numpy(), "L").save(root / "gray.png")
     Image.fromarray((torch.rand(33, 17, 4) * 255).byte().numpy(), "RGBA").save(root / "rgba.png")
     return root
+
+
+class PooledKeyAttention(torch.nn.Module):
+    """A test family's attention: keys and values are the patch tokens average-pooled 2 x 2 (the class token kept),
+    so its keys sit on a coarser grid than its queries, as CvT's do, by another route."""
+
+    def __init__(self, dim: int, num_heads: int) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.q, self.kv, self.proj = torch.nn.Linear(dim, dim), torch.nn.Linear(dim, 2 * dim), torch.nn.Linear(dim, dim)
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        return x.view(x.shape[0], x.shape[1], self.num_heads, -1).transpose(1, 2)  # (B, h, T, d)
+
+    def _qkv(self, x: torch.Tensor, grid):
+        B, _, C = x.shape
+        patches = x[:, 1:].transpose(1, 2).reshape(B, C, grid[0], grid[1])
+        pooled = torch.nn.functional.avg_pool2d(patches, 2).flatten(2).transpose(1, 2)  # (B, H/2 * W/2, C)
+        k, v = self.kv(torch.cat([x[:, :1], pooled], dim=1)).chunk(2, dim=-1)
+        return self._heads(self.q(x)), self._heads(k), self._heads(v)
+
+    def attention_probs(self, x: torch.Tensor, grid):
+        q, k, _ = self._qkv(x, grid)
+        return (q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5).softmax(dim=-1), (grid[0] // 2, grid[1] // 2)
+
+    def forward(self, x: torch.Tensor, grid) -> torch.Tensor:
+        q, k, v = self._qkv(x, grid)
+        out = torch.nn.functional.scaled_dot_product_attention(q, k, v)  # (B, h, T, d)
+        return self.proj(out.transpose(1, 2).reshape(x.shape))
+
+
+@pytest.fixture
+def outside_family():
+    """A TokenModel family that convvit does not know: a patchify embedding, a class token, pooled-key attention,
+    and two panels of its own (the class token's last attention, and channels of its embedding)."""
+    from convvit.models._base import TokenModel
+    from convvit.models.layers import Block
+
+    class PooledKeyViT(TokenModel):
+        def __init__(self, dim: int = 16, depth: int = 2) -> None:
+            super().__init__(3, "token", 1, 3)
+            self.patch_embed = torch.nn.Conv2d(3, dim, kernel_size=4, stride=4)
+            self.cls_token = torch.nn.Parameter(torch.randn(1, 1, dim))
+            self.blocks = torch.nn.ModuleList(Block(dim, PooledKeyAttention(dim, 2), 2 * dim) for _ in range(depth))
+            self._init_head(dim, torch.nn.LayerNorm, 0.0)
+
+        def _iter_blocks(self, x):
+            x = self.patch_embed(x)
+            grid = (x.shape[2], x.shape[3])
+            x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x.flatten(2).transpose(1, 2)], dim=1)
+            for block in self.blocks:
+                x = block(x, grid)
+                yield x, 1, grid
+
+        def forward_features(self, x):
+            for tokens, _, _ in self._iter_blocks(x):
+                pass
+            return self.norm(tokens)
+
+        def explain_taps(self):
+            return {"embedding": self.patch_embed}
+
+        def explain_panels(self, maps, taps):
+            info = maps.infos[-1]
+            embedding = taps["embedding"][0]  # (C, H', W')
+            return dict(cls_attention=maps[-1][0, :, 0, info.num_prefix:].mean(dim=0).reshape(info.key_grid),
+                        stem_maps=(embedding[:4], embedding[4:8]))
+
+    torch.manual_seed(0)
+    return PooledKeyViT().eval()

@@ -151,3 +151,68 @@ def test_attention_distance():
 def test_model_without_attention():
     with pytest.raises(ValueError, match="no attention"):
         attention_maps(torch.nn.Conv2d(3, 3, 1), torch.randn(1, 3, 8, 8))
+
+
+def _count_forwards(model: torch.nn.Module) -> list:
+    calls = []
+    model.register_forward_pre_hook(lambda *_: calls.append(1))
+    return calls
+
+
+@pytest.mark.parametrize("name, kwargs", [
+    ("vit_c_nano_32px", dict(img_size=32)), ("vit_p_nano_32px", dict(img_size=32)),
+    ("convit_tiny", dict(img_size=32, patch_size=8, depth=4, local_up_to_layer=3)), ("cvt_13", dict(img_size=64)),
+    ("deit_tiny_distilled", dict(img_size=64)),
+])
+def test_explain_image_is_one_forward_pass_with_the_family_panels(name, kwargs):
+    from convvit.explain import explain_image
+
+    model = _small(name, **kwargs)
+    x = torch.randn(1, 3, kwargs["img_size"], kwargs["img_size"])
+    with torch.no_grad():
+        expected_logits, expected_maps = model(x), attention_maps(model, x)
+    calls = _count_forwards(model)
+    seen = explain_image(model, x[0])  # (C, H, W) is one image too
+    assert len(calls) == 1
+    assert torch.equal(seen.logits, expected_logits)
+    assert len(seen.maps) == len(expected_maps) and all(torch.equal(a, b) for a, b in zip(seen.maps, expected_maps))
+    assert seen.maps.infos == expected_maps.infos
+    panels = seen.panels
+    if name.startswith("vit_c"):  # the conv stem's first and last stage, first four channels
+        stem = model.patch_embed.stem
+        with torch.no_grad():
+            first, last = stem[0](x), stem(x)
+        assert set(panels) == {"stem_maps"}
+        assert torch.equal(panels["stem_maps"][0], first[0, :4]) and torch.equal(panels["stem_maps"][1], last[0, :4])
+    elif name.startswith("convit"):  # sigmoid(lambda) of the 3 GPSA layers' 4 heads
+        assert set(panels) == {"gates"} and panels["gates"].shape == (3, 4)
+        torch.testing.assert_close(panels["gates"], torch.sigmoid(torch.ones(3, 4)))
+    elif name.startswith("cvt"):  # the class token's last attention on the 2 x 2 key grid
+        assert set(panels) == {"cls_attention"} and panels["cls_attention"].shape == (2, 2)
+        torch.testing.assert_close(panels["cls_attention"].flatten(), expected_maps[-1][0, :, 0, 1:].mean(dim=0))
+    else:  # a patchify stem: nothing beside the rollout
+        assert panels == {}
+    if name == "deit_tiny_distilled":  # class and distillation tokens lead every map; the rollout reads the class row
+        assert {info.num_prefix for info in seen.maps.infos} == {2} and seen.maps[0].shape[-1] == 2 + 16
+        assert rollout(seen.maps).shape == (1, 16)
+    with pytest.raises(ValueError, match="one image"):
+        explain_image(model, torch.randn(2, *x.shape[1:]))
+
+
+def test_a_family_defined_outside_convvit_is_explained(outside_family):
+    from convvit.explain import explain_image
+
+    model = outside_family
+    x = torch.randn(1, 3, 16, 16)  # 4 x 4 patches, keys pooled to 2 x 2
+    calls = _count_forwards(model)
+    seen = explain_image(model, x)
+    assert len(calls) == 1
+    with torch.no_grad():
+        torch.testing.assert_close(seen.logits, model(x), rtol=0, atol=0)
+    assert len(seen.maps) == 2 and all(m.shape == (1, 2, 17, 5) for m in seen.maps)
+    assert all((i.grid, i.key_grid, i.num_prefix, i.pitch) == ((4, 4), (2, 2), 1, (4.0, 4.0)) for i in seen.maps.infos)
+    heat = rollout(seen.maps, "max", 0.5)
+    assert heat.shape == (1, 16) and torch.isfinite(heat).all() and heat.sum() > 0
+    assert attention_distance(seen.maps).shape == (2, 2)
+    assert set(seen.panels) == {"cls_attention", "stem_maps"} and seen.panels["cls_attention"].shape == (2, 2)
+    assert seen.panels["stem_maps"][0].shape == (4, 4, 4)

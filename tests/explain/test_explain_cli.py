@@ -151,3 +151,42 @@ def test_explain_distance_auto_precision_follows_the_hardware(checkpoints, image
     assert "precision: bf16 (auto: CPU with amx_bf16)" in capsys.readouterr().out
     with open(out.with_suffix(".csv")) as f:
         assert len(list(csv.DictReader(f))) == 3 * 4
+
+
+def _loading(monkeypatch, load):
+    """Make ``convvit explain`` load its model with ``load(ckpt_path, weights) -> (model, info)``."""
+    from convvit.inference import export
+
+    monkeypatch.setattr(export, "load_trained_model", load)
+
+
+def test_explain_runs_the_model_once_per_image(checkpoints, image_dir, tmp_path, capsys, monkeypatch):
+    from convvit.inference import export
+
+    load, calls = export.load_trained_model, []
+
+    def counting(*args):
+        model, info = load(*args)
+        model.register_forward_pre_hook(lambda *_: calls.append(1))
+        return model, info
+
+    _loading(monkeypatch, counting)
+    for family in ("vit_c", "convit", "cvt"):
+        calls.clear()
+        out = tmp_path / family
+        assert main(["explain", "--ckpt_path", str(checkpoints[family]), str(image_dir), "--output", str(out),
+                     "--precision", "32"]) == 0  # 32: auto would count the model's flops with a forward of its own
+        assert _pngs(out) == ["gray.png", "rgb.png", "rgba.png"] and len(calls) == 3
+
+
+def test_explain_draws_a_family_defined_outside_convvit(outside_family, image_dir, tmp_path, capsys, monkeypatch):
+    info = dict(name="pooled_key_vit", num_classes=3, in_chans=3, img_size=(16, 16), class_names=["a", "b", "c"],
+                mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), crop_pct=1.0, interpolation="bicubic")
+    _loading(monkeypatch, lambda *args: (outside_family, info))
+    out = tmp_path / "out"
+    assert main(["explain", "--ckpt_path", "pooled.ckpt", str(image_dir), "--output", str(out),
+                 "--precision", "32"]) == 0
+    assert _pngs(out) == ["gray.png", "rgb.png", "rgba.png"]
+    with open(out / "rgb.csv") as f:
+        assert len(list(csv.DictReader(f))) == 16  # the 4 x 4 patch grid
+    assert "rgb.png: " in capsys.readouterr().out

@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 
 import convvit
-from convvit.models.cvt import CvT
+from convvit.models.cvt import CvT, tokens_to_map
 from convvit.models.layers import QuickGELU
 
 # REFERENCE section 4 (exact official parameter counts).
@@ -258,3 +258,44 @@ def test_eval_model_matches_the_unfused_computation():
                 m.forward = lambda t, m=m: m.bn(m.conv(t)).flatten(2).transpose(1, 2)
         unfused = model(x)
     assert torch.allclose(fused, unfused, atol=1e-5) and fused.abs().max() > 1e-2
+
+
+def test_every_stage_and_attention_argument_reaches_its_layer():
+    # one distinct value per argument, so that two of them swapped (they were passed by position) show
+    model = CvT(embed_dims=(8, 16, 24), depths=(1, 2, 2), num_heads=(1, 2, 3), mlp_ratio=2.0, qkv_bias=False,
+                patch_sizes=(5, 3, 7), patch_strides=(3, 2, 1), patch_paddings=(1, 2, 0), kernel_qkv=5, stride_q=2,
+                stride_kv=3, padding_q=0, padding_kv=2, act_layer="gelu", norm_eps=1e-3, attn_drop_rate=0.25,
+                proj_drop_rate=0.125, drop_path_rate=(0.0, 0.5, 0.75), num_classes=2)
+    for i, stage in enumerate(model.stages):
+        embed = stage.patch_embed.proj
+        assert (embed.in_channels, embed.out_channels) == ((3, 8, 16)[i], (8, 16, 24)[i])
+        assert (embed.kernel_size[0], embed.stride[0], embed.padding[0]) == ((5, 3, 7)[i], (3, 2, 1)[i], (1, 2, 0)[i])
+        assert stage.patch_embed.norm.eps == 1e-3
+        assert (stage.cls_token is not None) == (i == 2)
+        for j, block in enumerate(stage.blocks):
+            attn = block.attn
+            assert attn.num_heads == (1, 2, 3)[i] and attn.dim_out == (8, 16, 24)[i]
+            assert attn.with_cls_token == (i == 2) and attn.proj_q.bias is None
+            assert attn.attn_drop == 0.25 and attn.proj_drop.p == 0.125 and block.mlp.drop.p == 0.125
+            for proj, stride, padding in ((attn.conv_proj_q, 2, 0), (attn.conv_proj_k, 3, 2), (attn.conv_proj_v, 3, 2)):
+                assert (proj.conv.kernel_size, proj.conv.stride, proj.conv.padding) == ((5, 5), (stride,) * 2, (padding,) * 2)
+            assert block.mlp.fc1.out_features == 2 * (8, 16, 24)[i] and type(block.mlp.act) is nn.GELU
+            assert block.norm1.eps == 1e-3
+            drop_path = getattr(block.drop_path1, "drop_prob", 0.0)
+            assert drop_path == pytest.approx(((0.0,), (0.0, 0.5), (0.0, 0.75))[i][j])
+
+
+@pytest.mark.parametrize("stride_kv, padding_kv", [(2, 1), (3, 0), (1, 1)])
+def test_attention_probs_come_with_the_key_grid_of_the_strided_keys(stride_kv, padding_kv):
+    from convvit.models.cvt import ConvAttention
+
+    attn = ConvAttention(dim_in=8, dim_out=8, num_heads=2, stride_kv=stride_kv, padding_kv=padding_kv,
+                         with_cls_token=True).eval()
+    for grid in ((7, 5), (4, 4)):
+        x = torch.randn(2, 1 + grid[0] * grid[1], 8)
+        with torch.no_grad():
+            probs, key_grid = attn.attention_probs(x, grid)
+            keys = attn.conv_proj_k(tokens_to_map(x[:, 1:], grid).contiguous())  # (B, H_kv * W_kv, C)
+        assert probs.shape == (2, 2, x.shape[1], 1 + key_grid[0] * key_grid[1])
+        assert key_grid[0] * key_grid[1] == keys.shape[1]
+        torch.testing.assert_close(probs.sum(-1), torch.ones(probs.shape[:-1]))

@@ -79,9 +79,9 @@ def _load(ckpt_path: str, weights: str, precision: str):
     from convvit.inference.trained import load_trained_model
 
     model, info = load_trained_model(ckpt_path, weights)
-    from convvit.explain.maps import _attention_modules
+    from convvit.explain import attention_modules
 
-    if not _attention_modules(model):
+    if not attention_modules(model):
         raise ExplainError(f"{ckpt_path}: model {info['name']} has no attention layers to explain. "
                            "Fix: pass a checkpoint of a transformer (vit_*, deit_*, convit_*, cvt_*)")
     height, width = info["img_size"]
@@ -170,36 +170,12 @@ def _unique_stems(paths: Sequence[Path]) -> list[str]:
 # ----------------------------------------------------------------------------------- family extras
 
 
-def _stem_maps(model, x, channels: int = 4):
-    """ViT_C: the first ``channels`` channels of the conv stem's first and last stage, or None (not a conv stem)."""
-    stem = getattr(getattr(model, "patch_embed", None), "stem", None)
-    if stem is None or len(stem) == 0:
-        return None
-    first = stem[0](x)
-    last = stem(x)
-    return first[0, :channels].float().numpy(), last[0, :channels].float().numpy()
+def _as_arrays(panels: dict) -> dict:
+    """A family's panels (tensors, or tuples of them) as the numpy arrays the figure draws."""
+    def array(value):
+        return tuple(array(v) for v in value) if isinstance(value, tuple) else value.float().cpu().numpy()
 
-
-def _gates(model):
-    """ConViT: sigmoid(lambda) of every head of every GPSA layer (layers, heads), or None."""
-    import torch
-
-    from convvit.models.convit import GatedPositionalAttention
-
-    gates = [torch.sigmoid(m.gating_param.detach().float()) for m in model.modules()
-             if isinstance(m, GatedPositionalAttention)]
-    return torch.stack(gates).numpy() if gates else None
-
-
-def _cls_attention(model, maps):
-    """CvT: the class token's attention (mean over heads) in the last block, on the key grid, or None."""
-    from convvit.models.cvt import CvT
-
-    info = maps.infos[-1]
-    if not isinstance(model, CvT) or info.num_prefix == 0:
-        return None
-    row = maps[-1][0, :, 0, info.num_prefix:].mean(dim=0)  # (h_kv * w_kv,)
-    return row.reshape(info.key_grid).float().numpy()
+    return {name: array(value) for name, value in panels.items()}
 
 
 # ----------------------------------------------------------------------------------- commands
@@ -209,7 +185,7 @@ def explain_images(args) -> int:
     import torch
 
     from convvit.explain.figures import explain_figure, save_png, write_csv
-    from convvit.explain.maps import attention_maps, rollout
+    from convvit.explain.maps import explain_image, rollout
     from convvit.inference.trained import eval_transform
 
     if not 0.0 <= args.discard_ratio < 1.0:
@@ -236,19 +212,17 @@ def explain_images(args) -> int:
     written = []
     for path, png, image in zip(paths, targets, tensors):
         x = inference.inputs(image[None])  # (1, C, H, W): one image at a time keeps the memory of the maps small
+        seen = explain_image(model, x)  # one forward pass: logits, attention maps and the family's panels
         with torch.no_grad():
-            maps = attention_maps(model, x)
-            probs = model(x).float().softmax(dim=-1)[0]
-            heat = rollout(maps, args.head_fusion, args.discard_ratio)[0]
-            stem_maps = _stem_maps(model, x)
-        grid = maps.infos[-1].grid
+            probs = seen.logits.float().softmax(dim=-1)[0]
+            heat = rollout(seen.maps, args.head_fusion, args.discard_ratio)[0]
+        grid = seen.maps.infos[-1].grid
         heat = heat.reshape(grid)
         top_p, top_i = probs.topk(top_k)
         predictions = [(names[i], p) for p, i in zip(top_p.tolist(), top_i.tolist())]
         fig = explain_figure(
             _display(image, mean, std), f"{path.name} ({info['name']})", predictions, heat.numpy(),
-            f"rollout ({args.head_fusion}, discard {args.discard_ratio:g})",
-            stem_maps=stem_maps, gates=_gates(model), cls_attention=_cls_attention(model, maps),
+            f"rollout ({args.head_fusion}, discard {args.discard_ratio:g})", **_as_arrays(seen.panels),
         )
         write_csv(png.with_suffix(".csv"), ["row", "col", "rollout"],
                   [(r, c, heat[r, c].item()) for r in range(grid[0]) for c in range(grid[1])], float_format=".6g")

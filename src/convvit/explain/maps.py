@@ -3,7 +3,8 @@
 The models run attention through ``F.scaled_dot_product_attention``, whose fused kernels never
 materialise the attention probabilities, so the usual tools (hooks on an attention-dropout module or
 on the softmax) see nothing. Instead each attention module exposes ``attention_probs(x, grid)``,
-which recomputes the probabilities from the same q and k its forward feeds SDPA. :func:`capture_attention`
+which recomputes the probabilities from the same q and k its forward feeds SDPA and says on which grid
+the keys sit (the model contract, :class:`~convvit.models._base.TokenModel`). :func:`capture_attention`
 registers forward hooks that call it while the context is active: the forward itself, and so the
 model's outputs, are untouched, and the fused path stays the only path for training and inference.
 """
@@ -12,12 +13,15 @@ from __future__ import annotations
 import contextlib
 import math
 from dataclasses import dataclass
-from typing import Iterator, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 
-__all__ = ["AttentionMaps", "MapInfo", "attention_maps", "attention_distance", "capture_attention", "rollout"]
+__all__ = [
+    "AttentionMaps", "Explanation", "MapInfo", "attention_distance", "attention_maps", "attention_modules",
+    "capture_attention", "explain_image", "rollout",
+]
 
 Grid = Tuple[int, int]
 
@@ -46,16 +50,10 @@ class AttentionMaps(list):
         self.infos = list(infos)
 
 
-def _attention_modules(model: nn.Module) -> list[nn.Module]:
+def attention_modules(model: nn.Module) -> list[nn.Module]:
+    """The modules of ``model`` that keep the attention contract (``attention_probs(x, grid)``, see
+    :class:`~convvit.models._base.TokenModel`), in registration order; empty for a model without attention."""
     return [m for m in model.modules() if callable(getattr(m, "attention_probs", None))]
-
-
-def _key_grid(module: nn.Module, grid: Grid, num_keys: int, num_prefix: int) -> Grid:
-    if num_keys - num_prefix == grid[0] * grid[1]:
-        return grid
-    conv = module.conv_proj_k.conv  # CvT: keys are a strided depthwise convolution of the token map
-    size = [(g + 2 * p - k) // s + 1 for g, k, s, p in zip(grid, conv.kernel_size, conv.stride, conv.padding)]
-    return size[0], size[1]
 
 
 @contextlib.contextmanager
@@ -67,7 +65,7 @@ def capture_attention(model: nn.Module) -> Iterator[AttentionMaps]:
     Run it without gradients (as :func:`attention_maps` does): with gradient checkpointing on, a
     backward pass would re-run the blocks and append their maps a second time.
     """
-    modules = _attention_modules(model)
+    modules = attention_modules(model)
     if not modules:
         raise ValueError(f"{type(model).__name__} has no attention layers to explain")
     captured = AttentionMaps()
@@ -78,13 +76,14 @@ def capture_attention(model: nn.Module) -> Iterator[AttentionMaps]:
 
     def on_attention(module: nn.Module, args: tuple, _output: torch.Tensor) -> None:
         x, grid = args[0], tuple(args[1])
-        probs = module.attention_probs(x, grid).detach()
+        probs, key_grid = module.attention_probs(x, grid)
         num_prefix = probs.shape[-2] - grid[0] * grid[1]
+        if probs.shape[-1] - num_prefix != key_grid[0] * key_grid[1]:  # a family breaking the contract, not a user
+            raise ValueError(f"{type(module).__name__}.attention_probs gave {probs.shape[-1]} keys, which do not fit "
+                             f"its key grid {tuple(key_grid)} after {num_prefix} prefix tokens")
         h, w = image_hw[-1] if image_hw else grid
-        captured.append(probs)
-        captured.infos.append(
-            MapInfo(grid, _key_grid(module, grid, probs.shape[-1], num_prefix), num_prefix, (h / grid[0], w / grid[1]))
-        )
+        captured.append(probs.detach())
+        captured.infos.append(MapInfo(grid, tuple(key_grid), num_prefix, (h / grid[0], w / grid[1])))
 
     handles = [model.register_forward_pre_hook(on_model)]
     handles += [m.register_forward_hook(on_attention) for m in modules]
@@ -105,6 +104,50 @@ def attention_maps(model: nn.Module, images: torch.Tensor) -> AttentionMaps:
     with capture_attention(model) as maps:
         model(images)
     return maps
+
+
+@dataclass
+class Explanation:
+    """One forward pass of one image: its ``logits`` (1, classes), the attention ``maps`` of every block and the
+    family's own figure ``panels`` (:meth:`~convvit.models._base.TokenModel.explain_panels`; empty for a model
+    without that hook)."""
+
+    logits: torch.Tensor
+    maps: AttentionMaps
+    panels: Dict[str, Any]
+
+
+@torch.no_grad()
+def explain_image(model: nn.Module, image: torch.Tensor) -> Explanation:
+    """Classify ``image`` (C, H, W) or (1, C, H, W) in one forward pass that also captures every attention map and
+    the outputs the model's ``explain_taps()`` names, then ask the model for its ``explain_panels``.
+
+    Any model that keeps the attention contract of :class:`~convvit.models._base.TokenModel` is explained; the
+    two hooks are optional. Raises ValueError for a batch of several images or a model without attention.
+    """
+    if image.dim() == 3:
+        image = image[None]
+    if image.dim() != 4 or image.shape[0] != 1:
+        raise ValueError(f"explain_image takes one image, (C, H, W) or (1, C, H, W), got shape {tuple(image.shape)}")
+    taps: Dict[str, torch.Tensor] = {}
+
+    def record(name: str) -> Callable[[nn.Module, tuple, torch.Tensor], None]:
+        def hook(_module: nn.Module, _args: tuple, output: torch.Tensor) -> None:
+            taps[name] = output.detach()
+
+        return hook
+
+    tap_modules = getattr(model, "explain_taps", dict)()
+    handles = [module.register_forward_hook(record(name)) for name, module in tap_modules.items()]
+    try:
+        with capture_attention(model) as maps:
+            logits = model(image)
+    finally:
+        for handle in handles:
+            handle.remove()
+    explain_panels = getattr(model, "explain_panels", None)
+    panels = explain_panels(maps, taps) if explain_panels is not None else {}
+    return Explanation(logits, maps, panels)
 
 
 def _infer_info(attn: torch.Tensor) -> MapInfo:

@@ -8,7 +8,13 @@ A family (``vit.py``, ``convit.py``, ``cvt.py``) subclasses :class:`TokenModel` 
    modules are created -- and the random generator is drawn from -- in the same order as timm's,
 4. implements ``forward_features(x)`` -> normalised tokens (B, prefix + N, D) and ``_iter_blocks(x)``,
    a generator of ``(tokens, num_prefix, grid)`` after each block (or stage), which drives
-   :meth:`TokenModel.forward_intermediates`.
+   :meth:`TokenModel.forward_intermediates`,
+5. gives each attention module ``forward(x, grid)`` (tokens (B, prefix + H' * W', C) and their grid (H', W'))
+   and ``attention_probs(x, grid)`` -> ``(probabilities (B, heads, N_query, N_key), key grid (H_kv, W_kv))``,
+   the probabilities its forward applies to the values (recomputed: the forward may use fused attention);
+   any prefix tokens lead queries and keys alike. :mod:`convvit.explain` needs nothing else to draw a family;
+   a family with panels of its own in the figure overrides :meth:`TokenModel.explain_taps` and
+   :meth:`TokenModel.explain_panels`.
 
 Everything else -- pooling, head, ``reset_classifier``, ``no_weight_decay``, ``group_matcher``,
 gradient checkpointing, ``forward_intermediates``, ``prune_intermediate_layers``, the timm init
@@ -17,7 +23,7 @@ loop and position-embedding resampling -- lives here. The contract is timm's
 """
 from __future__ import annotations
 
-from typing import Callable, Iterator, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -210,3 +216,19 @@ class TokenModel(nn.Module):
         if prune_head:
             self.reset_classifier(0, "")
         return take_indices
+
+    # ------------------------------------------------------------------ convvit explain
+    def explain_taps(self) -> Dict[str, nn.Module]:
+        """Modules whose outputs :meth:`explain_panels` draws, by name: :func:`convvit.explain.explain_image` records
+        them in the same forward pass as the attention maps. None here."""
+        return {}
+
+    def explain_panels(self, maps: Sequence[torch.Tensor], taps: Dict[str, torch.Tensor]) -> Dict[str, Any]:
+        """This family's own panels in the ``convvit explain`` figure of one image, by the figure's keyword
+        (``stem_maps``, ``gates``, ``cls_attention``: :func:`convvit.explain.figures.explain_figure`), as tensors.
+
+        ``maps``: the attention maps of that image's forward pass (batch of one), with the
+        :class:`convvit.explain.MapInfo` of each in ``maps.infos``; ``taps``: the outputs of :meth:`explain_taps`'
+        modules in that pass. None here: the figure shows the prediction and the attention rollout.
+        """
+        return {}

@@ -117,9 +117,10 @@ class GatedPositionalAttention(nn.Module):
         attn = (1.0 - gate) * content + gate * self.positional_attention(rel_pos)
         return attn / attn.sum(dim=-1, keepdim=True)
 
-    def attention_probs(self, x: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
-        """The gated, renormalised attention (B, heads, N, N) the forward applies (for :mod:`convvit.explain`)."""
-        return self.attention_map(x, self.relative_positions_for(grid, x))
+    def attention_probs(self, x: torch.Tensor, grid: Tuple[int, int]) -> Tuple[torch.Tensor, Tuple[int, int]]:
+        """The gated, renormalised attention (B, heads, N, N) the forward applies, and the keys' grid (the
+        queries' ``grid``), for :mod:`convvit.explain`."""
+        return self.attention_map(x, self.relative_positions_for(grid, x)), grid
 
     def forward(self, x: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
         """(B, N, C) patch tokens on a ``grid`` of H' x W' patches -> (B, N, C)."""
@@ -265,6 +266,13 @@ class ConViT(TokenModel):
     def _prune_blocks(self, keep: int) -> None:
         super()._prune_blocks(keep)
         self.local_up_to_layer = min(self.local_up_to_layer, keep)
+
+    # ------------------------------------------------------------------ convvit explain
+    def explain_panels(self, maps: Sequence[torch.Tensor], taps: dict[str, torch.Tensor]) -> dict[str, Any]:
+        """The ``gates`` sigmoid(lambda) of every head of every GPSA layer (layers, heads): 1 is positional attention."""
+        gates = [torch.sigmoid(m.gating_param.detach().float()) for m in self.modules()
+                 if isinstance(m, GatedPositionalAttention)]
+        return dict(gates=torch.stack(gates)) if gates else {}
 
 
 # ---------------------------------------------------------------------- configs and builders

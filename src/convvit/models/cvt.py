@@ -15,7 +15,7 @@ and Hugging Face checkpoints onto them.
 from __future__ import annotations
 
 from functools import partial
-from typing import Any, Callable, Iterator, Sequence, Tuple
+from typing import Any, Callable, Iterator, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -143,10 +143,18 @@ class ConvAttention(nn.Module):
             q, k, v = torch.cat([prefix, q], dim=1), torch.cat([prefix, k], dim=1), torch.cat([prefix, v], dim=1)
         return self._heads(self.proj_q(q)), self._heads(self.proj_k(k)), self._heads(self.proj_v(v))
 
-    def attention_probs(self, x: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
-        """``softmax(q k^T * scale)`` (B, h, T, T_kv): keys on the ``stride_kv`` grid (for :mod:`convvit.explain`)."""
+    def key_grid(self, grid: Tuple[int, int]) -> Tuple[int, int]:
+        """The (H_kv, W_kv) grid of the keys for queries on ``grid``: the key projection's strided convolution."""
+        conv = self.conv_proj_k.conv
+        size = [(g + 2 * p - d * (k - 1) - 1) // s + 1  # nn.Conv2d's output size
+                for g, k, s, p, d in zip(grid, conv.kernel_size, conv.stride, conv.padding, conv.dilation)]
+        return size[0], size[1]
+
+    def attention_probs(self, x: torch.Tensor, grid: Tuple[int, int]) -> Tuple[torch.Tensor, Tuple[int, int]]:
+        """``softmax(q k^T * scale)`` (B, h, T, T_kv) and the keys' grid, coarser than the queries' by ``stride_kv``
+        (for :mod:`convvit.explain`)."""
         q, k, _ = self._qkv(x, grid)
-        return ((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1)
+        return ((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1), self.key_grid(grid)
 
     def forward(self, x: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
         """(B, [1 +] H' * W', C) tokens of an H' x W' map -> (B, [1 +] H' * W', D)."""
@@ -187,8 +195,16 @@ class QuickGELUMlp(Mlp):
         return self.drop(out.view(shape[:-1] + (out.shape[-1],)))
 
 
+def tokens_to_map(x: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
+    """Patch tokens (B, H' * W', D) -> map (B, D, H', W')."""
+    return x.transpose(1, 2).reshape(x.shape[0], -1, grid[0], grid[1])
+
+
 class CvTStage(nn.Module):
-    """Token embedding, optional class token, and blocks: (B, C, H, W) -> tokens (B, [1 +] H' * W', D) and (H', W')."""
+    """Token embedding, optional class token, and blocks: (B, C, H, W) -> tokens (B, [1 +] H' * W', D) and (H', W').
+
+    A stage also takes the previous stage's output as it comes, tokens and their grid (see :meth:`forward`).
+    """
 
     def __init__(
         self,
@@ -215,7 +231,8 @@ class CvTStage(nn.Module):
     ) -> None:
         super().__init__()
         norm_layer = partial(nn.LayerNorm, eps=norm_eps)
-        self.patch_embed = ConvEmbed(in_chans, embed_dim, patch_size, patch_stride, patch_padding, norm_eps)
+        self.patch_embed = ConvEmbed(in_chans=in_chans, embed_dim=embed_dim, kernel_size=patch_size,
+                                     stride=patch_stride, padding=patch_padding, norm_eps=norm_eps)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim)) if with_cls_token else None
         self.num_prefix_tokens = int(with_cls_token)
         drop_path = list(drop_path) or [0.0] * depth
@@ -225,8 +242,9 @@ class CvTStage(nn.Module):
             Block(
                 embed_dim,
                 ConvAttention(
-                    embed_dim, embed_dim, num_heads, qkv_bias, attn_drop, proj_drop,
-                    kernel_qkv, stride_q, stride_kv, padding_q, padding_kv, with_cls_token,
+                    dim_in=embed_dim, dim_out=embed_dim, num_heads=num_heads, qkv_bias=qkv_bias,
+                    attn_drop=attn_drop, proj_drop=proj_drop, kernel_size=kernel_qkv, stride_q=stride_q,
+                    stride_kv=stride_kv, padding_q=padding_q, padding_kv=padding_kv, with_cls_token=with_cls_token,
                 ),
                 int(embed_dim * mlp_ratio),
                 drop_path=drop_path[j],
@@ -238,18 +256,18 @@ class CvTStage(nn.Module):
             for j in range(depth)
         )
 
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
+    def forward(
+        self, x: torch.Tensor, grid: Optional[Tuple[int, int]] = None
+    ) -> Tuple[torch.Tensor, Tuple[int, int]]:
+        """An image or map (B, C, H, W), or, with their ``grid``, the previous stage's tokens (B, H * W, C)."""
+        if grid is not None:
+            x = tokens_to_map(x, grid)  # (B, C, H, W): CvT puts its class token in the last stage only
         x, grid = self.patch_embed(x)  # (B, N, D)
         if self.cls_token is not None:
             x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)  # (B, 1 + N, D)
         for block in self.blocks:
             x = block(x, grid)
         return x, grid
-
-
-def tokens_to_map(x: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
-    """Patch tokens (B, H' * W', D) -> map (B, D, H', W')."""
-    return x.transpose(1, 2).reshape(x.shape[0], -1, grid[0], grid[1])
 
 
 class CvT(TokenModel):
@@ -314,9 +332,12 @@ class CvT(TokenModel):
             dpr = self.drop_path_rates(drop_path_rate[i], depths[i])
             stages.append(
                 CvTStage(
-                    chans, embed_dims[i], depths[i], num_heads[i], patch_sizes[i], patch_strides[i], patch_paddings[i],
-                    mlp_ratio, qkv_bias, cls_token and i == num_stages - 1, kernel_qkv, stride_q, stride_kv,
-                    padding_q, padding_kv, act, norm_eps, attn_drop_rate, proj_drop_rate, dpr,
+                    in_chans=chans, embed_dim=embed_dims[i], depth=depths[i], num_heads=num_heads[i],
+                    patch_size=patch_sizes[i], patch_stride=patch_strides[i], patch_padding=patch_paddings[i],
+                    mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, with_cls_token=cls_token and i == num_stages - 1,
+                    kernel_qkv=kernel_qkv, stride_q=stride_q, stride_kv=stride_kv, padding_q=padding_q,
+                    padding_kv=padding_kv, act_layer=act, norm_eps=norm_eps, attn_drop=attn_drop_rate,
+                    proj_drop=proj_drop_rate, drop_path=dpr,
                 )
             )
             chans, reduction = embed_dims[i], reduction * patch_strides[i]
@@ -349,22 +370,29 @@ class CvT(TokenModel):
     # ------------------------------------------------------------------ forward
     def _iter_blocks(self, x: torch.Tensor) -> Iterator[Tuple[torch.Tensor, int, Tuple[int, int]]]:
         """One step per stage: its tokens (B, [1 +] N, D), class token first, and its grid."""
-        for i, stage in enumerate(self.stages):
-            if i > 0:
-                x = tokens_to_map(x, grid)  # earlier stages have no class token
-            x, grid = stage(x)
+        grid: Optional[Tuple[int, int]] = None
+        for stage in self.stages:
+            x, grid = stage(x, grid)
             yield x, stage.num_prefix_tokens, grid
 
     def _norm_applies(self, index: int) -> bool:
         return index == len(self.stages) - 1  # the final norm has the last stage's width
 
+    # ------------------------------------------------------------------ convvit explain
+    def explain_panels(self, maps: Sequence[torch.Tensor], taps: dict[str, torch.Tensor]) -> dict[str, Any]:
+        """``cls_attention``: the class token's attention in the last block (mean of the heads) on its key grid
+        (H_kv, W_kv), coarser than the rollout's; nothing without a class token."""
+        info = maps.infos[-1]
+        if info.num_prefix == 0:
+            return {}
+        row = maps[-1][0, :, 0, info.num_prefix:].mean(dim=0)  # (H_kv * W_kv,)
+        return dict(cls_attention=row.reshape(info.key_grid).float())
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> normalised tokens of the last stage (B, [1 +] N, D), class token first."""
-        grid = (0, 0)
-        for i, stage in enumerate(self.stages):
-            if i > 0:
-                x = tokens_to_map(x, grid)  # (B, D, H', W'); earlier stages have no class token
-            x, grid = stage(x)
+        grid: Optional[Tuple[int, int]] = None
+        for stage in self.stages:
+            x, grid = stage(x, grid)
         return self.norm(x)
 
 

@@ -84,11 +84,12 @@ class Attention(nn.Module):
         q, k, v = qkv.unbind(0)
         return q, k, v
 
-    def attention_probs(self, x: torch.Tensor, grid: Optional[Tuple[int, int]] = None) -> torch.Tensor:
+    def attention_probs(self, x: torch.Tensor, grid: Tuple[int, int]) -> Tuple[torch.Tensor, Tuple[int, int]]:
         """``softmax(q k^T / sqrt(d))`` (B, h, N, N) for the block input ``x``, from the q and k that
-        :meth:`forward` feeds SDPA (for :mod:`convvit.explain`; the forward itself never builds it)."""
+        :meth:`forward` feeds SDPA, and the keys' grid (the queries' ``grid``): the attention contract of
+        :class:`~convvit.models._base.TokenModel` (for :mod:`convvit.explain`; the forward never builds it)."""
         q, k, _ = self._qkv(x)
-        return ((q * self.head_dim**-0.5) @ k.transpose(-2, -1)).softmax(dim=-1)
+        return ((q * self.head_dim**-0.5) @ k.transpose(-2, -1)).softmax(dim=-1), grid
 
     def forward(self, x: torch.Tensor, grid: Optional[Tuple[int, int]] = None) -> torch.Tensor:
         """(B, N, C) -> (B, N, C); ``grid`` (the token map's height and width) is not needed here."""

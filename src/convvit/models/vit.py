@@ -31,6 +31,9 @@ from convvit.models.stems import ConvStem, PatchifyStem, token_grid
 
 __all__ = ["VisionTransformer"]
 
+# How many channels of each stem stage a `convvit explain` figure draws: one row of small panels each.
+EXPLAIN_STEM_CHANNELS = 4
+
 
 class VisionTransformer(TokenModel):
     """Pre-LN vision transformer (class token or mean pooling, learned position embedding).
@@ -209,6 +212,20 @@ class VisionTransformer(TokenModel):
         for block in self.blocks:
             x = block(x, grid)
         return self.norm(x)
+
+    # ------------------------------------------------------------------ convvit explain
+    def explain_taps(self) -> dict[str, nn.Module]:
+        """ViT_C: the conv stem's first and last stage; a patchify stem has nothing to show."""
+        if not isinstance(self.patch_embed, ConvStem):
+            return {}
+        return {"stem_first": self.patch_embed.stem[0], "stem_last": self.patch_embed.stem[-1]}
+
+    def explain_panels(self, maps: Sequence[torch.Tensor], taps: dict[str, torch.Tensor]) -> dict[str, Any]:
+        """ViT_C: the first channels of the conv stem's first and last stage, ``stem_maps`` (C, H, W) each."""
+        if "stem_last" not in taps:
+            return {}
+        channels = EXPLAIN_STEM_CHANNELS
+        return dict(stem_maps=(taps["stem_first"][0, :channels].float(), taps["stem_last"][0, :channels].float()))
 
     # ------------------------------------------------------------------ distillation (DeiT)
     @property
