@@ -155,15 +155,15 @@ def test_explain_distance_auto_precision_follows_the_hardware(checkpoints, image
 
 def _loading(monkeypatch, load):
     """Make ``convvit explain`` load its model with ``load(ckpt_path, weights) -> (model, info)``."""
-    from convvit.inference import export
+    from convvit.inference import trained
 
-    monkeypatch.setattr(export, "load_trained_model", load)
+    monkeypatch.setattr(trained, "load_trained_model", load)
 
 
 def test_explain_runs_the_model_once_per_image(checkpoints, image_dir, tmp_path, capsys, monkeypatch):
-    from convvit.inference import export
+    from convvit.inference import trained
 
-    load, calls = export.load_trained_model, []
+    load, calls = trained.load_trained_model, []
 
     def counting(*args):
         model, info = load(*args)
