@@ -34,6 +34,7 @@ from convvit.errors import UsageError
 from convvit.checkpoints import layout
 from convvit.training.callbacks import EpochSummary, FinalWeights, LastCheckpoint, LearningCurves, ModelSummary
 from convvit.training.checkpoint_io import AtomicCheckpointIO, explained_load_errors
+from convvit.training import settings
 from convvit.training.interrupts import StopOnSignal
 from convvit.training.module import CheckpointConflictError, ImageClassifier, latest_checkpoint
 from convvit.training.option_names import given_options
@@ -42,25 +43,13 @@ from convvit.training.runs import (
     claim_version_dir, default_run_name, discard_if_unused, remove_abandoned_writes, versions,
 )
 
-__all__ = ["ConvvitCLI", "DEFAULT_ROOT_DIR", "DATA_TO_MODEL", "LIGHTNING_COMMANDS", "parse_options"]
+__all__ = ["ConvvitCLI", "DEFAULT_ROOT_DIR", "LIGHTNING_COMMANDS", "parse_options"]
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test")  # the LightningCLI subcommands convvit offers
 
 DEFAULT_ROOT_DIR = "runs"
-# Linked from the data module into the model (they are not set on the model directly).
-DATA_TO_MODEL = ("num_classes", "class_names", "in_chans", "img_size", "mean", "std", "crop_pct")
-# Model settings a resumed run may change: they change how it runs, not what it learns (an EMA is started from
-# the loaded weights when the checkpoint has none, see ImageClassifier.on_load_checkpoint).
-RESUME_MAY_CHANGE = ("channels_last", "compile", "ema", "ema_decay", "ema_warmup")
-# Model settings that only shape training: evaluating a checkpoint (validate, test) does not look at them.
-TRAINING_ONLY = (
-    "drop_path_rate", "init_checkpoint", "optimizer", "lr", "lr_base_batch_size", "weight_decay", "momentum",
-    "nesterov", "betas", "exclude_no_weight_decay", "warmup_epochs", "warmup_start_factor", "min_lr_factor",
-    "lr_schedule", "mixup_alpha", "cutmix_alpha", "mixup_prob", "mixup_switch_prob", "label_smoothing",
-)
-# The data settings behind the linked model settings that a checkpoint fixes (its classes are checked when
-# it is loaded, see ImageClassifier.on_load_checkpoint).
-DATA_FIXED_BY_CHECKPOINT = ("in_chans", "img_size", "mean", "std", "crop_pct", "interpolation")
+# Which model settings come from the data, may change on resume or only shape training: declared beside each
+# field in convvit.training.settings.
 # A process that DDP's launcher starts for another rank finds the run directory rank 0 claimed here.
 _RUN_DIR_ENV = "_CONVVIT_RUN_DIR"
 # where rank_zero_info logs (Lightning points it at the pytorch one when lightning.pytorch is imported)
@@ -130,9 +119,8 @@ class ConvvitCLI(LightningCLI):
             raise
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        for key in DATA_TO_MODEL:
+        for key in settings.from_data():
             parser.link_arguments(f"data.{key}", f"model.{key}", apply_on="instantiate")
-        parser.link_arguments("data", "model.interpolation", _data_interpolation, apply_on="instantiate")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults(
             {
@@ -186,7 +174,8 @@ class ConvvitCLI(LightningCLI):
                 "one: --ckpt_path resumes the run as it was (optimizer, schedule, epoch), --model.init_checkpoint "
                 "starts new training from the file's weights with the settings given"
             )
-        ignored = RESUME_MAY_CHANGE + (() if subcommand == "fit" else TRAINING_ONLY)
+        may_change = settings.with_policy(settings.RESUME_MAY_CHANGE)
+        ignored = may_change + (() if subcommand == "fit" else settings.with_policy(settings.TRAINING_ONLY))
         conflicts = [
             (f"--model.{key}", model[key], hparams[key], source)
             for key, source in given.items()
@@ -194,7 +183,7 @@ class ConvvitCLI(LightningCLI):
         ]
         if conflicts:
             raise CheckpointConflictError(_conflict_message(conflicts, ckpt_path, subcommand))
-        keep = {key: model[key] for key in given if key in RESUME_MAY_CHANGE}
+        keep = {key: model[key] for key in given if key in may_change}
         self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
         for key, value in keep.items():
             self.config[subcommand].model[key] = value
@@ -207,7 +196,7 @@ class ConvvitCLI(LightningCLI):
             return
         conflicts = [
             (f"--data.{key}", self.model.hparams.get(key), self._ckpt_hparams[key], "data")
-            for key in DATA_FIXED_BY_CHECKPOINT
+            for key in settings.data_fixed_by_checkpoint()
             if key in self._ckpt_hparams and not _same(self.model.hparams.get(key), self._ckpt_hparams[key])
         ]
         if conflicts:
@@ -347,10 +336,6 @@ def _run_name_from_path(ckpt_path: Path) -> str | None:
     if len(parts) >= 4 and parts[-2] == "checkpoints" and parts[-3].startswith("version_"):
         return parts[-4]
     return None
-
-
-def _data_interpolation(datamodule: Any) -> str:
-    return datamodule.hparams.interpolation
 
 
 @rank_zero_only

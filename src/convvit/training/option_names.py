@@ -9,7 +9,8 @@ to tell what a resumed run was given explicitly, the sweep to read a trial's set
 to answer a mistyped option at once.
 
 Option *names* are the constructors' parameter names. LightningCLI knows them only after importing Lightning,
-torch and the classes it is built on (seconds on a small machine); here they are read from the source files with
+torch and the classes it is built on (seconds on a small machine); here the model's come from
+:mod:`convvit.training.settings` (standard library only) and the others are read from the source files with
 :mod:`ast`, importing nothing. Only names that are certainly unknown are reported: values, and names below a
 group's first level (``--trainer.logger.init_args.name``), are left to jsonargparse.
 """
@@ -25,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from convvit.training.settings import model_setting_names
 
 __all__ = ["Given", "close_options", "given_options", "option_tokens", "unknown_option"]
 
@@ -46,7 +49,7 @@ def _trainer_file() -> Path | None:
 # group -> (source file, class, method or None for a dataclass's fields): what LightningCLI builds each group's
 # options from. "model.distillation" is a group inside a group (a dataclass parameter).
 _GROUPS = {
-    "model": (lambda: _PACKAGE / "training" / "module.py", "ImageClassifier", "__init__"),
+    "model": (None, "ImageClassifier", None),  # convvit.training.settings declares them (importing no torch)
     "model.distillation": (lambda: _PACKAGE / "training" / "distillation.py", "Distillation", None),
     "data": (lambda: _PACKAGE / "data" / "datamodule.py", "ImageDataModule", "__init__"),
     "trainer": (_trainer_file, "Trainer", "__init__"),
@@ -165,6 +168,9 @@ def _parameters(path: Path, class_name: str, method: str | None) -> frozenset[st
 
 
 def _group_names(group: str) -> frozenset[str] | None:
+    if group == "model":
+        nested = {g.split(".")[1] for g in _GROUPS if g.startswith("model.")}
+        return frozenset(model_setting_names()) | nested
     locate, class_name, method = _GROUPS[group]
     path = locate()
     return _parameters(path, class_name, method) if path is not None else None
