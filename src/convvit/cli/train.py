@@ -39,6 +39,17 @@ def _suggest(message: str) -> str:
     return f" (did you mean {' or '.join(close)}?)" if close else ""
 
 
+def parse_error(err: argparse.ArgumentError, command: str | None = None) -> str:
+    """jsonargparse's refusal of a command line, on one line, with what the user likely meant (and, given the
+    command, where its options are listed)."""
+    message = " ".join(str(err).split())
+    not_finite = _not_finite(message)
+    if not_finite is not None:
+        return not_finite
+    listed = f". Run `convvit {command} --help` to list the options" if command else ""
+    return f"{message}{_suggest(message)}{listed}"
+
+
 def _not_finite(message: str) -> str | None:
     """jsonargparse refuses ``nan`` and ``inf`` for a float with "Expected a <class 'float'>. Got value: nan",
     which reads as if nan were not a float: say what is wrong with it instead."""
@@ -66,7 +77,7 @@ def run_argv(argv: Sequence[str]) -> int:
     from convvit.training.option_names import unknown_option
 
     command = argv[0]
-    typo = unknown_option(argv[1:])  # before Lightning's import, which takes seconds
+    typo = unknown_option(argv[1:], command)  # before Lightning's import, which takes seconds
     if typo:
         raise UsageError(f"{typo}. Run `convvit {command} --help` to list the options")
 
@@ -79,10 +90,7 @@ def run_argv(argv: Sequence[str]) -> int:
         try:
             ConvvitCLI(args=None)
         except argparse.ArgumentError as err:  # jsonargparse: unknown key, bad value, missing file
-            message = " ".join(str(err).split())
-            if (not_finite := _not_finite(message)) is not None:
-                raise UsageError(not_finite) from err
-            raise UsageError(f"{message}{_suggest(message)}. Run `convvit {command} --help` to list the options") from err
+            raise UsageError(parse_error(err, command)) from err
         except RuntimeError as err:  # in a distributed run: another rank died
             from convvit.training.lightning_cli import _RUN_DIR_ENV
             from convvit.training.interrupts import lost_rank_error

@@ -197,6 +197,11 @@ class ImageDataModule(L.LightningDataModule):
         return len(self.class_names)
 
     @property
+    def interpolation(self) -> str:
+        """The resize interpolation (linked into the model, like the image size)."""
+        return self.hparams.interpolation
+
+    @property
     def batch_size(self) -> int:
         """Training batch size per device."""
         return self.hparams.batch_size

@@ -13,10 +13,10 @@ run, interrupted, failed) run again from the start in a new ``version_N``.
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import hashlib
 import inspect
-import io
 import json
 import math
 import os
@@ -37,6 +37,7 @@ from convvit.sweep.space import (
     PAPER_BATCH_SIZE, PAPER_GOOD, Range, SweepError, Trial, around, make_trials, parse_range,
 )
 from convvit.sweep.trial import RECORD_CALLBACK, TrialJob, recorded_row
+from convvit.training.option_names import given_options, option_tokens
 
 __all__ = ["SweepSpec", "Sweep", "run_sweep", "RESERVED_OPTIONS", "SWEEP_DEFAULTS"]
 
@@ -75,52 +76,20 @@ class SweepSpec:
 
 
 # ---------------------------------------------------------------------------------------------------- checks
-def _split_option(token: str) -> str:
-    return token.split("=", 1)[0]
-
-
 def check_overrides(overrides: Sequence[str]) -> None:
     """Further options are ``--key value`` or ``--key=value`` pairs for ``convvit fit``, none the sweep sets."""
-    expect_value = False
-    for token in overrides:
-        if token.startswith("--"):
-            option = _split_option(token)
-            if option in RESERVED_OPTIONS:
-                raise SweepError(f"{option} is set by the sweep for each trial. Fix: use {RESERVED_OPTIONS[option]}")
-            expect_value = "=" not in token
-        elif expect_value:
-            expect_value = False
-        else:
-            raise SweepError(f"unexpected argument {token!r}. Fix: options for the trials go as --key value "
+    for option, value in option_tokens(overrides):
+        if option in RESERVED_OPTIONS:
+            raise SweepError(f"{option} is set by the sweep for each trial. Fix: use {RESERVED_OPTIONS[option]}")
+        if not option:
+            raise SweepError(f"unexpected argument {value!r}. Fix: options for the trials go as --key value "
                              "(e.g. --trainer.max_epochs 2)")
-
-
-def _given(overrides: Sequence[str], key: str) -> str | None:
-    """The value of ``--key`` in the overrides (the last one wins, as in parsing), else None."""
-    value = None
-    for i, token in enumerate(overrides):
-        option, has_value, inline = token.partition("=")
-        if option == f"--{key}":
-            value = inline if has_value else (overrides[i + 1] if i + 1 < len(overrides) else "")
-    return value
-
-
-def _lookup(config: dict, dotted: str) -> Any:
-    node: Any = config.get("fit", config) if isinstance(config.get("fit"), dict) else config
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-        if isinstance(node, dict) and "init_args" in node:
-            node = node["init_args"]
-    return node
 
 
 def _setting(spec: SweepSpec, base: dict, key: str, default: Any = None) -> Any:
     """A trial's value of ``key``: the command line's, else the base config's, else ``default``."""
-    value = _given(spec.overrides, key)
-    value = value if value is not None else _lookup(base, key)
-    return default if value is None else value
+    given = given_options(spec.overrides, base, spec.config).get(key)
+    return default if given is None or given.value is None else given.value
 
 
 def check_validates(spec: SweepSpec, base: dict) -> None:
@@ -256,17 +225,14 @@ def _trial_argv(spec: SweepSpec, base: dict, trial: Trial, root: Path) -> list[s
 
 def check_fit_options(argv: Sequence[str]) -> None:
     """The base config and options load as ``convvit fit`` options (parsed only: nothing is built or trained)."""
-    from convvit.cli import main as training_main
+    from convvit.cli.train import parse_error
+    from convvit.training.lightning_cli import parse_options
 
-    err = io.StringIO()
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
-        code = training_main([*argv, "--print_config"])
-    if code != 0:
-        lines = [line for line in err.getvalue().splitlines() if line.strip()]
-        message = next((line.split("error:", 1)[1].strip() for line in lines if "error:" in line),
-                       lines[-1] if lines else f"exit status {code}")
-        raise SweepError(f"the base config and options do not load as `convvit fit` options: {message}. Fix: "
-                         f"correct them until `convvit {' '.join(argv[:3])} ... --print_config` runs")
+    try:
+        parse_options(argv)
+    except argparse.ArgumentError as err:
+        raise SweepError(f"the base config and options do not load as `convvit fit` options: {parse_error(err)}. "
+                         f"Fix: correct them until `convvit {' '.join(argv[:3])} ... --print_config` runs") from None
 
 
 # ---------------------------------------------------------------------------------------------------- the sweep

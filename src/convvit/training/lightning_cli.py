@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
 import torch
-import yaml
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichModelSummary
 from lightning.pytorch.callbacks import ModelSummary as LightningModelSummary
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
@@ -35,32 +34,22 @@ from convvit.errors import UsageError
 from convvit.checkpoints import layout
 from convvit.training.callbacks import EpochSummary, FinalWeights, LastCheckpoint, LearningCurves, ModelSummary
 from convvit.training.checkpoint_io import AtomicCheckpointIO, explained_load_errors
+from convvit.training import settings
 from convvit.training.interrupts import StopOnSignal
 from convvit.training.module import CheckpointConflictError, ImageClassifier, latest_checkpoint
+from convvit.training.option_names import given_options
 from convvit.training.precision import AUTO, Trainer, resolve_precision
 from convvit.training.runs import (
     claim_version_dir, default_run_name, discard_if_unused, remove_abandoned_writes, versions,
 )
 
-__all__ = ["ConvvitCLI", "DEFAULT_ROOT_DIR", "DATA_TO_MODEL", "LIGHTNING_COMMANDS"]
+__all__ = ["ConvvitCLI", "DEFAULT_ROOT_DIR", "LIGHTNING_COMMANDS", "parse_options"]
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test")  # the LightningCLI subcommands convvit offers
 
 DEFAULT_ROOT_DIR = "runs"
-# Linked from the data module into the model (they are not set on the model directly).
-DATA_TO_MODEL = ("num_classes", "class_names", "in_chans", "img_size", "mean", "std", "crop_pct")
-# Model settings a resumed run may change: they change how it runs, not what it learns (an EMA is started from
-# the loaded weights when the checkpoint has none, see ImageClassifier.on_load_checkpoint).
-RESUME_MAY_CHANGE = ("channels_last", "compile", "ema", "ema_decay", "ema_warmup")
-# Model settings that only shape training: evaluating a checkpoint (validate, test) does not look at them.
-TRAINING_ONLY = (
-    "drop_path_rate", "init_checkpoint", "optimizer", "lr", "lr_base_batch_size", "weight_decay", "momentum",
-    "nesterov", "betas", "exclude_no_weight_decay", "warmup_epochs", "warmup_start_factor", "min_lr_factor",
-    "lr_schedule", "mixup_alpha", "cutmix_alpha", "mixup_prob", "mixup_switch_prob", "label_smoothing",
-)
-# The data settings behind the linked model settings that a checkpoint fixes (its classes are checked when
-# it is loaded, see ImageClassifier.on_load_checkpoint).
-DATA_FIXED_BY_CHECKPOINT = ("in_chans", "img_size", "mean", "std", "crop_pct", "interpolation")
+# Which model settings come from the data, may change on resume or only shape training: declared beside each
+# field in convvit.training.settings.
 # A process that DDP's launcher starts for another rank finds the run directory rank 0 claimed here.
 _RUN_DIR_ENV = "_CONVVIT_RUN_DIR"
 # where rank_zero_info logs (Lightning points it at the pytorch one when lightning.pytorch is imported)
@@ -90,8 +79,9 @@ def _quiet_lightning() -> Iterator[None]:
 class ConvvitCLI(LightningCLI):
     """LightningCLI with convvit's links, run directory, loggers, checkpointing and end-of-fit test."""
 
-    def __init__(self, args: Sequence[str] | None = None) -> None:
+    def __init__(self, args: Sequence[str] | None = None, parse_only: bool = False) -> None:
         self._args = args if args is not None else sys.argv[1:]
+        self._parse_only = parse_only
         self._run_dir: Path | None = None  # the version folder this process claimed
         self._ckpt_hparams: dict[str, Any] | None = None  # the hyper-parameters of --ckpt_path
         self._ckpt_run_name: str | None = None  # the name of the run that wrote --ckpt_path: a resumed run keeps it
@@ -105,9 +95,11 @@ class ConvvitCLI(LightningCLI):
                     seed_everything_default=0,
                     save_config_kwargs={"overwrite": True},
                     auto_configure_optimizers=False,
+                    # no abbreviated options (argparse's --trainer.max_epoch for --trainer.max_epochs): the fast
+                    # check in option_names refuses them, and a new option could make one ambiguous
                     parser_kwargs={
-                        "prog": "convvit", "env_prefix": "CONVVIT", "exit_on_error": False,
-                        **{cmd: {"exit_on_error": False} for cmd in LIGHTNING_COMMANDS},
+                        "prog": "convvit", "env_prefix": "CONVVIT", "exit_on_error": False, "allow_abbrev": False,
+                        **{cmd: {"exit_on_error": False, "allow_abbrev": False} for cmd in LIGHTNING_COMMANDS},
                     },
                     trainer_defaults={
                         "default_root_dir": DEFAULT_ROOT_DIR,
@@ -127,9 +119,8 @@ class ConvvitCLI(LightningCLI):
             raise
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        for key in DATA_TO_MODEL:
+        for key in settings.from_data():
             parser.link_arguments(f"data.{key}", f"model.{key}", apply_on="instantiate")
-        parser.link_arguments("data", "model.interpolation", _data_interpolation, apply_on="instantiate")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults(
             {
@@ -154,6 +145,11 @@ class ConvvitCLI(LightningCLI):
                  "has no test split) and print it.",
         )
 
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        super().parse_arguments(parser, args)
+        if self._parse_only:  # LightningCLI has no parse-only mode: its __init__ goes on to build and run
+            raise _Parsed(self.config)
+
     # ------------------------------------------------------------------ resuming: what the command line says runs
     def _parse_ckpt_path(self) -> None:
         """Lightning's: the model settings of a run resumed (or evaluated) with ``--ckpt_path`` are the checkpoint's.
@@ -171,14 +167,15 @@ class ConvvitCLI(LightningCLI):
         if not hparams:
             return
         model = self.config[subcommand].model
-        given = {key: source for key, source in _given_options(self._args, "model", subcommand).items() if key in model}
+        given = {key: source for key, source in _given_model_settings(self._args, subcommand).items() if key in model}
         if subcommand == "fit" and model.get("init_checkpoint") and "init_checkpoint" in given:
             raise CheckpointConflictError(
                 f"--model.init_checkpoint and --ckpt_path {ckpt_path} both give the weights to start from; choose "
                 "one: --ckpt_path resumes the run as it was (optimizer, schedule, epoch), --model.init_checkpoint "
                 "starts new training from the file's weights with the settings given"
             )
-        ignored = RESUME_MAY_CHANGE + (() if subcommand == "fit" else TRAINING_ONLY)
+        may_change = settings.with_policy(settings.RESUME_MAY_CHANGE)
+        ignored = may_change + (() if subcommand == "fit" else settings.with_policy(settings.TRAINING_ONLY))
         conflicts = [
             (f"--model.{key}", model[key], hparams[key], source)
             for key, source in given.items()
@@ -186,7 +183,7 @@ class ConvvitCLI(LightningCLI):
         ]
         if conflicts:
             raise CheckpointConflictError(_conflict_message(conflicts, ckpt_path, subcommand))
-        keep = {key: model[key] for key in given if key in RESUME_MAY_CHANGE}
+        keep = {key: model[key] for key in given if key in may_change}
         self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
         for key, value in keep.items():
             self.config[subcommand].model[key] = value
@@ -199,7 +196,7 @@ class ConvvitCLI(LightningCLI):
             return
         conflicts = [
             (f"--data.{key}", self.model.hparams.get(key), self._ckpt_hparams[key], "data")
-            for key in DATA_FIXED_BY_CHECKPOINT
+            for key in settings.data_fixed_by_checkpoint()
             if key in self._ckpt_hparams and not _same(self.model.hparams.get(key), self._ckpt_hparams[key])
         ]
         if conflicts:
@@ -310,6 +307,29 @@ class ConvvitCLI(LightningCLI):
             print(line, flush=True)
 
 
+class _Parsed(Exception):
+    """Ends :class:`ConvvitCLI` right after parsing (``parse_only``), carrying the parsed config."""
+
+    def __init__(self, config: Any) -> None:
+        super().__init__("parsed")
+        self.config = config
+
+
+def parse_options(argv: Sequence[str]) -> Any:
+    """``argv`` (``fit|validate|test`` and its options) parsed as the command parses it, nothing built or run;
+    the parsed config (a jsonargparse Namespace). A bad option or value raises ``argparse.ArgumentError``."""
+    saved = sys.argv
+    sys.argv = saved[:1]  # LightningCLI warns when it is given args while sys.argv holds others
+    try:
+        with _quiet_lightning():
+            ConvvitCLI(list(argv), parse_only=True)
+    except _Parsed as parsed:
+        return parsed.config
+    finally:
+        sys.argv = saved
+    raise AssertionError("ConvvitCLI(parse_only=True) returned without parsing")  # pragma: no cover
+
+
 def _run_name_from_path(ckpt_path: Path) -> str | None:
     """NAME of ``.../NAME/version_N/checkpoints/X.ckpt``, for checkpoints written before the name was kept."""
     parts = ckpt_path.resolve().parts
@@ -318,45 +338,19 @@ def _run_name_from_path(ckpt_path: Path) -> str | None:
     return None
 
 
-def _data_interpolation(datamodule: Any) -> str:
-    return datamodule.hparams.interpolation
-
-
 @rank_zero_only
 def _warn(message: str) -> None:
     print(f"convvit: warning: {message}", file=sys.stderr, flush=True)
 
 
-def _given_options(args: Any, group: str, subcommand: str) -> dict[str, str]:
-    """The ``group`` settings a user gave, each with where it came from: ``"command line"`` for ``--group.key``,
-    or the file of a ``--config`` / ``--group`` that sets it (later ones win, as in parsing). Settings left at
-    their defaults are not given, even when the value happens to equal one."""
+def _given_model_settings(args: Any, subcommand: str) -> dict[str, str]:
+    """The model settings a user gave (``distillation`` for ``--model.distillation.alpha``), each with where it
+    came from: ``"command line"`` or the config file that sets it. Settings left at their defaults are not given,
+    even when the value happens to equal one."""
     if isinstance(args, dict):
-        section = args.get(subcommand, args).get(group)
+        section = args.get(subcommand, args).get("model")
         return {key: "arguments" for key in section} if isinstance(section, dict) else {}
-    args = list(args)
-    given: dict[str, str] = {}
-    for i, arg in enumerate(args):
-        option, has_value, value = arg.partition("=")
-        if not has_value:
-            value = args[i + 1] if i + 1 < len(args) else ""
-        if option.startswith(f"--{group}."):
-            key = option[len(group) + 3:].removeprefix("init_args.").split(".")[0]
-            given[key] = "command line"
-        elif option in ("--config", f"--{group}"):
-            source = value if Path(value).is_file() else "command line"
-            try:
-                loaded = yaml.safe_load(Path(value).read_text() if Path(value).is_file() else value)
-            except (OSError, yaml.YAMLError):
-                continue
-            if not isinstance(loaded, dict):
-                continue
-            if option == "--config":
-                loaded = loaded.get(subcommand, loaded).get(group)
-            if isinstance(loaded, dict):
-                loaded = loaded.get("init_args", loaded)
-                given.update({key: source for key in loaded if key != "class_path"})
-    return given
+    return {key.split(".")[1]: given.source for key, given in given_options(args).items() if key.startswith("model.")}
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -6,6 +6,7 @@ evaluated beside the raw weights, top-1/top-5 on validation and test.
 """
 from __future__ import annotations
 
+import inspect
 import math
 import os
 from typing import Any, Sequence
@@ -33,6 +34,10 @@ from convvit.training.optim import (
     warmup_decay,
 )
 from convvit.training.rng import RngStates
+from convvit.training.settings import (
+    Architecture, DataLinked, Ema, MixupSettings, OptimizerSettings, Runtime, Schedule, init_signature, settings_doc,
+    split_settings,
+)
 
 __all__ = ["ImageClassifier", "NonFiniteLossError", "ClassMismatchError", "CheckpointConflictError", "latest_checkpoint"]
 
@@ -47,80 +52,37 @@ def _describe_classes(num_classes: int, names: Sequence[str] | None) -> str:
 class ImageClassifier(L.LightningModule):
     """Image classification with a registered convvit model.
 
+    Settings (``--model.KEY``, also keyword arguments here) are the fields of the groups in
+    :mod:`convvit.training.settings` (architecture, data-linked, optimizer, schedule, Mixup, EMA, runtime), each
+    declared there once with its resume policy, plus ``distillation``, DeiT's distillation from a frozen teacher
+    into the model's distillation head (:class:`~convvit.training.distillation.Distillation`: type none|soft|hard,
+    teacher, alpha, tau). Unknown settings raise TypeError.
+
     Args:
-        name: registered model name (``convvit models`` lists them).
-        num_classes, in_chans, img_size, class_names, mean, std, crop_pct, interpolation: set from the data
-            module (linked by the CLI); stored in every checkpoint so that predict/export need nothing else.
-        drop_path_rate: stochastic depth.
-        model_kwargs: further constructor arguments of the model (e.g. ``global_pool``).
-        init_checkpoint: weights to start from (any file ``convvit.create_model(checkpoint_path=...)``
-            reads; the head is re-initialised when the class count differs). Not a resume: use ``--ckpt_path``.
-        optimizer: ``adamw`` or ``sgd``.
-        lr: peak learning rate; multiplied by ``global batch / lr_base_batch_size`` when that is set
-            (the papers' linear scaling rule, e.g. 1e-3 per 2048 images for ViT_P/ViT_C).
-        weight_decay, momentum, nesterov, betas: optimizer settings (momentum/nesterov for SGD, betas for AdamW).
-        exclude_no_weight_decay: keep ``model.no_weight_decay()`` (position embedding, class token) out of
-            weight decay. Default: per family -- decayed for ViT_P/ViT_C as in pycls, excluded otherwise as
-            in timm/DeiT/ConViT/CvT. Norm gains and biases are never decayed.
-        warmup_epochs, warmup_start_factor: linear warmup from ``warmup_start_factor * lr`` (may be fractional).
-        min_lr_factor, lr_schedule: after warmup the lr decays to ``min_lr_factor * lr`` along a half cosine
-            (``cosine``) or a straight line (``linear``). The schedule steps every iteration.
-        mixup_alpha, cutmix_alpha, mixup_prob, mixup_switch_prob: timm Mixup/CutMix (one of the two per
-            batch when both alphas are > 0); off when both alphas are 0.
-        label_smoothing: label smoothing (folded into the Mixup targets when Mixup is on).
-        distillation: DeiT's distillation from a frozen teacher into the model's distillation head
-            (:class:`~convvit.training.distillation.Distillation`: type none|soft|hard, teacher, alpha, tau).
-        ema, ema_decay, ema_warmup: keep an exponential moving average of the weights (timm ModelEmaV3,
-            decay warmed up over the first steps when ``ema_warmup``), evaluated beside the raw weights.
-        channels_last: run the model in channels-last memory format.
-        compile: ``torch.compile`` the model's forward for training and evaluation.
+{settings}
+        distillation: DeiT's distillation (``--model.distillation.*``).
     """
 
-    def __init__(
-        self,
-        name: str = "vit_c_nano_32px",
-        num_classes: int = 10,
-        in_chans: int = 3,
-        img_size: int | tuple[int, int] = 32,
-        class_names: list[str] | None = None,
-        mean: tuple[float, ...] | None = None,
-        std: tuple[float, ...] | None = None,
-        crop_pct: float | None = None,
-        interpolation: str = "bicubic",
-        drop_path_rate: float = 0.0,
-        model_kwargs: dict[str, Any] | None = None,
-        init_checkpoint: str | None = None,
-        optimizer: str = "adamw",
-        lr: float = 1e-3,
-        lr_base_batch_size: int | None = None,
-        weight_decay: float = 0.05,
-        momentum: float = 0.9,
-        nesterov: bool = True,
-        betas: tuple[float, float] = (0.9, 0.999),
-        exclude_no_weight_decay: bool | None = None,
-        warmup_epochs: float = 0.0,
-        warmup_start_factor: float = 0.1,
-        min_lr_factor: float = 0.0,
-        lr_schedule: str = "cosine",
-        mixup_alpha: float = 0.0,
-        cutmix_alpha: float = 0.0,
-        mixup_prob: float = 1.0,
-        mixup_switch_prob: float = 0.5,
-        label_smoothing: float = 0.0,
-        distillation: Distillation = Distillation(),  # noqa: B008  (never mutated: coerced to a new one)
-        ema: bool = False,
-        ema_decay: float = 0.9998,
-        ema_warmup: bool = True,
-        channels_last: bool = False,
-        compile: bool = False,
-    ) -> None:
-        super().__init__()
-        if optimizer not in OPTIMIZERS:  # checked here so that a typo fails before any data is read
-            raise ValueError(f"--model.optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
-        if lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"--model.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {lr_schedule!r}")
-        if not (math.isfinite(lr) and lr > 0):  # torch would refuse a negative one only once training starts
-            raise ValueError(f"--model.lr {lr:g} is not a learning rate: it must be a positive number. "
+    def __init__(self, *args: Any, **settings: Any) -> None:
+        # not super(): Lightning's save_hyperparameters reads the arguments of an __init__ that uses it from its
+        # frame by the signature's names, which here are generated (init_signature), not local variables
+        L.LightningModule.__init__(self)
+        bound = inspect.signature(ImageClassifier.__init__).bind(self, *args, **settings)
+        bound.apply_defaults()
+        settings = dict(bound.arguments)
+        del settings["self"]
+        groups = split_settings(settings)
+        arch, data, mix, ema, runtime = (groups[g] for g in (Architecture, DataLinked, MixupSettings, Ema, Runtime))
+        optim, schedule = groups[OptimizerSettings], groups[Schedule]
+        name, num_classes, in_chans, img_size, class_names = (
+            arch.name, data.num_classes, data.in_chans, data.img_size, data.class_names)
+        if optim.optimizer not in OPTIMIZERS:  # checked here so that a typo fails before any data is read
+            raise ValueError(f"--model.optimizer must be one of {', '.join(OPTIMIZERS)}, got {optim.optimizer!r}")
+        if schedule.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"--model.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, "
+                             f"got {schedule.lr_schedule!r}")
+        if not (math.isfinite(optim.lr) and optim.lr > 0):  # torch would refuse a negative one only in training
+            raise ValueError(f"--model.lr {optim.lr:g} is not a learning rate: it must be a positive number. "
                              "Fix: e.g. --model.lr 1e-3")
         if class_names is not None and len(class_names) != num_classes:
             raise ValueError(f"class_names has {len(class_names)} entries but num_classes is {num_classes}")
@@ -128,18 +90,20 @@ class ImageClassifier(L.LightningModule):
             class_names = [str(c) for c in class_names]
         if isinstance(img_size, Sequence):
             img_size = tuple(int(s) for s in img_size)
-        self.save_hyperparameters(logger=False)  # config.yaml holds the run config; the data module logs its own
-        self.distillation = Distillation.coerce(distillation)
-        self.hparams["distillation"] = self.distillation.as_dict()  # plain types: checkpoints load weights-only
+        self.distillation = Distillation.coerce(settings["distillation"])
+        # flat, as the options name them (and as checkpoints written before the groups hold them); plain types, so
+        # that checkpoints load weights-only. config.yaml holds the run config; the data module logs its own.
+        settings.update(class_names=class_names, img_size=img_size, distillation=self.distillation.as_dict())
+        self.save_hyperparameters(settings, logger=False)
 
         self.model = create_classifier(
             name,
             num_classes,
             in_chans,
             img_size,
-            checkpoint_path=init_checkpoint,
-            drop_path_rate=drop_path_rate,
-            **(model_kwargs or {}),
+            checkpoint_path=arch.init_checkpoint,
+            drop_path_rate=arch.drop_path_rate,
+            **(arch.model_kwargs or {}),
         )
         if self.distillation.enabled:
             if not getattr(self.model, "distilled", False):
@@ -151,23 +115,23 @@ class ImageClassifier(L.LightningModule):
         # the frozen teacher stays out of the module tree: not in checkpoints, not moved to train mode
         self.__dict__["_teacher"] = None
         self.__dict__["_teacher_record"] = None
-        if channels_last:
+        if runtime.channels_last:
             self.model.to(memory_format=torch.channels_last)
-        self.ema_model = build_ema(self.model, ema_decay, ema_warmup) if ema else None
+        self.ema_model = build_ema(self.model, ema.ema_decay, ema.ema_warmup) if ema.ema else None
 
         self.mixup = None
-        if mixup_alpha > 0 or cutmix_alpha > 0:
+        if mix.mixup_alpha > 0 or mix.cutmix_alpha > 0:
             self.mixup = Mixup(
-                mixup_alpha=mixup_alpha,
-                cutmix_alpha=cutmix_alpha,
-                prob=mixup_prob,
-                switch_prob=mixup_switch_prob,
-                label_smoothing=label_smoothing,
+                mixup_alpha=mix.mixup_alpha,
+                cutmix_alpha=mix.cutmix_alpha,
+                prob=mix.mixup_prob,
+                switch_prob=mix.mixup_switch_prob,
+                label_smoothing=mix.label_smoothing,
                 num_classes=num_classes,
             )
             self.train_loss: nn.Module = SoftTargetCrossEntropy()
-        elif label_smoothing > 0:
-            self.train_loss = LabelSmoothingCrossEntropy(smoothing=label_smoothing)
+        elif mix.label_smoothing > 0:
+            self.train_loss = LabelSmoothingCrossEntropy(smoothing=mix.label_smoothing)
         else:
             self.train_loss = nn.CrossEntropyLoss()
 
@@ -181,6 +145,8 @@ class ImageClassifier(L.LightningModule):
             }
         )
         self._compiled: nn.Module | None = None
+
+    __doc__ = __doc__.format(settings=settings_doc(indent=" " * 8))  # the fields' help, for --help
 
     # ------------------------------------------------------------------ forward
     @property
@@ -362,6 +328,15 @@ class ImageClassifier(L.LightningModule):
         if self._trainer is not None and any(isinstance(cb, RngStates) for cb in self._trainer.callbacks):
             return []
         return [RngStates()]
+
+
+def model_signature() -> inspect.Signature:
+    """ImageClassifier's parameters, the ``--model.KEY`` options: one per settings field, then distillation."""
+    return init_signature(distillation=inspect.Parameter(
+        "distillation", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Distillation, default=Distillation()))
+
+
+ImageClassifier.__init__.__signature__ = model_signature()
 
 
 def latest_checkpoint(trainer: L.Trainer) -> str:

@@ -1,0 +1,61 @@
+"""Each model setting is declared once, as a field of a settings group, with its resume policy beside it."""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+
+import pytest
+import torch
+
+from convvit.cli import main
+from convvit.training import settings
+from convvit.training.module import ImageClassifier, model_signature
+from convvit.training.settings import TRAINING_ONLY, setting
+
+from conftest import TINY
+
+
+@dataclasses.dataclass
+class _NewSettings:  # what a contributor adds: fields, each with its policy, and nothing else anywhere
+    new_training_only: float = setting(0.0, doc="a setting that only shapes training.", policy=TRAINING_ONLY)
+    new_fixed: float = setting(0.0, doc="a setting a checkpoint fixes.")
+
+
+@pytest.fixture
+def new_settings(monkeypatch):
+    monkeypatch.setattr(settings, "MODEL_GROUPS", (*settings.MODEL_GROUPS, _NewSettings))
+    # the signature is built once, at import; rebuild it from the groups as the import would have
+    monkeypatch.setattr(ImageClassifier.__init__, "__signature__", model_signature())
+
+
+def test_every_option_is_one_field_and_the_checkpoint_keeps_them_flat():
+    names = [p for p in inspect.signature(ImageClassifier.__init__).parameters if p != "self"]
+    assert names == [*settings.model_setting_names(), "distillation"]
+    model = ImageClassifier("vit_c_nano_32px", num_classes=3, img_size=16, lr=2e-3)
+    assert model.hparams["lr"] == 2e-3 and model.hparams["name"] == "vit_c_nano_32px"
+    assert set(model.hparams) == set(names)
+    with pytest.raises(TypeError, match="lrr"):
+        ImageClassifier(lrr=1e-3)
+
+
+def test_policies_are_read_off_the_fields():
+    assert set(settings.with_policy(settings.RESUME_MAY_CHANGE)) == {
+        "channels_last", "compile", "ema", "ema_decay", "ema_warmup"}
+    assert set(settings.from_data()) == {
+        "num_classes", "class_names", "in_chans", "img_size", "mean", "std", "crop_pct", "interpolation"}
+    assert set(settings.data_fixed_by_checkpoint()) == {"in_chans", "img_size", "mean", "std", "crop_pct",
+                                                         "interpolation"}
+    assert {"lr", "optimizer", "mixup_alpha", "warmup_epochs", "init_checkpoint"} <= set(
+        settings.with_policy(TRAINING_ONLY))
+
+
+def test_a_new_training_only_setting_needs_only_its_field(new_settings, trained_run, tmp_path, capsys):
+    ckpt = torch.load(trained_run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    ckpt["hyper_parameters"].update(new_training_only=1.0, new_fixed=1.0)  # as a run with them would save
+    path = tmp_path / "with_new_settings.ckpt"
+    torch.save(ckpt, path)
+    evaluate = ["test", *TINY, "--ckpt_path", str(path), "--trainer.default_root_dir", str(tmp_path)]
+    assert main([*evaluate, "--model.new_training_only", "2.0"]) == 0  # ignored by evaluation, as lr is
+    capsys.readouterr()
+    assert main([*evaluate, "--model.new_fixed", "2.0"]) == 1
+    assert "--model.new_fixed 2 conflicts with the checkpoint being evaluated" in capsys.readouterr().err
