@@ -10,16 +10,19 @@ behind them under docs/results/fashion_mnist/.
 Stages, each announced as it starts; the same command again continues where it stopped (a session may be
 killed at any point), never redoing a finished run and never mixing runs of different settings:
 
-1. sweep        `convvit sweep`: both models x AdamW, SGD x --samples (lr, wd) pairs, the same pairs for both
+1. sweep        the `convvit sweep` library (the command shown in the report): both models x AdamW, SGD x --samples (lr, wd) pairs, the same pairs for both
                 models, --sweep-epochs each, validated on a hold-out of the training images (WORK/sweep;
                 the sweep skips its finished trials by itself).
-2. plots        `convvit plot edf` and `convvit plot lrwd` (with the bootstrap intervals of the best lr, wd).
+2. plots        `convvit plot edf` and `convvit plot lrwd` as library calls (with the bootstrap intervals of the
+                best lr, wd).
 3. optimizers   per model, the best AdamW and the best SGD trial by final validation error, each tested once
                 with `convvit test --ckpt_path` on its last.ckpt (WORK/tests; a recorded test is not rerun).
-4. seeds        those four chosen (lr, wd) trained again with SEED_RERUNS seeds no sweep trial used, same
+4. seeds        those chosen (lr, wd) trained again with SEED_RERUNS seeds no sweep trial used, same
                 budget (WORK/seeds): the seed-to-seed spread that one run per setting hides.
 5. convergence  each model at its best AdamW (lr, wd), trained for each of --convergence-epochs (a fresh run
                 per schedule, WORK/convergence), then tested once.
+Stages 4 and 5 train sweep trials with other seeds or schedules: the sweep's own trial builder and job runner
+(convvit.sweep.core.trial_job, convvit.sweep.engines.JobRunner) build and resume them.
 6. report       docs/results/fashion_mnist.md from the CSVs of stages 2-5.
 
 Intermediate work (runs, checkpoints, logs) stays in --work (default runs/fashion_mnist_report, git-ignored);
@@ -45,12 +48,13 @@ import yaml
 
 from convvit import fileio
 from convvit.cli import main as convvit
-from convvit.plots import best_runs, load_sweep, run_errors
-from convvit.signals import terminate_as_interrupt
-from convvit.sweep.core import SWEEP_DEFAULTS
-from convvit.sweep.engines import LocalEngine, Resources
-from convvit.sweep.results import DONE, RESULTS, atomic_write_text, chance_error, read_manifest, sort_rows, write_results
-from convvit.sweep.trial import RECORD_CALLBACK, TrialJob, recorded_row
+from convvit.plots import best_runs, load_sweep, plot_edf, plot_lrwd, run_errors
+from convvit.signals import interrupt_exit_code, terminate_as_interrupt
+from convvit.sweep.core import SWEEP_DEFAULTS, Sweep, SweepSpec, load_base_config, trial_job
+from convvit.sweep.engines import JobRunner, LocalEngine, Resources, threads_per_trial
+from convvit.sweep.results import DONE, RESULTS, atomic_write_text, chance_error, read_manifest
+from convvit.sweep.space import SweepError, Trial
+from convvit.sweep.trial import TrialJob
 from convvit.training.runs import versions
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -159,23 +163,49 @@ def stage(number: int, title: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- 1. sweep
-def sweep_argv(args: argparse.Namespace, sweep_dir: Path) -> list[str]:
-    """`convvit sweep` over both models and optimizers; trials validate every epoch on the sweep's default
-    hold-out (--data.val_fraction 0.1), overriding the base config's validate-once-at-the-end."""
+def sweep_spec(args: argparse.Namespace, root: Path, epochs: int | None = None) -> SweepSpec:
+    """The sweep over both models and optimizers, its trials (or, with ``epochs``, runs like them) trained for
+    --sweep-epochs (``epochs``) in ``root``; trials validate every epoch on the sweep's default hold-out
+    (--data.val_fraction 0.1), overriding a base config's validate-once-at-the-end."""
+    return SweepSpec(
+        config=str(args.config), models=list(MODELS), optimizers=list(OPTIMIZERS), samples=args.samples,
+        out=str(root), lr=[f"sgd={args.sgd_lr}"], wd=[f"sgd={args.sgd_wd}"], seed=args.seed, parallel=args.parallel,
+        overrides=["--trainer.max_epochs", str(epochs or args.sweep_epochs), "--trainer.check_val_every_n_epoch", "1",
+                   *limit_options(args.limit_batches, ("train", "val"))],
+    )
+
+
+def sweep_argv(spec: SweepSpec) -> list[str]:
+    """The `convvit sweep` command line of ``spec`` (the report shows it, sweep.json records it)."""
     return [
-        "sweep", "--config", str(args.config), "--models", ",".join(MODELS), "--optimizers", ",".join(OPTIMIZERS),
-        "--samples", str(args.samples), "--seed", str(args.seed), "--out", str(sweep_dir),
-        "--parallel", str(args.parallel), "--lr", f"sgd={args.sgd_lr}", "--wd", f"sgd={args.sgd_wd}",
-        "--trainer.max_epochs", str(args.sweep_epochs), "--trainer.check_val_every_n_epoch", "1",
-        *limit_options(args.limit_batches, ("train", "val")),
+        "sweep", "--config", spec.config, "--models", ",".join(spec.models), "--optimizers", ",".join(spec.optimizers),
+        "--samples", str(spec.samples), "--seed", str(spec.seed), "--out", spec.out, "--parallel", str(spec.parallel),
+        *[token for text in spec.lr for token in ("--lr", text)], *[token for text in spec.wd for token in ("--wd", text)],
+        *spec.overrides,
     ]
+
+
+def run_sweep(spec: SweepSpec) -> None:
+    """The sweep (it skips its finished trials by itself); a failed trial or a refused spec stops the report."""
+    argv = sweep_argv(spec)
+    print(f"$ convvit {shlex.join(argv)}", flush=True)
+    try:
+        code = Sweep(spec, command=shlex.join(["convvit", *argv])).run()
+    except SweepError as err:
+        raise ReportError(f"convvit sweep: {err}") from None
+    if code != 0:
+        raise ReportError(f"`convvit sweep` exited with status {code} (see above). Fix that, then run the same "
+                          "command again: finished work is kept")
 
 
 # ---------------------------------------------------------------------------------------------------- 2. plots
 def draw_plots(sweep_dir: Path, figures: Path) -> None:
     """edf.png/.csv and lrwd.png/.csv/_ranges.csv (final validation errors; diverged runs at chance)."""
-    run_convvit(["plot", "edf", str(sweep_dir), "--out", str(figures / "edf.png")])
-    run_convvit(["plot", "lrwd", str(sweep_dir), "--out", str(figures / "lrwd.png")])
+    try:
+        written = [*plot_edf(sweep_dir, figures / "edf.png"), *plot_lrwd(sweep_dir, figures / "lrwd.png")[:3]]
+    except SweepError as err:
+        raise ReportError(f"convvit plot: {err}") from None
+    print("wrote " + ", ".join(str(path) for path in written), flush=True)
 
 
 # ---------------------------------------------------------------------------------------------------- 3. tests
@@ -248,31 +278,11 @@ def optimizer_rows(sweep_dir: Path, test_error: Tester) -> list[dict[str, Any]]:
 
 
 # ---------------------------------------------------------------------------------------------------- runs of stages 4-5
-def fit_argv(args: argparse.Namespace, trial: Mapping[str, Any], epochs: int, root: Path) -> list[str]:
-    """`convvit fit` of one seed rerun or convergence run: the sweep's trial settings (hold-out validation every epoch, no
-    test after fit, the trial record callback) with its own schedule length."""
-    defaults = [token for key, value in SWEEP_DEFAULTS.items() for token in (f"--{key}", value)]
-    return [
-        "fit", "--config", str(Path(args.config).resolve()), *defaults, "--trainer.max_epochs", str(epochs),
-        *limit_options(args.limit_batches, ("train", "val")),
-        "--model.name", trial["model"], "--model.optimizer", trial["optimizer"], "--model.lr", repr(trial["lr"]),
-        "--model.weight_decay", repr(trial["wd"]), "--seed_everything", str(trial["seed"]),
-        "--trainer.default_root_dir", str(root / "runs"), "--name", trial["trial"], RECORD_CALLBACK,
-    ]
-
-
-def threads_per_run(args: argparse.Namespace) -> int:
-    """The cores divided between the --parallel runs."""
-    return max(1, (os.cpu_count() or 1) // args.parallel)
-
-
-def fit_job(args: argparse.Namespace, trial: Mapping[str, Any], epochs: int, root: Path) -> TrialJob:
-    """``trial`` trained for ``epochs`` as a job of ROOT (runs in ROOT/runs/TRIAL, its log in ROOT/logs)."""
-    return TrialJob(
-        trial=dict(trial), argv=fit_argv(args, trial, epochs, root), root=str(root),
-        run_parent=str(root / "runs" / trial["trial"]), log=str(root / "logs" / f"{trial['trial']}.log"),
-        threads=threads_per_run(args), cwd=os.getcwd(),
-    )
+def fit_job(args: argparse.Namespace, trial: Trial, epochs: int, root: Path) -> TrialJob:
+    """``trial`` as the sweep would run it (its hold-out, validation every epoch, no test after fit, the trial
+    record), trained for ``epochs``, as a job of ROOT (runs in ROOT/runs/TRIAL, its log in ROOT/logs)."""
+    base, _ = load_base_config(str(args.config))
+    return trial_job(sweep_spec(args, root, epochs), base, trial, root, threads_per_trial(args.parallel))
 
 
 # ---------------------------------------------------------------------------------------------------- 4. seeds
@@ -284,8 +294,8 @@ def rerun_seeds(args: argparse.Namespace) -> list[int]:
 def seed_jobs(args: argparse.Namespace, chosen: Mapping[tuple[str, str], Mapping[str, Any]], root: Path) -> list[TrialJob]:
     """Each chosen trial's (lr, wd) retrained for --sweep-epochs with each of the rerun seeds."""
     return [
-        fit_job(args, {"trial": f"{run['trial']}-seed{seed}", "model": model, "optimizer": opt,
-                       "sample": run["sample"], "lr": run["lr"], "wd": run["wd"], "seed": seed}, args.sweep_epochs, root)
+        fit_job(args, Trial(f"{run['trial']}-seed{seed}", model, opt, run["sample"], run["lr"], run["wd"], seed),
+                args.sweep_epochs, root)
         for seed in rerun_seeds(args) for (model, opt), run in chosen.items()
     ]
 
@@ -318,44 +328,31 @@ def convergence_jobs(args: argparse.Namespace, best_adamw: Mapping[str, Mapping[
     """One run per model and schedule at the model's best AdamW (lr, wd), longest schedules first (the two
     slots then finish close together)."""
     return [
-        fit_job(args, {"trial": f"{model}-adamw-e{epochs:02d}", "model": model, "optimizer": "adamw",
-                       "sample": best_adamw[model]["sample"], "lr": best_adamw[model]["lr"],
-                       "wd": best_adamw[model]["wd"], "seed": args.seed}, epochs, root)
+        fit_job(args, Trial(f"{model}-adamw-e{epochs:02d}", model, "adamw", best_adamw[model]["sample"],
+                            best_adamw[model]["lr"], best_adamw[model]["wd"], args.seed), epochs, root)
         for epochs in sorted(args.convergence_epochs, reverse=True) for model in MODELS
     ]
 
 
 def train_runs(jobs: Sequence[TrialJob], root: Path, parallel: int) -> list[dict[str, Any]]:
-    """Run the jobs not yet recorded as finished (or diverged) in their run folders, ``parallel`` at a time;
-    ROOT/results.csv holds one row per run (the sweep's columns). Returns the rows in job order."""
-    order = [job.trial["trial"] for job in jobs]
-    rows: dict[str, dict[str, Any]] = {}
-    pending = []
-    for job in jobs:
-        row = recorded_row(job)  # a finished run is read back, never trained again
-        if row is None:
-            pending.append(job)
-        else:
-            rows[row["trial"]] = row
-    print(f"{len(jobs)} runs: {len(rows)} done, {len(pending)} to train, {parallel} at a time "
+    """Run the jobs whose run folders hold no finished (or diverged) run, ``parallel`` at a time; ROOT/results.csv
+    holds one row per run (the sweep's columns). Returns the rows in job order."""
+    runner = JobRunner(jobs, root / RESULTS)  # a finished run is read back, never trained again
+    pending = runner.pending
+    print(f"{len(jobs)} runs: {len(jobs) - len(pending)} done, {len(pending)} to train, {parallel} at a time "
           f"(logs: {root / 'logs'})", flush=True)
 
-    def on_result(row: dict[str, Any]) -> None:
-        if row["status"] == "interrupted":
-            return
-        rows[row["trial"]] = row
-        write_results(root / RESULTS, sort_rows(rows.values(), order))
+    def on_row(row: Mapping[str, Any]) -> None:
         print(f"{row['trial']}: {row['status']}, final validation error {row['final_error']}%, "
               f"{row['seconds']:.0f} s", flush=True)
 
-    write_results(root / RESULTS, sort_rows(rows.values(), order))
     if pending:
-        LocalEngine(Resources(parallel=parallel, cpus_per_trial=pending[0].threads)).run(pending, on_result)
-    unfinished = [t for t in order if rows.get(t, {}).get("status") not in DONE]
+        runner.run(LocalEngine(Resources(parallel=parallel, cpus_per_trial=pending[0].threads)), on_row)
+    unfinished = [t for t in runner.order if runner.rows.get(t, {}).get("status") not in DONE]
     if unfinished:
         raise ReportError(f"{len(unfinished)} run(s) did not finish: {', '.join(unfinished)} (logs in "
                           f"{root / 'logs'}). Run the same command again to retry them")
-    return [rows[t] for t in order]
+    return [dict(row) for row in runner.job_rows()]
 
 
 def convergence_rows(runs: Sequence[Mapping[str, Any]], root: Path, test_error: Tester) -> list[dict[str, Any]]:
@@ -839,8 +836,8 @@ def run_stages(args: argparse.Namespace, argv: Sequence[str], started: float) ->
     tester = ConvvitTest(work / "tests", args.limit_batches)
 
     stage(1, f"sweep: 2 models x 2 optimizers x {args.samples} samples, {args.sweep_epochs} epoch(s) each -> {sweep_dir}")
-    sweep = sweep_argv(args, sweep_dir)
-    run_convvit(sweep)
+    sweep = sweep_spec(args, sweep_dir)
+    run_sweep(sweep)
 
     stage(2, f"plots -> {figures}")
     draw_plots(sweep_dir, figures)
@@ -868,7 +865,7 @@ def run_stages(args: argparse.Namespace, argv: Sequence[str], started: float) ->
     report = docs / f"{NAME}.md"
     stage(6, f"report -> {report}")
     splits = split_sizes(float(SWEEP_DEFAULTS["data.val_fraction"]))
-    context = report_context(args, argv, sweep, splits, wall_seconds(work, started))
+    context = report_context(args, argv, sweep_argv(sweep), splits, wall_seconds(work, started))
     write_report(figures, report, context)
     print(f"wrote {report} and {figures}/", flush=True)
 
@@ -882,7 +879,7 @@ def report_context(args: argparse.Namespace, argv: Sequence[str], sweep: Sequenc
         "base": base_recipe(Path(args.config)), "splits": dict(splits), "samples": args.samples,
         "sweep_epochs": args.sweep_epochs, "convergence_epochs": args.convergence_epochs,
         "sweep_manifest": read_manifest(Path(args.work) / "sweep") or {}, "limit_batches": args.limit_batches,
-        "threads": threads_per_run(args), "wall": wall,
+        "threads": threads_per_trial(args.parallel), "wall": wall,
         "precision": trained_precision(Path(args.work) / "sweep"),
         "sgd_why": SGD_WHY if (args.sgd_lr, args.sgd_wd) == (SGD_LR, SGD_WD) else "SGD's: given with --sgd-lr / --sgd-wd.",
         "parallel": args.parallel, "load": os.getloadavg()[2] if hasattr(os, "getloadavg") else float("nan"),
@@ -928,9 +925,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ReportError as err:
         print(f"{SCRIPT}: {err}", file=sys.stderr)
         return err.code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         print(f"{SCRIPT}: interrupted; run the same command again to resume", file=sys.stderr)
-        return 130
+        return interrupt_exit_code(interrupt)  # 143 for SIGTERM, as `convvit sweep` exited in stage 1
 
 
 if __name__ == "__main__":
