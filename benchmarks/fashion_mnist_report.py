@@ -382,21 +382,46 @@ def write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> Path:
     return fileio.write_csv(path, columns, [{c: _cell(row[c]) for c in columns} for row in rows])
 
 
-def read_csv(path: Path) -> list[dict[str, str]]:
+LIST_COLUMNS = ("rerun_seeds", "rerun_val_errors")  # numbers separated by spaces (seed_rows)
+
+
+def _number(text: str) -> int | float:
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
+def _value(column: str, text: str) -> Any:
+    if column in LIST_COLUMNS:
+        return [_number(t) for t in text.split()]
+    if text == "":
+        return None
+    if text.lower() in ("true", "false"):  # write_csv writes true/false, `convvit plot`'s lrwd.csv True/False
+        return text.lower() == "true"
+    try:
+        return _number(text)
+    except ValueError:
+        return fileio.from_spreadsheet_safe(text)
+
+
+def read_csv(path: Path) -> list[dict[str, Any]]:
+    """A CSV that write_csv or `convvit plot` wrote, each cell as the value written: None for an empty cell, a
+    bool, a number, a list of numbers (LIST_COLUMNS), or text."""
     with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+        return [{column: _value(column, text) for column, text in row.items()} for row in csv.DictReader(f)]
 
 
 def plot_convergence(rows: Sequence[Mapping[str, Any]], png: Path) -> Path:
     """Test error against schedule length, one line per model (log2 x axis: schedules double)."""
     fig, ax = fileio.pyplot().subplots(figsize=(6, 4))
     for model in MODELS:
-        points = [(int(r["epochs"]), float(r["test_error"])) for r in rows if r["model"] == model and r["test_error"] not in ("", None)]
+        points = [(r["epochs"], r["test_error"]) for r in rows if r["model"] == model and r["test_error"] is not None]
         if points:
             ax.plot(*zip(*points), marker="o", label=f"{LABELS[model]} ({model})")
     ax.set(xscale="log", xlabel="epochs (one run per schedule)", ylabel="test top-1 error (%)",
            title="Fashion-MNIST: test error at the best AdamW (lr, wd)")
-    schedules = sorted({int(r["epochs"]) for r in rows})
+    schedules = sorted({r["epochs"] for r in rows})
     ax.set_xticks(schedules, labels=[str(e) for e in schedules])
     ax.minorticks_off()
     ax.grid(alpha=0.3)
@@ -435,32 +460,32 @@ def stability_rows(edf_csv: Path) -> list[dict[str, Any]]:
             group = [r for r in runs if r["model"] == model and r["optimizer"] == opt]
             if not group:
                 continue
-            errors = [float(r["error"]) for r in group]
+            errors = [r["error"] for r in group]
             row = {"model": model, "optimizer": opt, "n": len(group),
-                   "diverged": sum(r["diverged"] == "true" for r in group),
+                   "diverged": sum(r["diverged"] for r in group),
                    "best": min(errors), "median": statistics.median(errors)}
             for points in WITHIN:
-                row[f"within_{points:g}"] = sum(float(r["delta"]) <= points + 1e-9 for r in group)
+                row[f"within_{points:g}"] = sum(r["delta"] <= points + 1e-9 for r in group)
             out.append(row)
     return out
 
 
 def paired_counts(lrwd_csv: Path, opt: str) -> tuple[int, int, int]:
     """(ViT_C lower, ViT_P lower, ties) over the (lr, wd) samples both models trained with (the sweep pairs them)."""
-    by_setting: dict[tuple[str, str], dict[str, float]] = {}
+    by_setting: dict[tuple[float, float], dict[str, float]] = {}
     for r in read_csv(lrwd_csv):
         if r["optimizer"] == opt:
-            by_setting.setdefault((r["lr"], r["wd"]), {})[r["model"]] = float(r["error"])
+            by_setting.setdefault((r["lr"], r["wd"]), {})[r["model"]] = r["error"]
     pairs = [(e[MODELS[0]], e[MODELS[1]]) for e in by_setting.values() if len(e) == 2]
     return sum(c < p for c, p in pairs), sum(c > p for c, p in pairs), sum(c == p for c, p in pairs)
 
 
-def _pct(value: Any) -> str:
-    return "-" if value in (None, "") else f"{float(value):.2f}"
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
-def _g(value: Any) -> str:
-    return "-" if value in (None, "") else f"{float(value):.3g}"
+def _g(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"
 
 
 def table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
@@ -490,7 +515,7 @@ def stability_section(figures: Path, ranges_sampled: Mapping[str, Any] | None = 
     )
     ranges = read_csv(figures / "lrwd_ranges.csv")
     sampled = ranges_sampled or {}
-    places = [range_position(float(r["best_run"]), sampled.get(r["optimizer"], {}).get(r["param"])) for r in ranges]
+    places = [range_position(r["best_run"], sampled.get(r["optimizer"], {}).get(r["param"])) for r in ranges]
     boot = table(
         ["model", "optimizer", "param", "best run", "bootstrap 2.5%", "50%", "97.5%", "range centre",
          "best run's place in range (log, 0-1)"],
@@ -524,8 +549,8 @@ the runs drawn with replacement 2,500 times, the best run's lr and wd kept; `fas
     return text, rows
 
 
-def optimizer_section(figures: Path, seeds: Sequence[Mapping[str, str]],
-                      rerun_gaps: Mapping[str, tuple[float, float]]) -> tuple[str, dict[str, dict[str, dict[str, str]]]]:
+def optimizer_section(figures: Path, seeds: Sequence[Mapping[str, Any]],
+                      rerun_gaps: Mapping[str, tuple[float, float]]) -> tuple[str, dict[str, dict[str, dict[str, Any]]]]:
     rows = read_csv(figures / "optimizer_gap.csv")
     by = {m: {r["optimizer"]: r for r in rows if r["model"] == m} for m in MODELS}
     top = f"top{TOP_K}_val_error"
@@ -541,7 +566,7 @@ def optimizer_section(figures: Path, seeds: Sequence[Mapping[str, str]],
     spread = table(
         ["model", "optimizer", "chosen run (seed)", "reruns (seeds)", "mean of reruns (%)", "mean, all (%)", "SD (pt)"],
         [[LABELS[r["model"]], r["optimizer"], f"{_pct(r['chosen_val_error'])} ({r['chosen_seed']})",
-          f"{', '.join(_pct(e) for e in r['rerun_val_errors'].split())} ({', '.join(r['rerun_seeds'].split())})",
+          f"{', '.join(_pct(e) for e in r['rerun_val_errors'])} ({', '.join(map(str, r['rerun_seeds']))})",
           _pct(r["rerun_mean"]), _pct(r["mean"]), _pct(r["sd"])] for r in seeds],
     )
     text = f"""## 2. Optimizer stability
@@ -564,36 +589,35 @@ SGD - AdamW on the reruns' means: {'; '.join(f"{LABELS[m]} {g[0]:+.2f} (± {g[1]
     return text, by
 
 
-def seed_gaps(seeds: Sequence[Mapping[str, str]]) -> dict[str, tuple[float, float]]:
+def seed_gaps(seeds: Sequence[Mapping[str, Any]]) -> dict[str, tuple[float, float]]:
     """Per model: SGD minus AdamW on the reruns' mean errors, and its standard error from the two settings'
     seed-to-seed standard deviations (each over all its runs) and rerun counts."""
     cells = {(r["model"], r["optimizer"]): r for r in seeds}
     out = {}
     for model in MODELS:
         sgd, adamw = cells.get((model, "sgd")), cells.get((model, "adamw"))
-        if not sgd or not adamw or sgd["rerun_mean"] in ("", None) or adamw["rerun_mean"] in ("", None):
+        if not sgd or not adamw or sgd["rerun_mean"] is None or adamw["rerun_mean"] is None:
             continue
-        n_sgd, n_adamw = len(sgd["rerun_val_errors"].split()), len(adamw["rerun_val_errors"].split())
-        se = math.sqrt(float(sgd["sd"] or 0) ** 2 / n_sgd + float(adamw["sd"] or 0) ** 2 / n_adamw)
-        out[model] = (float(sgd["rerun_mean"]) - float(adamw["rerun_mean"]), se)
+        n_sgd, n_adamw = len(sgd["rerun_val_errors"]), len(adamw["rerun_val_errors"])
+        se = math.sqrt((sgd["sd"] or 0) ** 2 / n_sgd + (adamw["sd"] or 0) ** 2 / n_adamw)
+        out[model] = (sgd["rerun_mean"] - adamw["rerun_mean"], se)
     return out
 
 
-def _gap(by_opt: Mapping[str, Mapping[str, str]], key: str) -> float:
-    return float(by_opt["sgd"][key]) - float(by_opt["adamw"][key])
+def _gap(by_opt: Mapping[str, Mapping[str, Any]], key: str) -> float:
+    return by_opt["sgd"][key] - by_opt["adamw"][key]
 
 
 def convergence_section(figures: Path) -> tuple[str, dict[int, dict[str, float | None]]]:
     rows = read_csv(figures / "convergence.csv")
-    epochs = sorted({int(r["epochs"]) for r in rows})
-    test = {e: {r["model"]: (float(r["test_error"]) if r["test_error"] else None) for r in rows if int(r["epochs"]) == e}
-            for e in epochs}
-    val = {(r["model"], int(r["epochs"])): r["val_error"] for r in rows}
+    epochs = sorted({r["epochs"] for r in rows})
+    test = {e: {r["model"]: r["test_error"] for r in rows if r["epochs"] == e} for e in epochs}
+    val = {(r["model"], r["epochs"]): r["val_error"] for r in rows}
     body = table(
         ["epochs", *[f"{LABELS[m]} val / test (%)" for m in MODELS], "ViT_C - ViT_P, test (pt)"],
         [[e, *[f"{_pct(val.get((m, e)))} / {_pct(test[e].get(m))}" for m in MODELS], _diff(test[e])] for e in epochs],
     )
-    settings = ", ".join(f"{LABELS[r['model']]} lr {_g(r['lr'])} wd {_g(r['wd'])}" for r in rows if int(r["epochs"]) == epochs[0])
+    settings = ", ".join(f"{LABELS[r['model']]} lr {_g(r['lr'])} wd {_g(r['wd'])}" for r in rows if r["epochs"] == epochs[0])
     text = f"""## 3. Convergence
 
 Each model at its best AdamW (lr, wd) from the sweep ({settings}), one fresh run per schedule (the learning
@@ -624,8 +648,8 @@ def _verdict(outcomes: Sequence[float]) -> str:
     return "agrees in part" if agree else "does not agree (the other comparisons are ties)"
 
 
-def reading_section(stability: Sequence[Mapping[str, Any]], figures: Path, gaps: Mapping[str, Mapping[str, Mapping[str, str]]],
-                    test: Mapping[int, Mapping[str, float | None]], samples: int, seeds: Sequence[Mapping[str, str]],
+def reading_section(stability: Sequence[Mapping[str, Any]], figures: Path, gaps: Mapping[str, Mapping[str, Mapping[str, Any]]],
+                    test: Mapping[int, Mapping[str, float | None]], samples: int, seeds: Sequence[Mapping[str, Any]],
                     rerun_gaps: Mapping[str, tuple[float, float]]) -> str:
     """The three claims, each: what was measured, whether it agrees, and how sure the numbers let us be."""
     c, p = MODELS
@@ -652,7 +676,7 @@ def reading_section(stability: Sequence[Mapping[str, Any]], figures: Path, gaps:
     gap_c, gap_p = _gap(gaps[c], "val_error"), _gap(gaps[p], "val_error")
     test_c, test_p = _gap(gaps[c], "test_error"), _gap(gaps[p], "test_error")
     top_c, top_p = _gap(gaps[c], top), _gap(gaps[p], top)
-    sds = [float(r["sd"]) for r in seeds if r["sd"] not in ("", None)]
+    sds = [r["sd"] for r in seeds if r["sd"] is not None]
     sd_text = f"{min(sds):.2f}-{max(sds):.2f}" if sds else "-"
     comparisons = [gap_p - gap_c, test_p - test_c, top_p - top_c]
     if c in rerun_gaps and p in rerun_gaps:
@@ -738,7 +762,7 @@ def split_sizes(val_fraction: float) -> dict[str, int]:
 
 def wall_seconds(work: Path, started: float) -> tuple[float, int]:
     """Wall time of every invocation so far, this one until now, and how many invocations that is."""
-    previous = [float(r["seconds"]) for r in read_csv(work / SESSIONS)] if (work / SESSIONS).is_file() else []
+    previous = [r["seconds"] for r in read_csv(work / SESSIONS)] if (work / SESSIONS).is_file() else []
     return sum(previous) + time.time() - started, len(previous) + 1
 
 
