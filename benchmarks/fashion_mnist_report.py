@@ -64,17 +64,10 @@ LABELS = {"vit_c_nano_32px": "ViT_C", "vit_p_nano_32px": "ViT_P"}
 OPTIMIZERS = ("adamw", "sgd")
 NAME = "fashion_mnist"  # docs/results/NAME.md and docs/results/NAME/
 # SGD's (lr, wd) ranges. The base config is AdamW, so the sweep's defaults for SGD would be the paper's good
-# values (lr scaled linearly to batch 128); the lr range is that default, pinned, the wd range is not. Why, in
-# the words the report prints:
+# values (lr scaled linearly to batch 128); the lr range is that default, pinned, the wd range is not. Why, and the
+# probe fits that chose them: the last paragraph of SGD_RANGES_NOTE, which the report quotes.
 SGD_LR, SGD_WD = "0.00625,0.2", "3.75e-5,1.2e-3"
-SGD_WHY = """SGD's: the lr range is the sweep's default (the paper's SGD lr, 0.8 at batch 2048, scaled
-  linearly to 0.05 at batch 128, 1/8x..4x); probe fits made when this script was written (ViT_C, 120 steps,
-  validation top-1 on 20 hold-out batches) trained best near its centre (lr 0.00625 67.7%, 0.05 76.0%, 0.2
-  74.4%, 0.4 65.0%, 0.8 diverged; AdamW at the base setting 75.9%). The wd range is 10x the default: SGD's
-  decay, carried by momentum 0.9, shrinks the weights by about lr x wd / (1 - 0.9) per step and AdamW's by
-  lr x wd; the paper's good values keep the two within a factor 1.7 (SGD 2.4e-4, AdamW 4e-4), the default
-  here would make SGD's a tenth of AdamW's at the base setting, so the range is centred where they are equal
-  (3e-4)."""
+SGD_RANGES_NOTE = ROOT / "docs/results/fashion_mnist/sgd_ranges.md"
 WITHIN = (1.0, 2.0, 4.0)  # points above the best run; 4 is the paper's headline (REFERENCE section 7)
 SEED_RERUNS = 2  # extra seeds per chosen (lr, wd): with the chosen run, three runs give a spread
 TOP_K = 3  # the gap is also taken between the means of each optimizer's K best runs: less luck of one draw
@@ -156,6 +149,23 @@ def run_convvit(argv: Sequence[str]) -> None:
     if code != 0:
         raise ReportError(f"`convvit {argv[0]}` exited with status {code} (see above). Fix that, then run the same "
                           "command again: finished work is kept")
+
+
+def sgd_ranges_note() -> str:
+    """The last paragraph of SGD_RANGES_NOTE, its lines indented to continue a list item of the report."""
+    paragraph = SGD_RANGES_NOTE.read_text().strip().split("\n\n")[-1]
+    return "\n  ".join(paragraph.splitlines())
+
+
+def count_word(n: int) -> str:
+    """``n`` as the report's prose writes a small count."""
+    words = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+    return words[n] if 0 <= n < len(words) else str(n)
+
+
+def about(n: int) -> str:
+    """``n`` to two significant digits: 421 -> 420."""
+    return f"{int(float(f'{n:.2g}')):,}"
 
 
 def stage(number: int, title: str) -> None:
@@ -505,7 +515,8 @@ def range_position(value: float, bounds: Mapping[str, float] | None) -> float | 
     return math.log(value / low) / math.log(high / low)
 
 
-def stability_section(figures: Path, ranges_sampled: Mapping[str, Any] | None = None) -> tuple[str, list[dict[str, Any]]]:
+def stability_section(figures: Path, ranges_sampled: Mapping[str, Any] | None = None,
+                      chance: str = "chance") -> tuple[str, list[dict[str, Any]]]:
     rows = stability_rows(figures / "edf.csv")
     body = table(
         ["model", "optimizer", "runs", "diverged", "best (%)", "median (%)",
@@ -528,7 +539,7 @@ def stability_section(figures: Path, ranges_sampled: Mapping[str, Any] | None = 
                  + ", ".join(edges) + "." if edges else "No best run lies in the outer tenth of its range.")
     text = f"""## 1. lr / wd stability
 
-Final validation top-1 error of every sweep run (a diverged run counts as chance, 90%), per model and
+Final validation top-1 error of every sweep run (a diverged run counts as chance, {chance}), per model and
 optimizer (`fashion_mnist/edf.csv`): how many runs end within 1, 2 and 4 points of the best run of their own
 model and optimizer. The paper's headline reads its EDF at 4 points.
 
@@ -578,7 +589,7 @@ those runs (`convvit test --ckpt_path` on each one's `last.ckpt`, once; `fashion
 
 {gaps}
 
-How much one run per setting can be trusted: the four chosen (lr, wd) trained again with other seeds, same
+How much one run per setting can be trusted: the {count_word(len(seeds))} chosen (lr, wd) trained again with other seeds, same
 budget (final validation error, %; `fashion_mnist/seeds.csv`). The chosen run was picked for its own low error,
 so it is luckier than its setting; the reruns' mean is not.
 
@@ -695,7 +706,7 @@ def reading_section(stability: Sequence[Mapping[str, Any]], figures: Path, gaps:
 The paper (Xiao et al. 2021, ImageNet, 1-36 GF models, 50-400 epochs) claims that a convolutional stem makes a
 ViT (1) more stable over lr and weight decay, (2) nearly as good with SGD as with AdamW, and (3) faster to
 converge. This is a far smaller setting (0.2 M-parameter models, 28 px images, a few epochs), one seed per
-sampled setting (the four chosen ones also with {SEED_RERUNS} more): the numbers say what happened here, not what
+sampled setting (the {count_word(len(seeds))} chosen ones also with {SEED_RERUNS} more): the numbers say what happened here, not what
 the paper's models do.
 
 1. **lr / wd stability: {claim1}.** The paper's direction: more of ViT_C's runs near its best (its EDF
@@ -784,7 +795,13 @@ def setup_section(context: Mapping[str, Any]) -> str:
     hours, sessions = context["wall"]
     shared = (f" (more than its {m['cores']} cores: the machine was shared with other work, so the wall time is "
               "not a speed measurement)" if context["load"] > float(m["cores"]) else "")
-    runs = 4 * (context["samples"] + context["seed_reruns"]) + len(MODELS) * len(context["convergence_epochs"])
+    grid = len(MODELS) * len(OPTIMIZERS)  # one chosen setting per model and optimizer
+    runs = grid * (context["samples"] + context["seed_reruns"]) + len(MODELS) * len(context["convergence_epochs"])
+    batch = b.get("batch_size")
+    steps = s["train"] // batch if batch else None  # the training loader drops the last partial batch
+    if steps is not None and context["limit_batches"]:
+        steps = min(steps, context["limit_batches"])
+    trial_steps = f"about {about(steps)} steps of batch {batch}" if steps else "steps of unknown size"
     return f"""# Fashion-MNIST: ViT_C and its ViT_P twin against the paper's optimisation claims
 
 {smoke}Generated by `{context['command']}` (from the repository root) on {context['date']}; do not edit by hand:
@@ -795,20 +812,20 @@ run the command again (it resumes: finished runs are kept).
 * Models: `{MODELS[0]}` (ViT_C: conv stem) and `{MODELS[1]}` (its equal-flops ViT_P twin: patchify stem);
   base recipe `{context['config']}` ({b.get('optimizer')} lr {b.get('lr')} wd {b.get('weight_decay')}, batch
   {b.get('batch_size')}, linear decay to zero, label smoothing, no augmentation).
-* Splits: Fashion-MNIST's 60,000 training images are split into {s['train']:,} for training and a
+* Splits: Fashion-MNIST's {s['train'] + s['validation']:,} training images are split into {s['train']:,} for training and a
   {s['validation']:,}-image validation hold-out (the sweep's default `--data.val_fraction 0.1`, seeded by
   `--data.seed 0`, the same for every run); every choice (best lr / wd, best trial) is made on it. The
   {s['test']:,} test images are used only to report the chosen runs, once each.
 * Stage 1, `{context['sweep_command']}`: {context['samples']} (lr, wd) samples per optimizer, log-uniform,
-  the same samples for both models: {4 * context['samples']} runs of {context['sweep_epochs']} epoch(s).
+  the same samples for both models: {grid * context['samples']} runs of {context['sweep_epochs']} epoch(s).
   Ranges: {ranges}. AdamW's is the sweep's default (1/8x..4x the base config's lr and wd). {context['sgd_why']}
 * Stages 2-5: `convvit plot edf` / `convvit plot lrwd`; `convvit test --ckpt_path` of each model's best
-  AdamW and best SGD trial; those four (lr, wd) trained again with {context['seed_reruns']} other seeds each
+  AdamW and best SGD trial; those {count_word(grid)} (lr, wd) trained again with {context['seed_reruns']} other seeds each
   (the seed-to-seed spread); each model at its best AdamW (lr, wd) for
   {', '.join(str(e) for e in context['convergence_epochs'])} epochs (`convvit fit`, then `convvit test`).
 * Budget: {runs} training runs, {context['model_epochs']} epochs of {s['train']:,} images in all, {context['parallel']} runs at a
-  time. Short sweep trials ({context['sweep_epochs']} epoch(s), about 420 steps of batch 128) are what let
-  {4 * context['samples']} runs and the convergence runs fit one working session of a 2-core CPU (this report:
+  time. Short sweep trials ({context['sweep_epochs']} epoch(s), {trial_steps}) are what let
+  {grid * context['samples']} runs and the convergence runs fit one working session of a {m['cores']}-core CPU (this report:
   {hours / 3600:.1f} h; twice the epochs per trial would double the sweep's and the reruns' share), in resumable pieces (a killed session loses at most the runs in progress,
   which restart from scratch); they measure early-training stability, not the paper's 50-epoch one: a setting
   that converges slowly scores badly here even if it would catch up.
@@ -820,7 +837,8 @@ run the command again (it resumes: finished runs are kept).
 
 def write_report(figures: Path, report: Path, context: Mapping[str, Any]) -> Path:
     """The markdown report, from the CSVs under ``figures`` and the run's context."""
-    stability_text, stability = stability_section(figures, context["sweep_manifest"].get("ranges"))
+    stability_text, stability = stability_section(figures, context["sweep_manifest"].get("ranges"),
+                                                  f"{context['chance']:g}%")
     seeds = read_csv(figures / "seeds.csv")
     rerun_gaps = seed_gaps(seeds)
     optimizer_text, gaps = optimizer_section(figures, seeds, rerun_gaps)
@@ -859,7 +877,7 @@ def run_stages(args: argparse.Namespace, argv: Sequence[str], started: float) ->
     figures, sweep_dir = docs / NAME, work / "sweep"
     tester = ConvvitTest(work / "tests", args.limit_batches)
 
-    stage(1, f"sweep: 2 models x 2 optimizers x {args.samples} samples, {args.sweep_epochs} epoch(s) each -> {sweep_dir}")
+    stage(1, f"sweep: {len(MODELS)} models x {len(OPTIMIZERS)} optimizers x {args.samples} samples, {args.sweep_epochs} epoch(s) each -> {sweep_dir}")
     sweep = sweep_spec(args, sweep_dir)
     run_sweep(sweep)
 
@@ -872,7 +890,7 @@ def run_stages(args: argparse.Namespace, argv: Sequence[str], started: float) ->
 
     chosen = chosen_runs(load_sweep(sweep_dir)[0])
     seeds = ", ".join(map(str, rerun_seeds(args)))
-    stage(4, f"seeds: the four chosen (lr, wd) again with seeds {seeds} -> {work / 'seeds'}")
+    stage(4, f"seeds: the {count_word(len(chosen))} chosen (lr, wd) again with seeds {seeds} -> {work / 'seeds'}")
     seeds_root = work / "seeds"
     reruns = train_runs(seed_jobs(args, chosen, seeds_root), seeds_root, args.parallel)
     write_csv(figures / "seeds.csv", seed_rows(chosen, reruns))
@@ -905,12 +923,18 @@ def report_context(args: argparse.Namespace, argv: Sequence[str], sweep: Sequenc
         "sweep_manifest": read_manifest(Path(args.work) / "sweep") or {}, "limit_batches": args.limit_batches,
         "threads": threads_per_trial(args.parallel), "wall": wall,
         "precision": trained_precision(Path(args.work) / "sweep"),
-        "sgd_why": SGD_WHY if (args.sgd_lr, args.sgd_wd) == (SGD_LR, SGD_WD) else "SGD's: given with --sgd-lr / --sgd-wd.",
+        "sgd_why": sgd_ranges_note() if (args.sgd_lr, args.sgd_wd) == (SGD_LR, SGD_WD) else "SGD's: given with --sgd-lr / --sgd-wd.",
         "parallel": args.parallel, "load": os.getloadavg()[2] if hasattr(os, "getloadavg") else float("nan"),
-        "seed_reruns": SEED_RERUNS,
-        "model_epochs": (4 * (args.samples + SEED_RERUNS) * args.sweep_epochs
+        "seed_reruns": SEED_RERUNS, "chance": diverged_error(Path(args.work) / "sweep"),
+        "model_epochs": (len(MODELS) * len(OPTIMIZERS) * (args.samples + SEED_RERUNS) * args.sweep_epochs
                          + len(MODELS) * sum(args.convergence_epochs)),
     }
+
+
+def diverged_error(sweep_dir: Path) -> float:
+    """The error a diverged sweep trial counts as: chance, for the number of classes its runs trained on."""
+    rows, _ = load_sweep(sweep_dir)
+    return chance_error(rows[0].get("num_classes"))
 
 
 def trained_precision(sweep_dir: Path) -> str:
