@@ -10,9 +10,9 @@ behind them under docs/results/fashion_mnist/.
 Stages, each announced as it starts; the same command again continues where it stopped (a session may be
 killed at any point), never redoing a finished run and never mixing runs of different settings:
 
-1. sweep        the `convvit sweep` library (the command shown in the report): both models x AdamW, SGD x --samples (lr, wd) pairs, the same pairs for both
-                models, --sweep-epochs each, validated on a hold-out of the training images (WORK/sweep;
-                the sweep skips its finished trials by itself).
+1. sweep        `convvit sweep` (run as a library call): both models x AdamW, SGD x --samples (lr, wd) pairs, the
+                same pairs for both models, --sweep-epochs each, validated on a hold-out of the training images
+                (WORK/sweep; the sweep skips its finished trials by itself).
 2. plots        `convvit plot edf` and `convvit plot lrwd` as library calls (with the bootstrap intervals of the
                 best lr, wd).
 3. optimizers   per model, the best AdamW and the best SGD trial by final validation error, each tested once
@@ -21,9 +21,10 @@ killed at any point), never redoing a finished run and never mixing runs of diff
                 budget (WORK/seeds): the seed-to-seed spread that one run per setting hides.
 5. convergence  each model at its best AdamW (lr, wd), trained for each of --convergence-epochs (a fresh run
                 per schedule, WORK/convergence), then tested once.
-Stages 4 and 5 train sweep trials with other seeds or schedules: the sweep's own trial builder and job runner
-(convvit.sweep.core.trial_job, convvit.sweep.engines.JobRunner) build and resume them.
 6. report       docs/results/fashion_mnist.md from the CSVs of stages 2-5.
+
+The runs of stages 4 and 5 are sweep trials with other seeds or schedules: the sweep's own trial builder and
+job runner (convvit.sweep.core.trial_job, convvit.sweep.engines.JobRunner) build and resume them.
 
 Intermediate work (runs, checkpoints, logs) stays in --work (default runs/fashion_mnist_report, git-ignored);
 only the report, figures and CSVs go to --docs. The test split is used only to report the chosen runs.
