@@ -71,5 +71,6 @@ def test_runs_a_work_folder_holds_are_read_back_not_trained(report, tmp_path, mo
 
     monkeypatch.setattr(sys.modules["fashion_mnist_report"], "LocalEngine", no_training)
     rows = report.train_runs(jobs, args.work, args.parallel)
-    assert [r["run_dir"] for r in rows] == ["runs/teacher-resnet10t/version_0", "runs/teacher-vit_c_nano_32px/version_2"]
+    assert [r["run_dir"] for r in rows] == ["runs/teacher-resnet10t/version_0",
+                                            "runs/teacher-vit_c_nano_32px/version_2"]
     assert [r["final_error"] for r in rows] == [9.5, 9.5] and (tmp_path / "w" / "results.csv").is_file()

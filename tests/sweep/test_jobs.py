@@ -32,7 +32,8 @@ def test_trial_argv_leaves_what_the_base_config_sets_and_the_trials_none_to_it(t
     assert (_value(argv, "--model.optimizer"), _value(argv, "--model.lr"), _value(argv, "--model.weight_decay")) == (
         "sgd", "0.05", "0.0003")
     assert _value(argv, "--seed_everything") == "7" and _value(argv, "--trainer.max_epochs") == "3"
-    assert _value(argv, "--trainer.default_root_dir") == str(tmp_path / "w" / "runs") and _value(argv, "--name") == "t-0"
+    assert _value(argv, "--trainer.default_root_dir") == str(tmp_path / "w" / "runs")
+    assert _value(argv, "--name") == "t-0"
     assert argv[-1] == RECORD_CALLBACK
 
     config_settings = trial_argv(spec, base, Trial("t-1", "vit_c_nano_32px", None, 0, None, None, seed=0), tmp_path)

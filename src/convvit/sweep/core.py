@@ -29,7 +29,9 @@ from typing import Any, Iterator, Sequence
 import yaml
 
 from convvit.durations import format_duration
-from convvit.sweep.engines import ENGINES, JobRunner, Resources, check_ray, check_reachable, make_engine, threads_per_trial
+from convvit.sweep.engines import (
+    ENGINES, JobRunner, Resources, check_ray, check_reachable, make_engine, threads_per_trial,
+)
 from convvit.sweep.results import DONE, MANIFEST, RESULTS, parse_results, read_manifest, write_manifest
 from convvit.sweep.space import (
     PAPER_BATCH_SIZE, PAPER_GOOD, Range, SweepError, Trial, around, make_trials, parse_range,
