@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import math
-import os
 import statistics
 import sys
 from pathlib import Path
@@ -35,8 +34,10 @@ from fashion_mnist_report import (  # noqa: E402  (the Fashion-MNIST report's jo
     ConvvitTest, ReportError, machine, table, train_runs, write_csv,
 )
 
-from convvit.sweep.core import SWEEP_DEFAULTS  # noqa: E402
-from convvit.sweep.trial import RECORD_CALLBACK, TrialJob  # noqa: E402
+from convvit.sweep.core import SWEEP_DEFAULTS, SweepSpec, load_base_config, trial_job  # noqa: E402
+from convvit.sweep.engines import threads_per_trial  # noqa: E402
+from convvit.sweep.space import Trial  # noqa: E402
+from convvit.sweep.trial import TrialJob  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = "benchmarks/distillation_report.py"
@@ -67,17 +68,17 @@ def _limits(limit: int | None, splits: Sequence[str]) -> list[str]:
 
 
 def fit_job(args: argparse.Namespace, trial: str, model: str, seed: int, extra: Sequence[str]) -> TrialJob:
-    """`convvit fit` of the main job's config with ``model`` (hold-out validation every epoch, the trial record
-    the job runner reads back), as a job of WORK/runs/TRIAL."""
-    defaults = [t for key, value in SWEEP_DEFAULTS.items() for t in (f"--{key}", value)]
-    epochs = ["--trainer.max_epochs", str(args.epochs)] if args.epochs else []
-    argv = ["fit", "--config", str(CONFIG), *defaults, *epochs, *_limits(args.limit_batches, ("train", "val")),
-            "--model.name", model, "--seed_everything", str(seed), "--trainer.default_root_dir",
-            str(args.work / "runs"), "--name", trial, RECORD_CALLBACK, *extra]
-    info = {"trial": trial, "model": model, "optimizer": "adamw", "sample": 0, "lr": None, "wd": None, "seed": seed}
-    return TrialJob(trial=info, argv=argv, root=str(args.work), run_parent=str(args.work / "runs" / trial),
-                    log=str(args.work / "logs" / f"{trial}.log"),
-                    threads=max(1, (os.cpu_count() or 1) // args.parallel), cwd=str(ROOT))
+    """`convvit fit` of the main job's config with ``model`` as a sweep trial at the config's optimizer, lr and wd
+    (validation every epoch, no test after fit, the trial record the job runner reads back), as a job of
+    WORK/runs/TRIAL. The hold-out is pinned: the protocol and the report name its 6,000 images."""
+    base, _ = load_base_config(str(CONFIG))
+    overrides = ["--data.val_fraction", SWEEP_DEFAULTS["data.val_fraction"],
+                 *(["--trainer.max_epochs", str(args.epochs)] if args.epochs else []),
+                 *_limits(args.limit_batches, ("train", "val")), *extra]
+    spec = SweepSpec(config=str(CONFIG), models=[model], optimizers=[], samples=1, out=str(args.work),
+                     parallel=args.parallel, overrides=overrides)
+    run = Trial(trial, model, base["model"]["optimizer"], 0, None, None, seed)  # lr and wd: the config's
+    return trial_job(spec, base, run, args.work, threads_per_trial(args.parallel))
 
 
 def teacher_jobs(args: argparse.Namespace) -> dict[str, TrialJob]:

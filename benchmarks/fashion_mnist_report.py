@@ -10,17 +10,21 @@ behind them under docs/results/fashion_mnist/.
 Stages, each announced as it starts; the same command again continues where it stopped (a session may be
 killed at any point), never redoing a finished run and never mixing runs of different settings:
 
-1. sweep        `convvit sweep`: both models x AdamW, SGD x --samples (lr, wd) pairs, the same pairs for both
-                models, --sweep-epochs each, validated on a hold-out of the training images (WORK/sweep;
-                the sweep skips its finished trials by itself).
-2. plots        `convvit plot edf` and `convvit plot lrwd` (with the bootstrap intervals of the best lr, wd).
+1. sweep        `convvit sweep` (run as a library call): both models x AdamW, SGD x --samples (lr, wd) pairs, the
+                same pairs for both models, --sweep-epochs each, validated on a hold-out of the training images
+                (WORK/sweep; the sweep skips its finished trials by itself).
+2. plots        `convvit plot edf` and `convvit plot lrwd` as library calls (with the bootstrap intervals of the
+                best lr, wd).
 3. optimizers   per model, the best AdamW and the best SGD trial by final validation error, each tested once
                 with `convvit test --ckpt_path` on its last.ckpt (WORK/tests; a recorded test is not rerun).
-4. seeds        those four chosen (lr, wd) trained again with SEED_RERUNS seeds no sweep trial used, same
+4. seeds        those chosen (lr, wd) trained again with SEED_RERUNS seeds no sweep trial used, same
                 budget (WORK/seeds): the seed-to-seed spread that one run per setting hides.
 5. convergence  each model at its best AdamW (lr, wd), trained for each of --convergence-epochs (a fresh run
                 per schedule, WORK/convergence), then tested once.
 6. report       docs/results/fashion_mnist.md from the CSVs of stages 2-5.
+
+The runs of stages 4 and 5 are sweep trials with other seeds or schedules: the sweep's own trial builder and
+job runner (convvit.sweep.core.trial_job, convvit.sweep.engines.JobRunner) build and resume them.
 
 Intermediate work (runs, checkpoints, logs) stays in --work (default runs/fashion_mnist_report, git-ignored);
 only the report, figures and CSVs go to --docs. The test split is used only to report the chosen runs.
@@ -45,12 +49,13 @@ import yaml
 
 from convvit import fileio
 from convvit.cli import main as convvit
-from convvit.plots import best_runs, load_sweep, run_errors
-from convvit.signals import terminate_as_interrupt
-from convvit.sweep.core import SWEEP_DEFAULTS
-from convvit.sweep.engines import LocalEngine, Resources
-from convvit.sweep.results import DONE, RESULTS, atomic_write_text, chance_error, read_manifest, sort_rows, write_results
-from convvit.sweep.trial import RECORD_CALLBACK, TrialJob, recorded_row
+from convvit.plots import best_runs, load_sweep, plot_edf, plot_lrwd, run_errors
+from convvit.signals import interrupt_exit_code, terminate_as_interrupt
+from convvit.sweep.core import SWEEP_DEFAULTS, Sweep, SweepSpec, load_base_config, trial_job
+from convvit.sweep.engines import JobRunner, LocalEngine, Resources, threads_per_trial
+from convvit.sweep.results import DONE, RESULTS, atomic_write_text, chance_error, read_manifest
+from convvit.sweep.space import SweepError, Trial
+from convvit.sweep.trial import TrialJob
 from convvit.training.runs import versions
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,17 +65,10 @@ LABELS = {"vit_c_nano_32px": "ViT_C", "vit_p_nano_32px": "ViT_P"}
 OPTIMIZERS = ("adamw", "sgd")
 NAME = "fashion_mnist"  # docs/results/NAME.md and docs/results/NAME/
 # SGD's (lr, wd) ranges. The base config is AdamW, so the sweep's defaults for SGD would be the paper's good
-# values (lr scaled linearly to batch 128); the lr range is that default, pinned, the wd range is not. Why, in
-# the words the report prints:
+# values (lr scaled linearly to batch 128); the lr range is that default, pinned, the wd range is not. Why, and the
+# probe fits that chose them: the last paragraph of SGD_RANGES_NOTE, which the report quotes.
 SGD_LR, SGD_WD = "0.00625,0.2", "3.75e-5,1.2e-3"
-SGD_WHY = """SGD's: the lr range is the sweep's default (the paper's SGD lr, 0.8 at batch 2048, scaled
-  linearly to 0.05 at batch 128, 1/8x..4x); probe fits made when this script was written (ViT_C, 120 steps,
-  validation top-1 on 20 hold-out batches) trained best near its centre (lr 0.00625 67.7%, 0.05 76.0%, 0.2
-  74.4%, 0.4 65.0%, 0.8 diverged; AdamW at the base setting 75.9%). The wd range is 10x the default: SGD's
-  decay, carried by momentum 0.9, shrinks the weights by about lr x wd / (1 - 0.9) per step and AdamW's by
-  lr x wd; the paper's good values keep the two within a factor 1.7 (SGD 2.4e-4, AdamW 4e-4), the default
-  here would make SGD's a tenth of AdamW's at the base setting, so the range is centred where they are equal
-  (3e-4)."""
+SGD_RANGES_NOTE = ROOT / "docs/results/fashion_mnist/sgd_ranges.md"
 WITHIN = (1.0, 2.0, 4.0)  # points above the best run; 4 is the paper's headline (REFERENCE section 7)
 SEED_RERUNS = 2  # extra seeds per chosen (lr, wd): with the chosen run, three runs give a spread
 TOP_K = 3  # the gap is also taken between the means of each optimizer's K best runs: less luck of one draw
@@ -154,28 +152,71 @@ def run_convvit(argv: Sequence[str]) -> None:
                           "command again: finished work is kept")
 
 
+def sgd_ranges_note() -> str:
+    """The last paragraph of SGD_RANGES_NOTE, its lines indented to continue a list item of the report."""
+    paragraph = SGD_RANGES_NOTE.read_text().strip().split("\n\n")[-1]
+    return "\n  ".join(paragraph.splitlines())
+
+
+def count_word(n: int) -> str:
+    """``n`` as the report's prose writes a small count."""
+    words = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+    return words[n] if 0 <= n < len(words) else str(n)
+
+
+def about(n: int) -> str:
+    """``n`` to two significant digits: 421 -> 420."""
+    return f"{int(float(f'{n:.2g}')):,}"
+
+
 def stage(number: int, title: str) -> None:
     print(f"\n== stage {number}/6: {title}", flush=True)
 
 
 # ---------------------------------------------------------------------------------------------------- 1. sweep
-def sweep_argv(args: argparse.Namespace, sweep_dir: Path) -> list[str]:
-    """`convvit sweep` over both models and optimizers; trials validate every epoch on the sweep's default
-    hold-out (--data.val_fraction 0.1), overriding the base config's validate-once-at-the-end."""
+def sweep_spec(args: argparse.Namespace, root: Path, epochs: int | None = None) -> SweepSpec:
+    """The sweep over both models and optimizers, its trials (or, with ``epochs``, runs like them) trained for
+    --sweep-epochs (``epochs``) in ``root``; trials validate every epoch on the sweep's default hold-out
+    (--data.val_fraction 0.1), overriding a base config's validate-once-at-the-end."""
+    return SweepSpec(
+        config=str(args.config), models=list(MODELS), optimizers=list(OPTIMIZERS), samples=args.samples,
+        out=str(root), lr=[f"sgd={args.sgd_lr}"], wd=[f"sgd={args.sgd_wd}"], seed=args.seed, parallel=args.parallel,
+        overrides=["--trainer.max_epochs", str(epochs or args.sweep_epochs), "--trainer.check_val_every_n_epoch", "1",
+                   *limit_options(args.limit_batches, ("train", "val"))],
+    )
+
+
+def sweep_argv(spec: SweepSpec) -> list[str]:
+    """The `convvit sweep` command line of ``spec`` (the report shows it, sweep.json records it)."""
     return [
-        "sweep", "--config", str(args.config), "--models", ",".join(MODELS), "--optimizers", ",".join(OPTIMIZERS),
-        "--samples", str(args.samples), "--seed", str(args.seed), "--out", str(sweep_dir),
-        "--parallel", str(args.parallel), "--lr", f"sgd={args.sgd_lr}", "--wd", f"sgd={args.sgd_wd}",
-        "--trainer.max_epochs", str(args.sweep_epochs), "--trainer.check_val_every_n_epoch", "1",
-        *limit_options(args.limit_batches, ("train", "val")),
+        "sweep", "--config", spec.config, "--models", ",".join(spec.models), "--optimizers", ",".join(spec.optimizers),
+        "--samples", str(spec.samples), "--seed", str(spec.seed), "--out", spec.out, "--parallel", str(spec.parallel),
+        *[token for text in spec.lr for token in ("--lr", text)], *[token for text in spec.wd for token in ("--wd", text)],
+        *spec.overrides,
     ]
+
+
+def run_sweep(spec: SweepSpec) -> None:
+    """The sweep (it skips its finished trials by itself); a failed trial or a refused spec stops the report."""
+    argv = sweep_argv(spec)
+    print(f"$ convvit {shlex.join(argv)}", flush=True)
+    try:
+        code = Sweep(spec, command=shlex.join(["convvit", *argv])).run()
+    except SweepError as err:
+        raise ReportError(f"convvit sweep: {err}") from None
+    if code != 0:
+        raise ReportError(f"`convvit sweep` exited with status {code} (see above). Fix that, then run the same "
+                          "command again: finished work is kept")
 
 
 # ---------------------------------------------------------------------------------------------------- 2. plots
 def draw_plots(sweep_dir: Path, figures: Path) -> None:
     """edf.png/.csv and lrwd.png/.csv/_ranges.csv (final validation errors; diverged runs at chance)."""
-    run_convvit(["plot", "edf", str(sweep_dir), "--out", str(figures / "edf.png")])
-    run_convvit(["plot", "lrwd", str(sweep_dir), "--out", str(figures / "lrwd.png")])
+    try:
+        written = [*plot_edf(sweep_dir, figures / "edf.png"), *plot_lrwd(sweep_dir, figures / "lrwd.png")[:3]]
+    except SweepError as err:
+        raise ReportError(f"convvit plot: {err}") from None
+    print("wrote " + ", ".join(str(path) for path in written), flush=True)
 
 
 # ---------------------------------------------------------------------------------------------------- 3. tests
@@ -248,31 +289,11 @@ def optimizer_rows(sweep_dir: Path, test_error: Tester) -> list[dict[str, Any]]:
 
 
 # ---------------------------------------------------------------------------------------------------- runs of stages 4-5
-def fit_argv(args: argparse.Namespace, trial: Mapping[str, Any], epochs: int, root: Path) -> list[str]:
-    """`convvit fit` of one seed rerun or convergence run: the sweep's trial settings (hold-out validation every epoch, no
-    test after fit, the trial record callback) with its own schedule length."""
-    defaults = [token for key, value in SWEEP_DEFAULTS.items() for token in (f"--{key}", value)]
-    return [
-        "fit", "--config", str(Path(args.config).resolve()), *defaults, "--trainer.max_epochs", str(epochs),
-        *limit_options(args.limit_batches, ("train", "val")),
-        "--model.name", trial["model"], "--model.optimizer", trial["optimizer"], "--model.lr", repr(trial["lr"]),
-        "--model.weight_decay", repr(trial["wd"]), "--seed_everything", str(trial["seed"]),
-        "--trainer.default_root_dir", str(root / "runs"), "--name", trial["trial"], RECORD_CALLBACK,
-    ]
-
-
-def threads_per_run(args: argparse.Namespace) -> int:
-    """The cores divided between the --parallel runs."""
-    return max(1, (os.cpu_count() or 1) // args.parallel)
-
-
-def fit_job(args: argparse.Namespace, trial: Mapping[str, Any], epochs: int, root: Path) -> TrialJob:
-    """``trial`` trained for ``epochs`` as a job of ROOT (runs in ROOT/runs/TRIAL, its log in ROOT/logs)."""
-    return TrialJob(
-        trial=dict(trial), argv=fit_argv(args, trial, epochs, root), root=str(root),
-        run_parent=str(root / "runs" / trial["trial"]), log=str(root / "logs" / f"{trial['trial']}.log"),
-        threads=threads_per_run(args), cwd=os.getcwd(),
-    )
+def fit_job(args: argparse.Namespace, trial: Trial, epochs: int, root: Path) -> TrialJob:
+    """``trial`` as the sweep would run it (its hold-out, validation every epoch, no test after fit, the trial
+    record), trained for ``epochs``, as a job of ROOT (runs in ROOT/runs/TRIAL, its log in ROOT/logs)."""
+    base, _ = load_base_config(str(args.config))
+    return trial_job(sweep_spec(args, root, epochs), base, trial, root, threads_per_trial(args.parallel))
 
 
 # ---------------------------------------------------------------------------------------------------- 4. seeds
@@ -284,8 +305,8 @@ def rerun_seeds(args: argparse.Namespace) -> list[int]:
 def seed_jobs(args: argparse.Namespace, chosen: Mapping[tuple[str, str], Mapping[str, Any]], root: Path) -> list[TrialJob]:
     """Each chosen trial's (lr, wd) retrained for --sweep-epochs with each of the rerun seeds."""
     return [
-        fit_job(args, {"trial": f"{run['trial']}-seed{seed}", "model": model, "optimizer": opt,
-                       "sample": run["sample"], "lr": run["lr"], "wd": run["wd"], "seed": seed}, args.sweep_epochs, root)
+        fit_job(args, Trial(f"{run['trial']}-seed{seed}", model, opt, run["sample"], run["lr"], run["wd"], seed),
+                args.sweep_epochs, root)
         for seed in rerun_seeds(args) for (model, opt), run in chosen.items()
     ]
 
@@ -318,44 +339,31 @@ def convergence_jobs(args: argparse.Namespace, best_adamw: Mapping[str, Mapping[
     """One run per model and schedule at the model's best AdamW (lr, wd), longest schedules first (the two
     slots then finish close together)."""
     return [
-        fit_job(args, {"trial": f"{model}-adamw-e{epochs:02d}", "model": model, "optimizer": "adamw",
-                       "sample": best_adamw[model]["sample"], "lr": best_adamw[model]["lr"],
-                       "wd": best_adamw[model]["wd"], "seed": args.seed}, epochs, root)
+        fit_job(args, Trial(f"{model}-adamw-e{epochs:02d}", model, "adamw", best_adamw[model]["sample"],
+                            best_adamw[model]["lr"], best_adamw[model]["wd"], args.seed), epochs, root)
         for epochs in sorted(args.convergence_epochs, reverse=True) for model in MODELS
     ]
 
 
 def train_runs(jobs: Sequence[TrialJob], root: Path, parallel: int) -> list[dict[str, Any]]:
-    """Run the jobs not yet recorded as finished (or diverged) in their run folders, ``parallel`` at a time;
-    ROOT/results.csv holds one row per run (the sweep's columns). Returns the rows in job order."""
-    order = [job.trial["trial"] for job in jobs]
-    rows: dict[str, dict[str, Any]] = {}
-    pending = []
-    for job in jobs:
-        row = recorded_row(job)  # a finished run is read back, never trained again
-        if row is None:
-            pending.append(job)
-        else:
-            rows[row["trial"]] = row
-    print(f"{len(jobs)} runs: {len(rows)} done, {len(pending)} to train, {parallel} at a time "
+    """Run the jobs whose run folders hold no finished (or diverged) run, ``parallel`` at a time; ROOT/results.csv
+    holds one row per run (the sweep's columns). Returns the rows in job order."""
+    runner = JobRunner(jobs, root / RESULTS)  # a finished run is read back, never trained again
+    pending = runner.pending
+    print(f"{len(jobs)} runs: {len(jobs) - len(pending)} done, {len(pending)} to train, {parallel} at a time "
           f"(logs: {root / 'logs'})", flush=True)
 
-    def on_result(row: dict[str, Any]) -> None:
-        if row["status"] == "interrupted":
-            return
-        rows[row["trial"]] = row
-        write_results(root / RESULTS, sort_rows(rows.values(), order))
+    def on_row(row: Mapping[str, Any]) -> None:
         print(f"{row['trial']}: {row['status']}, final validation error {row['final_error']}%, "
               f"{row['seconds']:.0f} s", flush=True)
 
-    write_results(root / RESULTS, sort_rows(rows.values(), order))
     if pending:
-        LocalEngine(Resources(parallel=parallel, cpus_per_trial=pending[0].threads)).run(pending, on_result)
-    unfinished = [t for t in order if rows.get(t, {}).get("status") not in DONE]
+        runner.run(LocalEngine(Resources(parallel=parallel, cpus_per_trial=pending[0].threads)), on_row)
+    unfinished = [t for t in runner.order if runner.rows.get(t, {}).get("status") not in DONE]
     if unfinished:
         raise ReportError(f"{len(unfinished)} run(s) did not finish: {', '.join(unfinished)} (logs in "
                           f"{root / 'logs'}). Run the same command again to retry them")
-    return [rows[t] for t in order]
+    return [dict(row) for row in runner.job_rows()]
 
 
 def convergence_rows(runs: Sequence[Mapping[str, Any]], root: Path, test_error: Tester) -> list[dict[str, Any]]:
@@ -385,21 +393,46 @@ def write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> Path:
     return fileio.write_csv(path, columns, [{c: _cell(row[c]) for c in columns} for row in rows])
 
 
-def read_csv(path: Path) -> list[dict[str, str]]:
+LIST_COLUMNS = ("rerun_seeds", "rerun_val_errors")  # numbers separated by spaces (seed_rows)
+
+
+def _number(text: str) -> int | float:
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
+def _value(column: str, text: str) -> Any:
+    if column in LIST_COLUMNS:
+        return [_number(t) for t in text.split()]
+    if text == "":
+        return None
+    if text.lower() in ("true", "false"):  # write_csv writes true/false, `convvit plot`'s lrwd.csv True/False
+        return text.lower() == "true"
+    try:
+        return _number(text)
+    except ValueError:
+        return fileio.from_spreadsheet_safe(text)
+
+
+def read_csv(path: Path) -> list[dict[str, Any]]:
+    """A CSV that write_csv or `convvit plot` wrote, each cell as the value written: None for an empty cell, a
+    bool, a number, a list of numbers (LIST_COLUMNS), or text."""
     with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+        return [{column: _value(column, text) for column, text in row.items()} for row in csv.DictReader(f)]
 
 
 def plot_convergence(rows: Sequence[Mapping[str, Any]], png: Path) -> Path:
     """Test error against schedule length, one line per model (log2 x axis: schedules double)."""
     fig, ax = fileio.pyplot().subplots(figsize=(6, 4))
     for model in MODELS:
-        points = [(int(r["epochs"]), float(r["test_error"])) for r in rows if r["model"] == model and r["test_error"] not in ("", None)]
+        points = [(r["epochs"], r["test_error"]) for r in rows if r["model"] == model and r["test_error"] is not None]
         if points:
             ax.plot(*zip(*points), marker="o", label=f"{LABELS[model]} ({model})")
     ax.set(xscale="log", xlabel="epochs (one run per schedule)", ylabel="test top-1 error (%)",
            title="Fashion-MNIST: test error at the best AdamW (lr, wd)")
-    schedules = sorted({int(r["epochs"]) for r in rows})
+    schedules = sorted({r["epochs"] for r in rows})
     ax.set_xticks(schedules, labels=[str(e) for e in schedules])
     ax.minorticks_off()
     ax.grid(alpha=0.3)
@@ -438,32 +471,32 @@ def stability_rows(edf_csv: Path) -> list[dict[str, Any]]:
             group = [r for r in runs if r["model"] == model and r["optimizer"] == opt]
             if not group:
                 continue
-            errors = [float(r["error"]) for r in group]
+            errors = [r["error"] for r in group]
             row = {"model": model, "optimizer": opt, "n": len(group),
-                   "diverged": sum(r["diverged"] == "true" for r in group),
+                   "diverged": sum(r["diverged"] for r in group),
                    "best": min(errors), "median": statistics.median(errors)}
             for points in WITHIN:
-                row[f"within_{points:g}"] = sum(float(r["delta"]) <= points + 1e-9 for r in group)
+                row[f"within_{points:g}"] = sum(r["delta"] <= points + 1e-9 for r in group)
             out.append(row)
     return out
 
 
 def paired_counts(lrwd_csv: Path, opt: str) -> tuple[int, int, int]:
     """(ViT_C lower, ViT_P lower, ties) over the (lr, wd) samples both models trained with (the sweep pairs them)."""
-    by_setting: dict[tuple[str, str], dict[str, float]] = {}
+    by_setting: dict[tuple[float, float], dict[str, float]] = {}
     for r in read_csv(lrwd_csv):
         if r["optimizer"] == opt:
-            by_setting.setdefault((r["lr"], r["wd"]), {})[r["model"]] = float(r["error"])
+            by_setting.setdefault((r["lr"], r["wd"]), {})[r["model"]] = r["error"]
     pairs = [(e[MODELS[0]], e[MODELS[1]]) for e in by_setting.values() if len(e) == 2]
     return sum(c < p for c, p in pairs), sum(c > p for c, p in pairs), sum(c == p for c, p in pairs)
 
 
-def _pct(value: Any) -> str:
-    return "-" if value in (None, "") else f"{float(value):.2f}"
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
-def _g(value: Any) -> str:
-    return "-" if value in (None, "") else f"{float(value):.3g}"
+def _g(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"
 
 
 def table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
@@ -483,7 +516,8 @@ def range_position(value: float, bounds: Mapping[str, float] | None) -> float | 
     return math.log(value / low) / math.log(high / low)
 
 
-def stability_section(figures: Path, ranges_sampled: Mapping[str, Any] | None = None) -> tuple[str, list[dict[str, Any]]]:
+def stability_section(figures: Path, ranges_sampled: Mapping[str, Any] | None = None,
+                      chance: str = "chance") -> tuple[str, list[dict[str, Any]]]:
     rows = stability_rows(figures / "edf.csv")
     body = table(
         ["model", "optimizer", "runs", "diverged", "best (%)", "median (%)",
@@ -493,7 +527,7 @@ def stability_section(figures: Path, ranges_sampled: Mapping[str, Any] | None = 
     )
     ranges = read_csv(figures / "lrwd_ranges.csv")
     sampled = ranges_sampled or {}
-    places = [range_position(float(r["best_run"]), sampled.get(r["optimizer"], {}).get(r["param"])) for r in ranges]
+    places = [range_position(r["best_run"], sampled.get(r["optimizer"], {}).get(r["param"])) for r in ranges]
     boot = table(
         ["model", "optimizer", "param", "best run", "bootstrap 2.5%", "50%", "97.5%", "range centre",
          "best run's place in range (log, 0-1)"],
@@ -506,7 +540,7 @@ def stability_section(figures: Path, ranges_sampled: Mapping[str, Any] | None = 
                  + ", ".join(edges) + "." if edges else "No best run lies in the outer tenth of its range.")
     text = f"""## 1. lr / wd stability
 
-Final validation top-1 error of every sweep run (a diverged run counts as chance, 90%), per model and
+Final validation top-1 error of every sweep run (a diverged run counts as chance, {chance}), per model and
 optimizer (`fashion_mnist/edf.csv`): how many runs end within 1, 2 and 4 points of the best run of their own
 model and optimizer. The paper's headline reads its EDF at 4 points.
 
@@ -527,8 +561,8 @@ the runs drawn with replacement 2,500 times, the best run's lr and wd kept; `fas
     return text, rows
 
 
-def optimizer_section(figures: Path, seeds: Sequence[Mapping[str, str]],
-                      rerun_gaps: Mapping[str, tuple[float, float]]) -> tuple[str, dict[str, dict[str, dict[str, str]]]]:
+def optimizer_section(figures: Path, seeds: Sequence[Mapping[str, Any]],
+                      rerun_gaps: Mapping[str, tuple[float, float]]) -> tuple[str, dict[str, dict[str, dict[str, Any]]]]:
     rows = read_csv(figures / "optimizer_gap.csv")
     by = {m: {r["optimizer"]: r for r in rows if r["model"] == m} for m in MODELS}
     top = f"top{TOP_K}_val_error"
@@ -544,7 +578,7 @@ def optimizer_section(figures: Path, seeds: Sequence[Mapping[str, str]],
     spread = table(
         ["model", "optimizer", "chosen run (seed)", "reruns (seeds)", "mean of reruns (%)", "mean, all (%)", "SD (pt)"],
         [[LABELS[r["model"]], r["optimizer"], f"{_pct(r['chosen_val_error'])} ({r['chosen_seed']})",
-          f"{', '.join(_pct(e) for e in r['rerun_val_errors'].split())} ({', '.join(r['rerun_seeds'].split())})",
+          f"{', '.join(_pct(e) for e in r['rerun_val_errors'])} ({', '.join(map(str, r['rerun_seeds']))})",
           _pct(r["rerun_mean"]), _pct(r["mean"]), _pct(r["sd"])] for r in seeds],
     )
     text = f"""## 2. Optimizer stability
@@ -556,7 +590,7 @@ those runs (`convvit test --ckpt_path` on each one's `last.ckpt`, once; `fashion
 
 {gaps}
 
-How much one run per setting can be trusted: the four chosen (lr, wd) trained again with other seeds, same
+How much one run per setting can be trusted: the {count_word(len(seeds))} chosen (lr, wd) trained again with other seeds, same
 budget (final validation error, %; `fashion_mnist/seeds.csv`). The chosen run was picked for its own low error,
 so it is luckier than its setting; the reruns' mean is not.
 
@@ -567,36 +601,35 @@ SGD - AdamW on the reruns' means: {'; '.join(f"{LABELS[m]} {g[0]:+.2f} (± {g[1]
     return text, by
 
 
-def seed_gaps(seeds: Sequence[Mapping[str, str]]) -> dict[str, tuple[float, float]]:
+def seed_gaps(seeds: Sequence[Mapping[str, Any]]) -> dict[str, tuple[float, float]]:
     """Per model: SGD minus AdamW on the reruns' mean errors, and its standard error from the two settings'
     seed-to-seed standard deviations (each over all its runs) and rerun counts."""
     cells = {(r["model"], r["optimizer"]): r for r in seeds}
     out = {}
     for model in MODELS:
         sgd, adamw = cells.get((model, "sgd")), cells.get((model, "adamw"))
-        if not sgd or not adamw or sgd["rerun_mean"] in ("", None) or adamw["rerun_mean"] in ("", None):
+        if not sgd or not adamw or sgd["rerun_mean"] is None or adamw["rerun_mean"] is None:
             continue
-        n_sgd, n_adamw = len(sgd["rerun_val_errors"].split()), len(adamw["rerun_val_errors"].split())
-        se = math.sqrt(float(sgd["sd"] or 0) ** 2 / n_sgd + float(adamw["sd"] or 0) ** 2 / n_adamw)
-        out[model] = (float(sgd["rerun_mean"]) - float(adamw["rerun_mean"]), se)
+        n_sgd, n_adamw = len(sgd["rerun_val_errors"]), len(adamw["rerun_val_errors"])
+        se = math.sqrt((sgd["sd"] or 0) ** 2 / n_sgd + (adamw["sd"] or 0) ** 2 / n_adamw)
+        out[model] = (sgd["rerun_mean"] - adamw["rerun_mean"], se)
     return out
 
 
-def _gap(by_opt: Mapping[str, Mapping[str, str]], key: str) -> float:
-    return float(by_opt["sgd"][key]) - float(by_opt["adamw"][key])
+def _gap(by_opt: Mapping[str, Mapping[str, Any]], key: str) -> float:
+    return by_opt["sgd"][key] - by_opt["adamw"][key]
 
 
 def convergence_section(figures: Path) -> tuple[str, dict[int, dict[str, float | None]]]:
     rows = read_csv(figures / "convergence.csv")
-    epochs = sorted({int(r["epochs"]) for r in rows})
-    test = {e: {r["model"]: (float(r["test_error"]) if r["test_error"] else None) for r in rows if int(r["epochs"]) == e}
-            for e in epochs}
-    val = {(r["model"], int(r["epochs"])): r["val_error"] for r in rows}
+    epochs = sorted({r["epochs"] for r in rows})
+    test = {e: {r["model"]: r["test_error"] for r in rows if r["epochs"] == e} for e in epochs}
+    val = {(r["model"], r["epochs"]): r["val_error"] for r in rows}
     body = table(
         ["epochs", *[f"{LABELS[m]} val / test (%)" for m in MODELS], "ViT_C - ViT_P, test (pt)"],
         [[e, *[f"{_pct(val.get((m, e)))} / {_pct(test[e].get(m))}" for m in MODELS], _diff(test[e])] for e in epochs],
     )
-    settings = ", ".join(f"{LABELS[r['model']]} lr {_g(r['lr'])} wd {_g(r['wd'])}" for r in rows if int(r["epochs"]) == epochs[0])
+    settings = ", ".join(f"{LABELS[r['model']]} lr {_g(r['lr'])} wd {_g(r['wd'])}" for r in rows if r["epochs"] == epochs[0])
     text = f"""## 3. Convergence
 
 Each model at its best AdamW (lr, wd) from the sweep ({settings}), one fresh run per schedule (the learning
@@ -627,8 +660,8 @@ def _verdict(outcomes: Sequence[float]) -> str:
     return "agrees in part" if agree else "does not agree (the other comparisons are ties)"
 
 
-def reading_section(stability: Sequence[Mapping[str, Any]], figures: Path, gaps: Mapping[str, Mapping[str, Mapping[str, str]]],
-                    test: Mapping[int, Mapping[str, float | None]], samples: int, seeds: Sequence[Mapping[str, str]],
+def reading_section(stability: Sequence[Mapping[str, Any]], figures: Path, gaps: Mapping[str, Mapping[str, Mapping[str, Any]]],
+                    test: Mapping[int, Mapping[str, float | None]], samples: int, seeds: Sequence[Mapping[str, Any]],
                     rerun_gaps: Mapping[str, tuple[float, float]]) -> str:
     """The three claims, each: what was measured, whether it agrees, and how sure the numbers let us be."""
     c, p = MODELS
@@ -655,7 +688,7 @@ def reading_section(stability: Sequence[Mapping[str, Any]], figures: Path, gaps:
     gap_c, gap_p = _gap(gaps[c], "val_error"), _gap(gaps[p], "val_error")
     test_c, test_p = _gap(gaps[c], "test_error"), _gap(gaps[p], "test_error")
     top_c, top_p = _gap(gaps[c], top), _gap(gaps[p], top)
-    sds = [float(r["sd"]) for r in seeds if r["sd"] not in ("", None)]
+    sds = [r["sd"] for r in seeds if r["sd"] is not None]
     sd_text = f"{min(sds):.2f}-{max(sds):.2f}" if sds else "-"
     comparisons = [gap_p - gap_c, test_p - test_c, top_p - top_c]
     if c in rerun_gaps and p in rerun_gaps:
@@ -674,7 +707,7 @@ def reading_section(stability: Sequence[Mapping[str, Any]], figures: Path, gaps:
 The paper (Xiao et al. 2021, ImageNet, 1-36 GF models, 50-400 epochs) claims that a convolutional stem makes a
 ViT (1) more stable over lr and weight decay, (2) nearly as good with SGD as with AdamW, and (3) faster to
 converge. This is a far smaller setting (0.2 M-parameter models, 28 px images, a few epochs), one seed per
-sampled setting (the four chosen ones also with {SEED_RERUNS} more): the numbers say what happened here, not what
+sampled setting (the {count_word(len(seeds))} chosen ones also with {SEED_RERUNS} more): the numbers say what happened here, not what
 the paper's models do.
 
 1. **lr / wd stability: {claim1}.** The paper's direction: more of ViT_C's runs near its best (its EDF
@@ -741,7 +774,7 @@ def split_sizes(val_fraction: float) -> dict[str, int]:
 
 def wall_seconds(work: Path, started: float) -> tuple[float, int]:
     """Wall time of every invocation so far, this one until now, and how many invocations that is."""
-    previous = [float(r["seconds"]) for r in read_csv(work / SESSIONS)] if (work / SESSIONS).is_file() else []
+    previous = [r["seconds"] for r in read_csv(work / SESSIONS)] if (work / SESSIONS).is_file() else []
     return sum(previous) + time.time() - started, len(previous) + 1
 
 
@@ -763,7 +796,13 @@ def setup_section(context: Mapping[str, Any]) -> str:
     hours, sessions = context["wall"]
     shared = (f" (more than its {m['cores']} cores: the machine was shared with other work, so the wall time is "
               "not a speed measurement)" if context["load"] > float(m["cores"]) else "")
-    runs = 4 * (context["samples"] + context["seed_reruns"]) + len(MODELS) * len(context["convergence_epochs"])
+    grid = len(MODELS) * len(OPTIMIZERS)  # one chosen setting per model and optimizer
+    runs = grid * (context["samples"] + context["seed_reruns"]) + len(MODELS) * len(context["convergence_epochs"])
+    batch = b.get("batch_size")
+    steps = s["train"] // batch if batch else None  # the training loader drops the last partial batch
+    if steps is not None and context["limit_batches"]:
+        steps = min(steps, context["limit_batches"])
+    trial_steps = f"about {about(steps)} steps of batch {batch}" if steps else "steps of unknown size"
     return f"""# Fashion-MNIST: ViT_C and its ViT_P twin against the paper's optimisation claims
 
 {smoke}Generated by `{context['command']}` (from the repository root) on {context['date']}; do not edit by hand:
@@ -774,20 +813,20 @@ run the command again (it resumes: finished runs are kept).
 * Models: `{MODELS[0]}` (ViT_C: conv stem) and `{MODELS[1]}` (its equal-flops ViT_P twin: patchify stem);
   base recipe `{context['config']}` ({b.get('optimizer')} lr {b.get('lr')} wd {b.get('weight_decay')}, batch
   {b.get('batch_size')}, linear decay to zero, label smoothing, no augmentation).
-* Splits: Fashion-MNIST's 60,000 training images are split into {s['train']:,} for training and a
+* Splits: Fashion-MNIST's {s['train'] + s['validation']:,} training images are split into {s['train']:,} for training and a
   {s['validation']:,}-image validation hold-out (the sweep's default `--data.val_fraction 0.1`, seeded by
   `--data.seed 0`, the same for every run); every choice (best lr / wd, best trial) is made on it. The
   {s['test']:,} test images are used only to report the chosen runs, once each.
 * Stage 1, `{context['sweep_command']}`: {context['samples']} (lr, wd) samples per optimizer, log-uniform,
-  the same samples for both models: {4 * context['samples']} runs of {context['sweep_epochs']} epoch(s).
+  the same samples for both models: {grid * context['samples']} runs of {context['sweep_epochs']} epoch(s).
   Ranges: {ranges}. AdamW's is the sweep's default (1/8x..4x the base config's lr and wd). {context['sgd_why']}
 * Stages 2-5: `convvit plot edf` / `convvit plot lrwd`; `convvit test --ckpt_path` of each model's best
-  AdamW and best SGD trial; those four (lr, wd) trained again with {context['seed_reruns']} other seeds each
+  AdamW and best SGD trial; those {count_word(grid)} (lr, wd) trained again with {context['seed_reruns']} other seeds each
   (the seed-to-seed spread); each model at its best AdamW (lr, wd) for
   {', '.join(str(e) for e in context['convergence_epochs'])} epochs (`convvit fit`, then `convvit test`).
 * Budget: {runs} training runs, {context['model_epochs']} epochs of {s['train']:,} images in all, {context['parallel']} runs at a
-  time. Short sweep trials ({context['sweep_epochs']} epoch(s), about 420 steps of batch 128) are what let
-  {4 * context['samples']} runs and the convergence runs fit one working session of a 2-core CPU (this report:
+  time. Short sweep trials ({context['sweep_epochs']} epoch(s), {trial_steps}) are what let
+  {grid * context['samples']} runs and the convergence runs fit one working session of a {m['cores']}-core CPU (this report:
   {hours / 3600:.1f} h; twice the epochs per trial would double the sweep's and the reruns' share), in resumable pieces (a killed session loses at most the runs in progress,
   which restart from scratch); they measure early-training stability, not the paper's 50-epoch one: a setting
   that converges slowly scores badly here even if it would catch up.
@@ -799,7 +838,8 @@ run the command again (it resumes: finished runs are kept).
 
 def write_report(figures: Path, report: Path, context: Mapping[str, Any]) -> Path:
     """The markdown report, from the CSVs under ``figures`` and the run's context."""
-    stability_text, stability = stability_section(figures, context["sweep_manifest"].get("ranges"))
+    stability_text, stability = stability_section(figures, context["sweep_manifest"].get("ranges"),
+                                                  f"{context['chance']:g}%")
     seeds = read_csv(figures / "seeds.csv")
     rerun_gaps = seed_gaps(seeds)
     optimizer_text, gaps = optimizer_section(figures, seeds, rerun_gaps)
@@ -838,9 +878,9 @@ def run_stages(args: argparse.Namespace, argv: Sequence[str], started: float) ->
     figures, sweep_dir = docs / NAME, work / "sweep"
     tester = ConvvitTest(work / "tests", args.limit_batches)
 
-    stage(1, f"sweep: 2 models x 2 optimizers x {args.samples} samples, {args.sweep_epochs} epoch(s) each -> {sweep_dir}")
-    sweep = sweep_argv(args, sweep_dir)
-    run_convvit(sweep)
+    stage(1, f"sweep: {len(MODELS)} models x {len(OPTIMIZERS)} optimizers x {args.samples} samples, {args.sweep_epochs} epoch(s) each -> {sweep_dir}")
+    sweep = sweep_spec(args, sweep_dir)
+    run_sweep(sweep)
 
     stage(2, f"plots -> {figures}")
     draw_plots(sweep_dir, figures)
@@ -851,7 +891,7 @@ def run_stages(args: argparse.Namespace, argv: Sequence[str], started: float) ->
 
     chosen = chosen_runs(load_sweep(sweep_dir)[0])
     seeds = ", ".join(map(str, rerun_seeds(args)))
-    stage(4, f"seeds: the four chosen (lr, wd) again with seeds {seeds} -> {work / 'seeds'}")
+    stage(4, f"seeds: the {count_word(len(chosen))} chosen (lr, wd) again with seeds {seeds} -> {work / 'seeds'}")
     seeds_root = work / "seeds"
     reruns = train_runs(seed_jobs(args, chosen, seeds_root), seeds_root, args.parallel)
     write_csv(figures / "seeds.csv", seed_rows(chosen, reruns))
@@ -868,7 +908,7 @@ def run_stages(args: argparse.Namespace, argv: Sequence[str], started: float) ->
     report = docs / f"{NAME}.md"
     stage(6, f"report -> {report}")
     splits = split_sizes(float(SWEEP_DEFAULTS["data.val_fraction"]))
-    context = report_context(args, argv, sweep, splits, wall_seconds(work, started))
+    context = report_context(args, argv, sweep_argv(sweep), splits, wall_seconds(work, started))
     write_report(figures, report, context)
     print(f"wrote {report} and {figures}/", flush=True)
 
@@ -882,14 +922,20 @@ def report_context(args: argparse.Namespace, argv: Sequence[str], sweep: Sequenc
         "base": base_recipe(Path(args.config)), "splits": dict(splits), "samples": args.samples,
         "sweep_epochs": args.sweep_epochs, "convergence_epochs": args.convergence_epochs,
         "sweep_manifest": read_manifest(Path(args.work) / "sweep") or {}, "limit_batches": args.limit_batches,
-        "threads": threads_per_run(args), "wall": wall,
+        "threads": threads_per_trial(args.parallel), "wall": wall,
         "precision": trained_precision(Path(args.work) / "sweep"),
-        "sgd_why": SGD_WHY if (args.sgd_lr, args.sgd_wd) == (SGD_LR, SGD_WD) else "SGD's: given with --sgd-lr / --sgd-wd.",
+        "sgd_why": sgd_ranges_note() if (args.sgd_lr, args.sgd_wd) == (SGD_LR, SGD_WD) else "SGD's: given with --sgd-lr / --sgd-wd.",
         "parallel": args.parallel, "load": os.getloadavg()[2] if hasattr(os, "getloadavg") else float("nan"),
-        "seed_reruns": SEED_RERUNS,
-        "model_epochs": (4 * (args.samples + SEED_RERUNS) * args.sweep_epochs
+        "seed_reruns": SEED_RERUNS, "chance": diverged_error(Path(args.work) / "sweep"),
+        "model_epochs": (len(MODELS) * len(OPTIMIZERS) * (args.samples + SEED_RERUNS) * args.sweep_epochs
                          + len(MODELS) * sum(args.convergence_epochs)),
     }
+
+
+def diverged_error(sweep_dir: Path) -> float:
+    """The error a diverged sweep trial counts as: chance, for the number of classes its runs trained on."""
+    rows, _ = load_sweep(sweep_dir)
+    return chance_error(rows[0].get("num_classes"))
 
 
 def trained_precision(sweep_dir: Path) -> str:
@@ -928,9 +974,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ReportError as err:
         print(f"{SCRIPT}: {err}", file=sys.stderr)
         return err.code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         print(f"{SCRIPT}: interrupted; run the same command again to resume", file=sys.stderr)
-        return 130
+        return interrupt_exit_code(interrupt)  # 143 for SIGTERM, as `convvit sweep` exited in stage 1
 
 
 if __name__ == "__main__":

@@ -50,3 +50,27 @@ def test_reading_and_report_files(report, tmp_path):
     assert "| resnet10t | 8.00 | 8.20 | 300 |" in md and "75% of the gap" in md and "7 training" in md
     assert (tmp_path / "docs/distillation/distillation.png").stat().st_size > 0
     assert (tmp_path / "docs/distillation/distillation.csv").read_text().startswith("trial,model,condition")
+
+
+def test_runs_a_work_folder_holds_are_read_back_not_trained(report, tmp_path, monkeypatch):
+    """A work folder as earlier versions of the script left it (WORK/runs/TRIAL/version_N/trial.json) resumes:
+    its finished runs are rows again and nothing is trained."""
+    import json
+    import sys
+
+    args = _args(report, tmp_path)
+    jobs = list(report.teacher_jobs(args).values())
+    for job, version in zip(jobs, (0, 2)):
+        run = tmp_path / "w" / "runs" / job.trial["trial"] / f"version_{version}"
+        run.mkdir(parents=True)
+        (run / "trial.json").write_text(json.dumps({"status": "finished", "epochs": 6, "best_error": 9.0,
+                                                    "final_error": 9.5, "num_classes": 10, "seconds": 600.0}))
+
+    def no_training(resources):
+        pytest.fail("trained a run the work folder holds")
+
+    monkeypatch.setattr(sys.modules["fashion_mnist_report"], "LocalEngine", no_training)
+    rows = report.train_runs(jobs, args.work, args.parallel)
+    assert [r["run_dir"] for r in rows] == ["runs/teacher-resnet10t/version_0",
+                                            "runs/teacher-vit_c_nano_32px/version_2"]
+    assert [r["final_error"] for r in rows] == [9.5, 9.5] and (tmp_path / "w" / "results.csv").is_file()

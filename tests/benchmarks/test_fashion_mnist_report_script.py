@@ -215,3 +215,29 @@ def test_verdicts_follow_the_sign_of_each_comparison(report):
     assert report._verdict([0, 0]) == "no difference measured"
     assert report._verdict([1, -1]) == "agrees in part"
     assert report._verdict([0, -1]) == "does not agree (the other comparisons are ties)"
+
+
+def _setup_context(**over):
+    context = {"splits": {"train": 45000, "validation": 5000, "test": 10000},
+               "machine": {"cpu": "cpu", "cores": "16", "flags": "avx2", "torch": "2", "python": "3"},
+               "base": {"optimizer": "adamw", "lr": 3e-3, "weight_decay": 0.05, "batch_size": 100},
+               "sweep_manifest": {}, "limit_batches": None, "wall": (3600.0, 1), "load": 0.5, "samples": 8,
+               "seed_reruns": 2, "convergence_epochs": [1, 2], "command": "c", "date": "d", "config": "c.yaml",
+               "sweep_command": "s", "sweep_epochs": 1, "sgd_why": "", "parallel": 2, "model_epochs": 1,
+               "precision": "32-true", "threads": 8}
+    return {**context, **over}
+
+
+def test_the_setup_prose_counts_from_its_inputs(report):
+    md = report.setup_section(_setup_context())
+    assert "Fashion-MNIST's 50,000 training images are split into 45,000" in md
+    assert "about 450 steps of batch 100" in md and "a 16-core CPU" in md
+    assert "32 runs of 1 epoch(s)" in md and "* Budget: 44 training runs" in md  # 4 x (8 + 2) + 2 x 2
+    smoke = report.setup_section(_setup_context(limit_batches=4))
+    assert "about 4 steps of batch 100" in smoke
+
+
+def test_probe_logs_live_in_docs_not_in_the_script(report):
+    note = report.sgd_ranges_note()
+    assert note.startswith("SGD's: the lr range") and "0.05 76.0%" in note and "\n  linearly" in note
+    assert "76.0%" not in Path(report.__file__).read_text()

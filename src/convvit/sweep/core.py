@@ -29,17 +29,20 @@ from typing import Any, Iterator, Sequence
 import yaml
 
 from convvit.durations import format_duration
-from convvit.sweep.engines import ENGINES, Resources, check_ray, check_reachable, make_engine
-from convvit.sweep.results import (
-    DONE, MANIFEST, RESULTS, parse_results, read_manifest, sort_rows, write_manifest, write_results,
+from convvit.sweep.engines import (
+    ENGINES, JobRunner, Resources, check_ray, check_reachable, make_engine, threads_per_trial,
 )
+from convvit.sweep.results import DONE, MANIFEST, RESULTS, parse_results, read_manifest, write_manifest
 from convvit.sweep.space import (
     PAPER_BATCH_SIZE, PAPER_GOOD, Range, SweepError, Trial, around, make_trials, parse_range,
 )
-from convvit.sweep.trial import RECORD_CALLBACK, TrialJob, recorded_row
+from convvit.sweep.trial import RECORD_CALLBACK, TrialJob
 from convvit.training.option_names import given_options, option_tokens
 
-__all__ = ["SweepSpec", "Sweep", "run_sweep", "RESERVED_OPTIONS", "SWEEP_DEFAULTS"]
+__all__ = [
+    "SweepSpec", "Sweep", "run_sweep", "RESERVED_OPTIONS", "SWEEP_DEFAULTS", "load_base_config", "trial_argv",
+    "trial_job",
+]
 
 # Options each trial gets from the sweep: giving them as overrides would break the sweep's bookkeeping.
 RESERVED_OPTIONS = {
@@ -207,20 +210,33 @@ def check_spec(spec: SweepSpec) -> None:
     check_overrides(spec.overrides)
 
 
-def _trial_argv(spec: SweepSpec, base: dict, trial: Trial, root: Path) -> list[str]:
-    """``fit --config BASE [sweep defaults] [overrides] --model.name ... --name TRIAL ...`` for one trial."""
+def trial_argv(spec: SweepSpec, base: dict, trial: Trial, root: Path) -> list[str]:
+    """``fit --config BASE [sweep defaults] [overrides] --model.name ... --name TRIAL ...`` for one trial of
+    ``spec`` (``base``: its config, :func:`load_base_config`), its run folder under ROOT/runs. A trial's
+    optimizer, lr or wd that is None is left to the base config."""
     defaults: list[str] = []
     for key, value in SWEEP_DEFAULTS.items():
         if _setting(spec, base, key) is None:
             defaults += [f"--{key}", value]
+    settings = (("--model.optimizer", trial.optimizer), ("--model.lr", trial.lr), ("--model.weight_decay", trial.wd))
     return [
-        "fit", "--config", str(Path(spec.config).resolve()), *defaults, *spec.overrides,
-        "--model.name", trial.model, "--model.optimizer", trial.optimizer,
-        "--model.lr", repr(trial.lr), "--model.weight_decay", repr(trial.wd),
+        "fit", "--config", str(Path(spec.config).resolve()), *defaults, *spec.overrides, "--model.name", trial.model,
+        *(token for option, value in settings if value is not None
+          for token in (option, value if isinstance(value, str) else repr(value))),
         "--seed_everything", str(trial.seed),
         "--trainer.default_root_dir", str(root / "runs"), "--name", trial.trial,
         RECORD_CALLBACK,
     ]
+
+
+def trial_job(spec: SweepSpec, base: dict, trial: Trial, root: Path, threads: int) -> TrialJob:
+    """:func:`trial_argv` as a job for an engine or :class:`~convvit.sweep.engines.JobRunner`: its run folders
+    ROOT/runs/TRIAL/version_N, its log ROOT/logs/TRIAL.log, ``threads`` CPU threads."""
+    return TrialJob(
+        trial=trial.to_dict(), argv=trial_argv(spec, base, trial, root), root=str(root),
+        run_parent=str(root / "runs" / trial.trial), log=str(root / "logs" / f"{trial.trial}.log"),
+        threads=threads, cwd=os.getcwd(),
+    )
 
 
 def check_fit_options(argv: Sequence[str]) -> None:
@@ -277,14 +293,13 @@ class Sweep:
             "metric_split": "validation (see the val_split column)",
         }
         self._check_folder()
-        cpus = os.cpu_count() or 1
         self.resources = Resources(
             parallel=spec.parallel,
-            cpus_per_trial=spec.cpus_per_trial or max(1, cpus // spec.parallel),
+            cpus_per_trial=threads_per_trial(spec.parallel, spec.cpus_per_trial),
             gpus_per_trial=spec.gpus_per_trial,
         )
         if spec.check_config:
-            check_fit_options(_trial_argv(spec, self.base, self.trials[0], self.root)[:-1])  # without the callback
+            check_fit_options(trial_argv(spec, self.base, self.trials[0], self.root)[:-1])  # without the callback
 
     def _check_folder(self) -> None:
         """An --out that holds another sweep is refused: its results would be mixed with this one's."""
@@ -306,14 +321,7 @@ class Sweep:
 
     # -------------------------------------------------------------------------------------------- running
     def jobs(self) -> list[TrialJob]:
-        return [
-            TrialJob(
-                trial=t.to_dict(), argv=_trial_argv(self.spec, self.base, t, self.root), root=str(self.root),
-                run_parent=str(self.root / "runs" / t.trial), log=str(self.root / "logs" / f"{t.trial}.log"),
-                threads=self.resources.cpus_per_trial, cwd=os.getcwd(),
-            )
-            for t in self.trials
-        ]
+        return [trial_job(self.spec, self.base, t, self.root, self.resources.cpus_per_trial) for t in self.trials]
 
     def run(self, out: Any = None) -> int:
         """Run the trials not yet done; returns 0 when every trial finished or diverged, 1 when some failed."""
@@ -321,34 +329,14 @@ class Sweep:
         self.root.mkdir(parents=True, exist_ok=True)
         with _exclusive(self.root):
             write_manifest(self.root, self.manifest)
-            rows = {r["trial"]: r for r in self._recorded_rows()}
-            jobs = self.jobs()
-            order = [j.trial["trial"] for j in jobs]
-            pending = []
-            for job in jobs:
-                trial = job.trial["trial"]
-                if rows.get(trial, {}).get("status") in DONE:
-                    continue
-                row = recorded_row(job)  # done, but the sweep was killed before it wrote the row
-                if row is not None:
-                    rows[trial] = row
-                else:
-                    pending.append(job)
-            write_results(self.root / RESULTS, sort_rows(rows.values(), order))
-            self._print_plan(len(jobs), len(pending), out)
-            progress = _Progress(total=len(jobs), done=len(jobs) - len(pending), parallel=self.resources.parallel)
-
-            def on_result(row: dict[str, Any]) -> None:
-                if row["status"] == "interrupted":  # not a result: it runs again when the sweep is resumed
-                    return
-                rows[row["trial"]] = row
-                write_results(self.root / RESULTS, sort_rows(rows.values(), order))
-                print(progress.line(row), file=out, flush=True)
-
+            runner = JobRunner(self.jobs(), self.root / RESULTS, self._recorded_rows())
+            total, pending = len(runner.order), len(runner.pending)
+            self._print_plan(total, pending, out)
+            progress = _Progress(total=total, done=total - pending, parallel=self.resources.parallel)
             if pending:
                 engine = make_engine(self.spec.engine, self.resources, self.spec.address)
-                engine.run(pending, on_result)
-        final = [rows[t] for t in order if t in rows]
+                runner.run(engine, lambda row: print(progress.line(row), file=out, flush=True))
+        order, final = runner.order, runner.job_rows()
         done = sum(r["status"] in DONE for r in final)
         failed = [r for r in final if r["status"] == "failed"]
         diverged = sum(bool(r["diverged"]) for r in final)

@@ -3,7 +3,8 @@
 An engine gets the trials still to run as :class:`~convvit.sweep.trial.TrialJob` objects and hands each result
 row to ``on_result`` in the calling thread as soon as the trial ends, so the sweep can write results.csv after
 every trial. Both run each trial through :func:`~convvit.sweep.trial.run_trial`: the same subprocess, the same
-row.
+row. :class:`JobRunner` is the resume loop around an engine: it skips the jobs that already have a result and
+keeps a results.csv of all of them (``convvit sweep`` and the report scripts in benchmarks/ run jobs with it).
 """
 from __future__ import annotations
 
@@ -16,15 +17,25 @@ import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
+from convvit.sweep.results import DONE, sort_rows, write_results
 from convvit.sweep.space import SweepError
-from convvit.sweep.trial import TrialJob, run_trial
+from convvit.sweep.trial import TrialJob, recorded_row, run_trial
 
-__all__ = ["ENGINES", "Resources", "LocalEngine", "RayEngine", "make_engine", "check_ray", "check_reachable"]
+__all__ = [
+    "ENGINES", "Resources", "LocalEngine", "RayEngine", "make_engine", "check_ray", "check_reachable",
+    "threads_per_trial", "Engine", "JobRunner",
+]
 
 ENGINES = ("local", "ray")
 OnResult = Callable[[dict[str, Any]], None]
+
+
+def threads_per_trial(parallel: int, cpus_per_trial: int | None = None) -> int:
+    """CPU threads each of ``parallel`` trials gets: ``cpus_per_trial`` when given, else an equal share of the
+    machine's cores (at least one)."""
+    return cpus_per_trial or max(1, (os.cpu_count() or 1) // parallel)
 
 
 @dataclass(frozen=True)
@@ -209,3 +220,57 @@ class RayEngine:
 def make_engine(name: str, resources: Resources, address: str | None = None) -> LocalEngine | RayEngine:
     """The engine called ``name`` (``local`` or ``ray``; ``address`` joins a running Ray cluster)."""
     return RayEngine(resources, address) if name == "ray" else LocalEngine(resources)
+
+
+class Engine(Protocol):
+    def run(self, jobs: Sequence[TrialJob], on_result: OnResult) -> None: ...
+
+
+class JobRunner:
+    """Resumable jobs: each job runs until it has a result (it finished or diverged), once.
+
+    On construction the jobs are sorted into those with a result -- a finished or diverged row of ``recorded``
+    (the rows read back from ``results``), else the newest ``trial.json`` of the job's run folder (the job
+    ended but its row never reached ``results``) -- and :attr:`pending`, which never ran, failed or were
+    interrupted, and ``results`` is written. :meth:`run` runs the pending jobs on an engine and rewrites
+    ``results`` after each one: one row per job in job order, then the recorded rows of jobs no longer asked
+    for. An interrupted job leaves no row: it runs again next time.
+    """
+
+    def __init__(self, jobs: Sequence[TrialJob], results: str | Path,
+                 recorded: Iterable[Mapping[str, Any]] = ()) -> None:
+        self.results = Path(results)
+        self.order = [job.trial["trial"] for job in jobs]
+        self.rows: dict[str, Mapping[str, Any]] = {row["trial"]: row for row in recorded}
+        self.pending: list[TrialJob] = []
+        for job in jobs:
+            name = job.trial["trial"]
+            if self.rows.get(name, {}).get("status") in DONE:
+                continue
+            row = recorded_row(job)  # a finished run is read back, never trained again
+            if row is not None:
+                self.rows[name] = row
+            else:
+                self.pending.append(job)
+        self._write()
+
+    def _write(self) -> None:
+        write_results(self.results, sort_rows(self.rows.values(), self.order))
+
+    def run(self, engine: Engine, on_row: OnResult | None = None) -> None:
+        """Run the pending jobs on ``engine``; ``on_row`` sees each result row after it is written."""
+
+        def on_result(row: dict[str, Any]) -> None:
+            if row["status"] == "interrupted":  # not a result: it runs again when resumed
+                return
+            self.rows[row["trial"]] = row
+            self._write()
+            if on_row is not None:
+                on_row(row)
+
+        if self.pending:
+            engine.run(self.pending, on_result)
+
+    def job_rows(self) -> list[Mapping[str, Any]]:
+        """The rows of the jobs asked for that have one, in job order."""
+        return [self.rows[name] for name in self.order if name in self.rows]

@@ -94,14 +94,15 @@ def sample_log_uniform(rng: np.random.Generator, ranges: Sequence[Range]) -> lis
 
 @dataclass(frozen=True)
 class Trial:
-    """One training run of a sweep: a model and an optimizer at one sampled (lr, wd) with one seed."""
+    """One training run of a sweep: a model and an optimizer at one sampled (lr, wd) with one seed. (Runs built
+    like trials outside a sweep may leave the optimizer, lr or wd as None: the base config's.)"""
 
     trial: str  # stable id: MODEL-OPTIMIZER-sNNN
     model: str
-    optimizer: str
+    optimizer: str | None
     sample: int
-    lr: float
-    wd: float
+    lr: float | None
+    wd: float | None
     seed: int
 
     def to_dict(self) -> dict[str, Any]:
