@@ -20,6 +20,7 @@ __all__ = [
     "interrupt_exit_code",
     "interrupt_for",
     "interrupt_name",
+    "kept_handlers",
     "terminate_as_interrupt",
 ]
 
@@ -61,6 +62,23 @@ def handling(handler: Handler, signals: Iterable[int] = STOP_SIGNALS) -> Iterato
     finally:
         for s, old in previous.items():
             signal.signal(s, old)
+
+
+@contextlib.contextmanager
+def kept_handlers(signals: Iterable[int] = STOP_SIGNALS) -> Iterator[None]:
+    """Whatever a library installs for ``signals`` while the block runs is undone when it ends: Ray Tune's
+    ``Tuner.fit`` installs a SIGINT handler of its own and leaves it behind, so a later Ctrl-C in the same
+    process would reach Tune instead of raising KeyboardInterrupt."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.getsignal(s) for s in signals}
+    try:
+        yield
+    finally:
+        for s, old in previous.items():
+            if old is not None:  # None: a handler not installed from Python, which cannot be put back
+                signal.signal(s, old)
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:

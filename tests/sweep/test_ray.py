@@ -1,6 +1,8 @@
 """The Ray engine on a local Ray instance (2 trials at a time, one CPU each): the same rows as the local engine."""
 from __future__ import annotations
 
+import signal
+
 import pytest
 
 from convvit.cli.sweep import main
@@ -14,7 +16,10 @@ def test_ray_engine_matches_local(killed_and_resumed, tmp_path, capsys, monkeypa
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")  # CI has no network: Ray should not try to report usage
     # one sample of adamw: a prefix of the local sweep's trials (samples do not depend on the sample count)
     args = sweep_args(killed_and_resumed["base"], tmp_path / "ray", "--engine", "ray", samples=1, optimizers="adamw")
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     assert main(args) == 0
+    # Tune's SIGINT handler is not left behind: a later Ctrl-C in this process still raises KeyboardInterrupt
+    assert {s: signal.getsignal(s) for s in handlers} == handlers
     out = capsys.readouterr().out
     assert "engine ray" in out and "[2/2]" in out and "2/2 trials done" in out
     rows = read_results(tmp_path / "ray" / "results.csv")

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
+from convvit.signals import kept_handlers
 from convvit.sweep.results import DONE, sort_rows, write_results
 from convvit.sweep.space import SweepError
 from convvit.sweep.trial import TrialJob, recorded_row, run_trial
@@ -172,7 +173,8 @@ class RayEngine:
                 ray.init(address="local", num_cpus=self.num_cpus or os.cpu_count() or 1, include_dashboard=False,
                          log_to_driver=False)
         try:
-            self._fit(jobs, on_result, tune)
+            with kept_handlers():
+                self._fit(jobs, on_result, tune)
         finally:
             if started_here:
                 ray.shutdown()
