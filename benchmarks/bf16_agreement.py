@@ -21,8 +21,8 @@ import torch
 
 from convvit.data import build_eval_transform
 from convvit.data.registry import get_dataset
-from convvit.inference.trained import load_trained_model
 from convvit.inference.runner import InferenceModel
+from convvit.inference.trained import load_trained_model
 from convvit.precision import cpu_bf16_flags, cpu_model_name
 
 

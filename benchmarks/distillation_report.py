@@ -26,12 +26,18 @@ import datetime
 import math
 import statistics
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fashion_mnist_report import (  # noqa: E402  (the Fashion-MNIST report's job runner, test reader, machine)
-    ConvvitTest, ReportError, machine, table, train_runs, write_csv,
+    ConvvitTest,
+    ReportError,
+    machine,
+    table,
+    train_runs,
+    write_csv,
 )
 
 from convvit.sweep.core import SWEEP_DEFAULTS, SweepSpec, load_base_config, trial_job  # noqa: E402

@@ -40,9 +40,9 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from multiprocessing import Pool
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -239,8 +239,8 @@ def report_mfu(ips: float, args: argparse.Namespace, ceilings: dict[str, tuple[f
 # ---------------------------------------------------------------------------------------------------- loader
 def _write_jpeg(job: tuple[str, int, int, int]) -> None:
     """A smooth random photo-like JPEG (low-frequency noise upsampled, plus grain) of an ImageNet-like size."""
-    from PIL import Image
     import numpy as np
+    from PIL import Image
 
     path, seed, width, height = job
     rng = np.random.default_rng(seed)

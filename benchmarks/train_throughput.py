@@ -32,8 +32,8 @@ from PIL import Image
 from timm.data import create_loader
 
 import convvit
-from convvit.data import ImageDataModule
 from convvit.cli import main as convvit_main
+from convvit.data import ImageDataModule
 from convvit.training.optim import build_optimizer
 
 

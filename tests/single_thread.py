@@ -3,7 +3,7 @@ badly on a shared 2-core machine. Imported by the conftests of the test folders 
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 

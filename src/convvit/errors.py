@@ -14,8 +14,9 @@ import os
 import re
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, NoReturn
+from typing import NoReturn
 
 __all__ = [
     "ConvvitError", "UsageError", "DiskFullError", "NonFiniteLossError", "ClassMismatchError",

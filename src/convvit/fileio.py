@@ -12,8 +12,9 @@ import re
 import socket
 import stat
 import tempfile
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from convvit.errors import ReadOnlyFileError, disk_full_error, is_disk_full
 

@@ -2,7 +2,6 @@
 import argparse
 
 import pytest
-
 from benchmark_scripts import load_script
 
 

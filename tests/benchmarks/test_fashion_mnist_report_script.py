@@ -4,8 +4,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from benchmark_scripts import load_script  # tests/benchmark_scripts.py
+
 from convvit.sweep.results import write_manifest, write_results
 
 C, P = "vit_c_nano_32px", "vit_p_nano_32px"

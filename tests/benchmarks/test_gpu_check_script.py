@@ -1,9 +1,7 @@
 """The GPU check stays runnable: its --smoke mode runs the whole script at tiny sizes on the CPU."""
 import csv
-import sys
 
 import pytest
-
 from benchmark_scripts import load_script  # tests/benchmark_scripts.py
 
 

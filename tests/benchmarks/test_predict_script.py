@@ -2,7 +2,6 @@
 import csv
 
 import pytest
-
 from benchmark_scripts import load_script  # tests/benchmark_scripts.py
 
 

@@ -1,6 +1,5 @@
 """benchmarks/train_throughput.py stays runnable: both sides train, the loaders are timed (figures not asserted)."""
 import argparse
-import sys
 
 from benchmark_scripts import load_script  # tests/benchmark_scripts.py
 

@@ -5,7 +5,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from single_thread import one_thread  # tests/single_thread.py
 
 

@@ -6,13 +6,13 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
+from single_thread import one_thread  # tests/single_thread.py
 
 import convvit
 import convvit.precision as precision_rule
 from convvit.data.datasets import make_synthetic
 from convvit.inference.runner import InferenceModel, resolve_inference_precision
 from convvit.precision import BF16_MIN_GMACS
-from single_thread import one_thread  # tests/single_thread.py
 
 
 @pytest.fixture(autouse=True)

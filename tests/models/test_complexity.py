@@ -1,5 +1,4 @@
 import pytest
-import torch
 
 import convvit
 from convvit.models.complexity import count_complexity, published_figures

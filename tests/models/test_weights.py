@@ -13,7 +13,6 @@ import timm
 import torch
 
 import convvit
-from convvit.models.convit import ConViT
 from convvit.models.checkpoints import (
     CheckpointError,
     UnsafeCheckpointError,
@@ -22,6 +21,7 @@ from convvit.models.checkpoints import (
     read_checkpoint_metadata,
     save_weights,
 )
+from convvit.models.convit import ConViT
 
 
 def test_checkpoint_files_import_no_model_and_no_registry():

@@ -9,9 +9,9 @@ import sys
 import time
 
 import pytest
+from sweep_helpers import env, rows_of, sweep_args, wait_for_orphans, write_base
 
 from convvit.sweep.results import RESULTS, read_results
-from sweep_helpers import rows_of, wait_for_orphans, env, sweep_args, write_base
 
 
 @pytest.fixture(scope="session")

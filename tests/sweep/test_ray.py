@@ -4,10 +4,10 @@ from __future__ import annotations
 import signal
 
 import pytest
+from sweep_helpers import sweep_args
 
 from convvit.cli.sweep import main
 from convvit.sweep.results import read_manifest, read_results
-from sweep_helpers import sweep_args
 
 pytest.importorskip("ray.tune", reason="the Ray engine needs the ray extra (pip install 'convvit[ray]')")
 

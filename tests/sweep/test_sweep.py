@@ -5,12 +5,11 @@ import json
 import re
 from pathlib import Path
 
+from sweep_helpers import MODELS
+
 from convvit.cli import main as convvit_main
 from convvit.sweep.core import Sweep, SweepSpec
 from convvit.sweep.results import COLUMNS, read_manifest
-from convvit.sweep.space import make_trials
-
-from sweep_helpers import MODELS
 
 
 def test_results_csv(killed_and_resumed):

@@ -7,11 +7,11 @@ import signal
 import time
 
 import pytest
+from sweep_helpers import MODELS, write_base
 
 from convvit.cli import main as convvit_main
 from convvit.sweep.core import Sweep, SweepSpec
 from convvit.sweep.results import write_manifest
-from sweep_helpers import MODELS, write_base
 
 
 @pytest.fixture

@@ -5,10 +5,9 @@ import contextlib
 from pathlib import Path
 
 import pytest
-import torch
+from single_thread import one_thread  # tests/single_thread.py
 
 from convvit.cli import main
-from single_thread import one_thread  # tests/single_thread.py
 
 MODEL = "vit_c_nano_32px"
 # 64 synthetic 16 px RGB images in batches of 16: 4 optimizer steps per epoch, 16 validation images.

@@ -7,10 +7,9 @@ import stat
 
 import pytest
 import torch
+from conftest import STEPS_PER_EPOCH, fit, run_dir
 
 from convvit.training.checkpoint_io import AtomicCheckpointIO
-
-from conftest import STEPS_PER_EPOCH, fit, run_dir
 
 
 class _DiskFull(OSError):

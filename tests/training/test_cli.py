@@ -9,15 +9,14 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import MODEL, STEPS_PER_EPOCH, TINY, fit, interrupted_at_epoch, run_dir
 from PIL import Image
 from safetensors import safe_open
 
-from convvit.data import ImageDataModule
 from convvit.cli import main
+from convvit.data import ImageDataModule
 from convvit.inference.trained import load_trained_model
 from convvit.training.module import ImageClassifier
-
-from conftest import MODEL, STEPS_PER_EPOCH, TINY, fit, interrupted_at_epoch, run_dir
 
 
 def _metrics(run: Path) -> list[dict[str, str]]:

@@ -1,9 +1,7 @@
 """`--model.compile true`: the compiled forward is used for training and evaluation, and state-dict keys stay put."""
 from __future__ import annotations
 
-
 import torch
-
 from conftest import STEPS_PER_EPOCH, fit, run_dir
 
 

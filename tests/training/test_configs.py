@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 import convvit
-from convvit.data import get_dataset
 from convvit.cli import main
+from convvit.data import get_dataset
 
 ROOT = Path(__file__).resolve().parents[2] / "configs"
 IMAGENET = ROOT / "imagenet"

@@ -6,12 +6,11 @@ import math
 
 import pytest
 import torch
+from conftest import TINY, fit, interrupted_at_epoch, run_dir
 
 from convvit.cli import main
 from convvit.errors import UsageError
 from convvit.training.distillation import Distillation, distillation_loss
-
-from conftest import TINY, fit, interrupted_at_epoch, run_dir
 
 DISTILLED = ["--model.model_kwargs", "{distilled: true}"]
 

@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from PIL import Image
-
 from conftest import STEPS_PER_EPOCH, fit, run_dir
+from PIL import Image
 
 pytestmark = [
     pytest.mark.gpu,

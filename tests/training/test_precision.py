@@ -4,11 +4,10 @@ from __future__ import annotations
 import pytest
 import torch
 import yaml
+from conftest import fit, run_dir
 
 import convvit.precision as precision  # the rule training shares with inference: patched where it is read
 from convvit.training.precision import AUTO, BF16_MIN_GMACS, cpu_bf16_flags, cpu_model_name, resolve_precision
-
-from conftest import fit, run_dir
 
 CPUINFO = """processor\t: 0
 model name\t: Example Xeon

@@ -7,10 +7,9 @@ from types import SimpleNamespace
 
 import numpy as np
 import torch
+from conftest import STEPS_PER_EPOCH, fit, run_dir
 
 from convvit.training.rng import RngStates, collect_rng_states
-
-from conftest import STEPS_PER_EPOCH, fit, run_dir
 
 
 def _draws() -> tuple[float, float, float]:

@@ -14,13 +14,11 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
+from conftest import MODEL, STEPS_PER_EPOCH, TINY, fit, run_dir
 
 from convvit.cli import main
 from convvit.training.module import ImageClassifier
 from convvit.training.runs import claim_version_dir
-
-from conftest import MODEL, STEPS_PER_EPOCH, TINY, fit, run_dir
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 

@@ -6,13 +6,12 @@ import inspect
 
 import pytest
 import torch
+from conftest import TINY
 
 from convvit.cli import main
 from convvit.training import settings
 from convvit.training.module import ImageClassifier, model_signature
 from convvit.training.settings import TRAINING_ONLY, setting
-
-from conftest import TINY
 
 
 @dataclasses.dataclass

@@ -10,11 +10,10 @@ from pathlib import Path
 import lightning  # noqa: F401  (imported here: its log handler keeps the sys.stderr of the test that imports it)
 import pytest
 import torch
+from conftest import TINY, fit
 from PIL import Image
 
 from convvit.cli import main
-
-from conftest import TINY, fit
 
 
 class _RunsCode:
@@ -104,7 +103,7 @@ def test_plain_weights_given_to_resume_say_what_to_use(trained_run, tmp_path, ca
 def test_corrupt_image_met_mid_epoch_in_a_worker_is_one_line(tmp_path, capsys):
     g = torch.Generator().manual_seed(0)
     for split in ("train", "val"):
-        for c, name in enumerate(("ant", "bee")):
+        for _c, name in enumerate(("ant", "bee")):
             folder = tmp_path / "images" / split / name
             folder.mkdir(parents=True)
             for i in range(3):

@@ -9,7 +9,8 @@ LightningModule writes this layout, and export, prediction and weight loading re
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, TypeVar
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
 __all__ = [
     "MODEL_PREFIX", "EMA_ROOT", "EMA_PREFIX", "HPARAMS_KEY", "STATE_KEY", "METADATA_KEY",

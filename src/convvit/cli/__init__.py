@@ -18,9 +18,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Sequence
 
 from convvit.errors import ArgumentParser, debug_requested, run_guarded
 

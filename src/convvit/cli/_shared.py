@@ -5,7 +5,7 @@ import contextlib
 import functools
 import logging
 import sys
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from convvit.errors import ConvvitError, UsageError
 from convvit.precision import AUTO, INFERENCE_PRECISIONS

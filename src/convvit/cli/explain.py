@@ -4,7 +4,7 @@ The command parses its own arguments (it has a ``distance`` sub-command); see :m
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 
 def run_argv(argv: Sequence[str]) -> int:

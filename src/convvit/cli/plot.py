@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 __all__ = ["build_parser", "run", "main", "run_argv"]
 

@@ -8,7 +8,7 @@ import argparse
 import os
 import shlex
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 __all__ = ["build_parser", "run", "main", "run_argv"]
 

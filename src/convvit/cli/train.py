@@ -12,7 +12,7 @@ import os
 import re
 import sys
 import warnings
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 from convvit.errors import UsageError
 
@@ -92,8 +92,8 @@ def run_argv(argv: Sequence[str]) -> int:
         except argparse.ArgumentError as err:  # jsonargparse: unknown key, bad value, missing file
             raise UsageError(parse_error(err, command)) from err
         except RuntimeError as err:  # in a distributed run: another rank died
-            from convvit.training.lightning_cli import _RUN_DIR_ENV
             from convvit.training.interrupts import lost_rank_error
+            from convvit.training.lightning_cli import _RUN_DIR_ENV
 
             lost = lost_rank_error(err, argv, os.environ.get(_RUN_DIR_ENV))
             if lost is None:

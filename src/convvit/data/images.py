@@ -4,8 +4,8 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable
-from typing import BinaryIO
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps

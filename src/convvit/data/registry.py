@@ -16,7 +16,12 @@ from pathlib import Path
 import torch
 
 from convvit.data.readers import (
-    CIFAR10_CLASSES, CIFAR100_CLASSES, FASHION_MNIST_CLASSES, find_cifar_dir, find_fashion_mnist_dir, read_cifar,
+    CIFAR10_CLASSES,
+    CIFAR100_CLASSES,
+    FASHION_MNIST_CLASSES,
+    find_cifar_dir,
+    find_fashion_mnist_dir,
+    read_cifar,
     read_fashion_mnist,
 )
 

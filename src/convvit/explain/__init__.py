@@ -9,8 +9,15 @@ forward pass; ``rollout(maps)`` turns maps into a per-patch relevance of the cla
 (:class:`~convvit.models._base.TokenModel`), not by name.
 """
 from convvit.explain.maps import (
-    AttentionMaps, Explanation, MapInfo, attention_distance, attention_maps, attention_modules, capture_attention,
-    explain_image, rollout,
+    AttentionMaps,
+    Explanation,
+    MapInfo,
+    attention_distance,
+    attention_maps,
+    attention_modules,
+    capture_attention,
+    explain_image,
+    rollout,
 )
 
 __all__ = [

@@ -14,11 +14,10 @@ The module is one command (``build_parser`` + ``run(argv) -> int``) for the ``co
 """
 from __future__ import annotations
 
-import os
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from convvit.cli._shared import add_precision_argument, precision_line
 from convvit.errors import ArgumentParser, ConvvitError, UsageError, debug_requested, run_guarded

@@ -3,8 +3,8 @@ attention-distance plot. Each is written atomically (:func:`convvit.fileio.save_
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator, Optional, Sequence, Tuple
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -23,7 +24,7 @@ __all__ = [
     "capture_attention", "explain_image", "rollout",
 ]
 
-Grid = Tuple[int, int]
+Grid = tuple[int, int]
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ class MapInfo:
     grid: Grid
     key_grid: Grid
     num_prefix: int
-    pitch: Tuple[float, float] = (1.0, 1.0)
+    pitch: tuple[float, float] = (1.0, 1.0)
 
 
 class AttentionMaps(list):
@@ -69,7 +70,7 @@ def capture_attention(model: nn.Module) -> Iterator[AttentionMaps]:
     if not modules:
         raise ValueError(f"{type(model).__name__} has no attention layers to explain")
     captured = AttentionMaps()
-    image_hw: list[Tuple[int, int]] = []
+    image_hw: list[tuple[int, int]] = []
 
     def on_model(_module: nn.Module, args: tuple) -> None:  # remembers the input size, for the pixel pitch
         image_hw.append(tuple(args[0].shape[-2:]))
@@ -114,7 +115,7 @@ class Explanation:
 
     logits: torch.Tensor
     maps: AttentionMaps
-    panels: Dict[str, Any]
+    panels: dict[str, Any]
 
 
 @torch.no_grad()
@@ -129,7 +130,7 @@ def explain_image(model: nn.Module, image: torch.Tensor) -> Explanation:
         image = image[None]
     if image.dim() != 4 or image.shape[0] != 1:
         raise ValueError(f"explain_image takes one image, (C, H, W) or (1, C, H, W), got shape {tuple(image.shape)}")
-    taps: Dict[str, torch.Tensor] = {}
+    taps: dict[str, torch.Tensor] = {}
 
     def record(name: str) -> Callable[[nn.Module, tuple, torch.Tensor], None]:
         def hook(_module: nn.Module, _args: tuple, output: torch.Tensor) -> None:
@@ -238,7 +239,7 @@ def rollout(
     infos = _infos(maps)
     final = infos[-1]
     prefix = final.num_prefix
-    result: Optional[torch.Tensor] = None
+    result: torch.Tensor | None = None
     for attn, info in zip(maps, infos):
         if info.grid != final.grid:
             continue
@@ -259,7 +260,7 @@ def rollout(
     return result[:, prefix:, prefix:].mean(dim=1)
 
 
-def _positions(grid: Grid, pitch: Tuple[float, float], scale: Tuple[float, float], device: torch.device) -> torch.Tensor:
+def _positions(grid: Grid, pitch: tuple[float, float], scale: tuple[float, float], device: torch.device) -> torch.Tensor:
     """(H' W', 2) pixel centres of a row-major grid whose cells are ``scale`` query cells of ``pitch`` pixels."""
     ys = (torch.arange(grid[0], device=device, dtype=torch.float64) + 0.5) * scale[0] * pitch[0]
     xs = (torch.arange(grid[1], device=device, dtype=torch.float64) + 0.5) * scale[1] * pitch[1]
@@ -268,8 +269,8 @@ def _positions(grid: Grid, pitch: Tuple[float, float], scale: Tuple[float, float
 
 def attention_distance(
     maps: Sequence[torch.Tensor],
-    grid: Optional[Grid] = None,
-    patch_size: Optional[float] = None,
+    grid: Grid | None = None,
+    patch_size: float | None = None,
 ) -> torch.Tensor:
     """Mean attention distance (layers, heads) in pixels (the ViT paper's Figure 7 analysis).
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from convvit.precision import AUTO, INFERENCE_PRECISIONS as PRECISIONS, bf16_is_faster, cpu_bf16_flags, uses_cuda
+from convvit.precision import AUTO, bf16_is_faster, cpu_bf16_flags, uses_cuda
+from convvit.precision import INFERENCE_PRECISIONS as PRECISIONS
 
 __all__ = ["PRECISIONS", "DEFAULT_BATCH_SIZE", "CHANNELS_LAST", "InferenceModel", "resolve_inference_precision"]
 

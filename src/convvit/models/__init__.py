@@ -1,7 +1,6 @@
 """convvit models. Importing this package registers every model (into timm too)."""
-from convvit.models.registry import default_cfg, is_model, list_models, register_model
-
 from convvit.models import vit  # noqa: F401  (registers ViT_P, ViT_C, DeiT)
+from convvit.models.registry import default_cfg, is_model, list_models, register_model
 
 for _optional in ("convit", "cvt"):
     try:  # families added in their own modules; a missing one does not break the rest

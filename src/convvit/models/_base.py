@@ -23,7 +23,8 @@ loop and position-embedding resampling -- lives here. The contract is timm's
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -56,7 +57,7 @@ class TokenModel(nn.Module):
 
     # ------------------------------------------------------------------ construction
     @staticmethod
-    def drop_path_rates(drop_path_rate: float, depth: int) -> List[float]:
+    def drop_path_rates(drop_path_rate: float, depth: int) -> list[float]:
         """Stochastic depth rising linearly from 0 at the first block to ``drop_path_rate`` at the last."""
         return [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
 
@@ -80,7 +81,7 @@ class TokenModel(nn.Module):
                 nn.init.zeros_(m.bias)
 
     # ------------------------------------------------------------------ position embedding
-    def _pos_embed_for(self, grid: Tuple[int, int]) -> torch.Tensor:
+    def _pos_embed_for(self, grid: tuple[int, int]) -> torch.Tensor:
         """``self.pos_embed`` for a ``grid`` of patches, bicubically resampled from the grid it was built for.
 
         Prefix slots (a class token's) are the leading entries beyond the built grid and are kept as they are.
@@ -97,7 +98,7 @@ class TokenModel(nn.Module):
     def get_classifier(self) -> nn.Module:
         return self.head
 
-    def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
         """A new classifier for ``num_classes`` (0: none), on the model's device and dtype and in its mode."""
         self.num_classes = num_classes
         if global_pool is not None:
@@ -152,7 +153,7 @@ class TokenModel(nn.Module):
                 m.grad_checkpointing = enable
 
     # ------------------------------------------------------------------ intermediates
-    def _iter_blocks(self, x: torch.Tensor) -> Iterator[Tuple[torch.Tensor, int, Tuple[int, int]]]:
+    def _iter_blocks(self, x: torch.Tensor) -> Iterator[tuple[torch.Tensor, int, tuple[int, int]]]:
         """Yield ``(tokens (B, prefix + N, D), prefix, (H', W'))`` after each block (or stage) of ``x``."""
         raise NotImplementedError
 
@@ -168,13 +169,13 @@ class TokenModel(nn.Module):
     def forward_intermediates(
         self,
         x: torch.Tensor,
-        indices: Optional[Union[int, List[int]]] = None,
+        indices: int | list[int] | None = None,
         return_prefix_tokens: bool = False,
         norm: bool = False,
         stop_early: bool = False,
         output_fmt: str = "NCHW",
         intermediates_only: bool = False,
-    ) -> Union[List[torch.Tensor], Tuple[torch.Tensor, List[torch.Tensor]]]:
+    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
         """Outputs of the chosen blocks (timm's contract): the last ``indices`` if an int, else those indices.
 
         Intermediates hold the patch tokens as (B, D, H', W') maps (``"NCHW"``) or (B, N, D) (``"NLC"``);
@@ -206,8 +207,8 @@ class TokenModel(nn.Module):
 
     @torch.jit.ignore
     def prune_intermediate_layers(
-        self, indices: Union[int, List[int]] = 1, prune_norm: bool = False, prune_head: bool = True
-    ) -> List[int]:
+        self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
+    ) -> list[int]:
         """Drop the blocks after the last one ``indices`` asks for (and optionally norm and head)."""
         take_indices, max_index = feature_take_indices(len(getattr(self, self.blocks_attr)), indices)
         self._prune_blocks(max_index + 1)
@@ -218,12 +219,12 @@ class TokenModel(nn.Module):
         return take_indices
 
     # ------------------------------------------------------------------ convvit explain
-    def explain_taps(self) -> Dict[str, nn.Module]:
+    def explain_taps(self) -> dict[str, nn.Module]:
         """Modules whose outputs :meth:`explain_panels` draws, by name: :func:`convvit.explain.explain_image` records
         them in the same forward pass as the attention maps. None here."""
         return {}
 
-    def explain_panels(self, maps: Sequence[torch.Tensor], taps: Dict[str, torch.Tensor]) -> Dict[str, Any]:
+    def explain_panels(self, maps: Sequence[torch.Tensor], taps: dict[str, torch.Tensor]) -> dict[str, Any]:
         """This family's own panels in the ``convvit explain`` figure of one image, by the figure's keyword
         (``stem_maps``, ``gates``, ``cls_attention``: :func:`convvit.explain.figures.explain_figure`), as tensors.
 

@@ -14,7 +14,8 @@ can be counted on the ``meta`` device: nothing is allocated or computed.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn as nn

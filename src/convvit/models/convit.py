@@ -13,8 +13,9 @@ timm and official ConViT checkpoints load as they are.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from functools import partial
-from typing import Any, Iterator, Optional, Sequence, Tuple
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -31,7 +32,7 @@ __all__ = ["ConViT", "GatedPositionalAttention", "relative_positions"]
 
 
 def relative_positions(
-    grid: Tuple[int, int], device: Optional[torch.device] = None, dtype: torch.dtype = torch.float32
+    grid: tuple[int, int], device: torch.device | None = None, dtype: torch.dtype = torch.float32
 ) -> torch.Tensor:
     """``(N, N, 3)`` tensor of ``[dx, dy, dx^2 + dy^2]`` from patch n to patch m (row-major patches)."""
     rows = torch.arange(grid[0], device=device).repeat_interleave(grid[1])  # (N,)
@@ -57,7 +58,7 @@ class GatedPositionalAttention(nn.Module):
         attn_drop: float = 0.0,
         proj_drop: float = 0.0,
         locality_strength: float = 1.0,
-        grid_size: Optional[Tuple[int, int]] = None,
+        grid_size: tuple[int, int] | None = None,
     ) -> None:
         super().__init__()
         self.num_heads = num_heads
@@ -74,7 +75,7 @@ class GatedPositionalAttention(nn.Module):
         # The relative positions depend on the token grid alone: built once for the grid the model is built for
         # (``grid_size``) instead of in every forward. Integers, so that dtype casts of the model (``.half()``, a
         # bfloat16 round trip) never round them; not persistent, so the state dict keeps timm's keys.
-        self.rel_pos_grid: Tuple[int, int] = (int(grid_size[0]), int(grid_size[1])) if grid_size is not None else (0, 0)
+        self.rel_pos_grid: tuple[int, int] = (int(grid_size[0]), int(grid_size[1])) if grid_size is not None else (0, 0)
         self.register_buffer("rel_pos", relative_positions(self.rel_pos_grid, dtype=torch.int32), persistent=False)
 
     @torch.no_grad()
@@ -89,7 +90,7 @@ class GatedPositionalAttention(nn.Module):
                 self.pos_proj.weight[row] = torch.tensor([2 * (h2 - center), 2 * (h1 - center), -1.0])
         self.pos_proj.weight.mul_(self.locality_strength)
 
-    def relative_positions_for(self, grid: Tuple[int, int], x: torch.Tensor) -> torch.Tensor:
+    def relative_positions_for(self, grid: tuple[int, int], x: torch.Tensor) -> torch.Tensor:
         """The relative positions of ``grid`` in ``x``'s dtype: the kept ones for the built grid, else built now
         (an input of another size, with ``dynamic_img_size``)."""
         if grid[0] == self.rel_pos_grid[0] and grid[1] == self.rel_pos_grid[1]:
@@ -117,12 +118,12 @@ class GatedPositionalAttention(nn.Module):
         attn = (1.0 - gate) * content + gate * self.positional_attention(rel_pos)
         return attn / attn.sum(dim=-1, keepdim=True)
 
-    def attention_probs(self, x: torch.Tensor, grid: Tuple[int, int]) -> Tuple[torch.Tensor, Tuple[int, int]]:
+    def attention_probs(self, x: torch.Tensor, grid: tuple[int, int]) -> tuple[torch.Tensor, tuple[int, int]]:
         """The gated, renormalised attention (B, heads, N, N) the forward applies, and the keys' grid (the
         queries' ``grid``), for :mod:`convvit.explain`."""
         return self.attention_map(x, self.relative_positions_for(grid, x)), grid
 
-    def forward(self, x: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
         """(B, N, C) patch tokens on a ``grid`` of H' x W' patches -> (B, N, C)."""
         B, N, C = x.shape
         rel_pos = self.relative_positions_for(grid, x)  # (N, N, 3)
@@ -230,7 +231,7 @@ class ConViT(TokenModel):
                 m.local_init()
 
     # ------------------------------------------------------------------ forward
-    def _embed(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
+    def _embed(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         """(B, C, H, W) -> patch tokens with position embedding (B, N, D) (no class token yet) and the grid."""
         grid = token_grid(x.shape[-2], x.shape[-1], self.img_size, self.patch_size, self.dynamic_img_size)
         x = self.patch_embed(x)  # (B, N, D)
@@ -241,7 +242,7 @@ class ConViT(TokenModel):
     def _join_class_token(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)  # (B, 1 + N, D)
 
-    def _iter_blocks(self, x: torch.Tensor) -> Iterator[Tuple[torch.Tensor, int, Tuple[int, int]]]:
+    def _iter_blocks(self, x: torch.Tensor) -> Iterator[tuple[torch.Tensor, int, tuple[int, int]]]:
         x, grid = self._embed(x)
         for i, block in enumerate(self.blocks):
             if i == self.local_up_to_layer:

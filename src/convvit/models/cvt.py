@@ -14,8 +14,9 @@ and Hugging Face checkpoints onto them.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
-from typing import Any, Callable, Iterator, Optional, Sequence, Tuple
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -55,7 +56,7 @@ class ConvProjection(nn.Module):
         self.conv = nn.Conv2d(dim, dim, kernel_size, stride=stride, padding=padding, groups=dim, bias=False)
         self.bn = nn.BatchNorm2d(dim)
 
-    def folded(self) -> Tuple[torch.Tensor, torch.Tensor]:
+    def folded(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Weight and bias of the one depthwise conv equal to ``bn(conv(x))`` with BatchNorm's running statistics.
 
         Eval-mode BatchNorm is a per-channel affine map, ``(y - mean) * gamma / sqrt(var + eps) + beta``, so it
@@ -123,7 +124,7 @@ class ConvAttention(nn.Module):
         B, T, _ = x.shape
         return x.view(B, T, self.num_heads, -1).transpose(1, 2)  # (B, h, T, hd)
 
-    def _qkv(self, x: torch.Tensor, grid: Tuple[int, int]) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _qkv(self, x: torch.Tensor, grid: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Heads of q (B, h, T, hd) on the query grid and of k, v (B, h, T_kv, hd) on the strided key grid."""
         B, T, C = x.shape
         if self.with_cls_token:
@@ -143,20 +144,20 @@ class ConvAttention(nn.Module):
             q, k, v = torch.cat([prefix, q], dim=1), torch.cat([prefix, k], dim=1), torch.cat([prefix, v], dim=1)
         return self._heads(self.proj_q(q)), self._heads(self.proj_k(k)), self._heads(self.proj_v(v))
 
-    def key_grid(self, grid: Tuple[int, int]) -> Tuple[int, int]:
+    def key_grid(self, grid: tuple[int, int]) -> tuple[int, int]:
         """The (H_kv, W_kv) grid of the keys for queries on ``grid``: the key projection's strided convolution."""
         conv = self.conv_proj_k.conv
         size = [(g + 2 * p - d * (k - 1) - 1) // s + 1  # nn.Conv2d's output size
                 for g, k, s, p, d in zip(grid, conv.kernel_size, conv.stride, conv.padding, conv.dilation)]
         return size[0], size[1]
 
-    def attention_probs(self, x: torch.Tensor, grid: Tuple[int, int]) -> Tuple[torch.Tensor, Tuple[int, int]]:
+    def attention_probs(self, x: torch.Tensor, grid: tuple[int, int]) -> tuple[torch.Tensor, tuple[int, int]]:
         """``softmax(q k^T * scale)`` (B, h, T, T_kv) and the keys' grid, coarser than the queries' by ``stride_kv``
         (for :mod:`convvit.explain`)."""
         q, k, _ = self._qkv(x, grid)
         return ((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1), self.key_grid(grid)
 
-    def forward(self, x: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
         """(B, [1 +] H' * W', C) tokens of an H' x W' map -> (B, [1 +] H' * W', D)."""
         B = x.shape[0]
         q, k, v = self._qkv(x, grid)
@@ -195,7 +196,7 @@ class QuickGELUMlp(Mlp):
         return self.drop(out.view(shape[:-1] + (out.shape[-1],)))
 
 
-def tokens_to_map(x: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
+def tokens_to_map(x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
     """Patch tokens (B, H' * W', D) -> map (B, D, H', W')."""
     return x.transpose(1, 2).reshape(x.shape[0], -1, grid[0], grid[1])
 
@@ -257,8 +258,8 @@ class CvTStage(nn.Module):
         )
 
     def forward(
-        self, x: torch.Tensor, grid: Optional[Tuple[int, int]] = None
-    ) -> Tuple[torch.Tensor, Tuple[int, int]]:
+        self, x: torch.Tensor, grid: tuple[int, int] | None = None
+    ) -> tuple[torch.Tensor, tuple[int, int]]:
         """An image or map (B, C, H, W), or, with their ``grid``, the previous stage's tokens (B, H * W, C)."""
         if grid is not None:
             x = tokens_to_map(x, grid)  # (B, C, H, W): CvT puts its class token in the last stage only
@@ -368,9 +369,9 @@ class CvT(TokenModel):
         )
 
     # ------------------------------------------------------------------ forward
-    def _iter_blocks(self, x: torch.Tensor) -> Iterator[Tuple[torch.Tensor, int, Tuple[int, int]]]:
+    def _iter_blocks(self, x: torch.Tensor) -> Iterator[tuple[torch.Tensor, int, tuple[int, int]]]:
         """One step per stage: its tokens (B, [1 +] N, D), class token first, and its grid."""
-        grid: Optional[Tuple[int, int]] = None
+        grid: tuple[int, int] | None = None
         for stage in self.stages:
             x, grid = stage(x, grid)
             yield x, stage.num_prefix_tokens, grid
@@ -390,7 +391,7 @@ class CvT(TokenModel):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> normalised tokens of the last stage (B, [1 +] N, D), class token first."""
-        grid: Optional[Tuple[int, int]] = None
+        grid: tuple[int, int] | None = None
         for stage in self.stages:
             x, grid = stage(x, grid)
         return self.norm(x)

@@ -1,8 +1,8 @@
 """Building blocks shared by the model families: attention, MLP, drop path, activations and norms."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
-from typing import Callable, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -78,20 +78,20 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop) if proj_drop > 0 else nn.Identity()
 
-    def _qkv(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         B, N, _ = x.shape
         qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)  # (3, B, h, N, hd)
         q, k, v = qkv.unbind(0)
         return q, k, v
 
-    def attention_probs(self, x: torch.Tensor, grid: Tuple[int, int]) -> Tuple[torch.Tensor, Tuple[int, int]]:
+    def attention_probs(self, x: torch.Tensor, grid: tuple[int, int]) -> tuple[torch.Tensor, tuple[int, int]]:
         """``softmax(q k^T / sqrt(d))`` (B, h, N, N) for the block input ``x``, from the q and k that
         :meth:`forward` feeds SDPA, and the keys' grid (the queries' ``grid``): the attention contract of
         :class:`~convvit.models._base.TokenModel` (for :mod:`convvit.explain`; the forward never builds it)."""
         q, k, _ = self._qkv(x)
         return ((q * self.head_dim**-0.5) @ k.transpose(-2, -1)).softmax(dim=-1), grid
 
-    def forward(self, x: torch.Tensor, grid: Optional[Tuple[int, int]] = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, grid: tuple[int, int] | None = None) -> torch.Tensor:
         """(B, N, C) -> (B, N, C); ``grid`` (the token map's height and width) is not needed here."""
         B, N, C = x.shape
         q, k, v = self._qkv(x)
@@ -151,12 +151,12 @@ class Block(nn.Module):
         self.mlp = mlp_layer(dim, mlp_dim, act_layer=act_layer, drop=proj_drop)
         self.drop_path2 = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
-    def _forward(self, x: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
+    def _forward(self, x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
         x = x + self.drop_path1(self.attn(self.norm1(x), grid))
         x = x + self.drop_path2(self.mlp(self.norm2(x)))
         return x
 
-    def forward(self, x: torch.Tensor, grid: Tuple[int, int]) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
         """(B, T, C) -> (B, T, C). With gradient checkpointing on (and gradients needed), the block's
         activations are recomputed in the backward pass instead of kept."""
         if self.grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting():

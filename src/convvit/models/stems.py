@@ -12,7 +12,7 @@ Both map (B, C_in, H, W) -> (B, N, D) with N = (H / patch_size) * (W / patch_siz
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn

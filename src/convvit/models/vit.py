@@ -16,8 +16,9 @@ checkpoints load as they are.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Sequence
 from functools import partial
-from typing import Any, Iterator, Sequence, Tuple
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -188,7 +189,7 @@ class VisionTransformer(TokenModel):
         self._init_timm_layers()
 
     # ------------------------------------------------------------------ forward
-    def _embed(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
+    def _embed(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         """(B, C, H, W) -> tokens with position embedding (B, prefix + N, D) and the patch grid (H', W')."""
         grid = token_grid(x.shape[-2], x.shape[-1], self.img_size, self.patch_size, self.dynamic_img_size)
         x = self.patch_embed(x)  # (B, N, D)
@@ -200,7 +201,7 @@ class VisionTransformer(TokenModel):
                 x = torch.cat([cls, x], dim=1)  # (B, 1 + N, D)
         return self.pos_drop(x + self._pos_embed_for(grid)), grid
 
-    def _iter_blocks(self, x: torch.Tensor) -> Iterator[Tuple[torch.Tensor, int, Tuple[int, int]]]:
+    def _iter_blocks(self, x: torch.Tensor) -> Iterator[tuple[torch.Tensor, int, tuple[int, int]]]:
         x, grid = self._embed(x)
         for block in self.blocks:
             x = block(x, grid)

@@ -22,19 +22,33 @@ import math
 import os
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import yaml
 
 from convvit.durations import format_duration
 from convvit.sweep.engines import (
-    ENGINES, JobRunner, Resources, check_ray, check_reachable, make_engine, threads_per_trial,
+    ENGINES,
+    JobRunner,
+    Resources,
+    check_ray,
+    check_reachable,
+    make_engine,
+    threads_per_trial,
 )
 from convvit.sweep.results import DONE, MANIFEST, RESULTS, parse_results, read_manifest, write_manifest
 from convvit.sweep.space import (
-    PAPER_BATCH_SIZE, PAPER_GOOD, Range, SweepError, Trial, around, make_trials, parse_range,
+    PAPER_BATCH_SIZE,
+    PAPER_GOOD,
+    Range,
+    SweepError,
+    Trial,
+    around,
+    make_trials,
+    parse_range,
 )
 from convvit.sweep.trial import RECORD_CALLBACK, TrialJob
 from convvit.training.option_names import given_options, option_tokens

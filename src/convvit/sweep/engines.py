@@ -14,10 +14,11 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
 from convvit.signals import kept_handlers
 from convvit.sweep.results import DONE, sort_rows, write_results

@@ -13,8 +13,9 @@ import csv
 import io
 import json
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 # atomic_write_text stays importable from here for the report scripts that do
 from convvit.fileio import atomic_write_text, from_spreadsheet_safe, write_csv

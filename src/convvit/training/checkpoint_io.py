@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import contextlib
 import pickle
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from fsspec.implementations.local import LocalFileSystem
@@ -15,8 +16,8 @@ from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from safetensors import SafetensorError
 
-from convvit.errors import CheckpointError, ConvvitError, DiskFullError, disk_full_error
 from convvit.checkpoints.files import atomic_write, is_safetensors_file, load_error
+from convvit.errors import CheckpointError, ConvvitError, DiskFullError, disk_full_error
 
 __all__ = ["AtomicCheckpointIO", "explained_load_errors"]
 

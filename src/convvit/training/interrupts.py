@@ -13,8 +13,8 @@ import os
 import re
 import shlex
 import signal
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import lightning as L
 

@@ -6,7 +6,7 @@ only decides which parameters are decayed and how the learning rate moves.
 from __future__ import annotations
 
 import math
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 import torch.nn as nn

@@ -6,7 +6,7 @@ in :mod:`convvit.precision`, shared with ``convvit predict`` and ``convvit expla
 """
 from __future__ import annotations
 
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal
 
 import lightning as L
 from lightning.fabric.connector import _PRECISION_INPUT
@@ -37,7 +37,7 @@ class Trainer(L.Trainer):
     building the Trainer, with the model's multiply-adds per image.
     """
 
-    def __init__(self, *args: Any, precision: Optional[Union[_PRECISION_INPUT, Literal["auto"]]] = AUTO,
+    def __init__(self, *args: Any, precision: _PRECISION_INPUT | Literal["auto"] | None = AUTO,
                  **kwargs: Any) -> None:
         if precision == AUTO:
             precision, _ = resolve_precision(AUTO, kwargs.get("accelerator", "auto"))

@@ -8,7 +8,6 @@ model); this package adds the model-aware ones:
 * :mod:`.fit` -- fitting a state dict to a model (head reset, position-embedding resampling, in_chans);
 * :mod:`.loading` -- :func:`load_checkpoint`, :func:`convert_checkpoint`: all the layers, put together.
 """
-from convvit.errors import CheckpointError, UnsafeCheckpointError
 from convvit.checkpoints.files import (
     atomic_write,
     is_safetensors_file,
@@ -16,6 +15,7 @@ from convvit.checkpoints.files import (
     read_checkpoint_file,
     save_weights,
 )
+from convvit.errors import CheckpointError, UnsafeCheckpointError
 from convvit.models.checkpoints.loading import (
     convert_checkpoint,
     load_checkpoint,

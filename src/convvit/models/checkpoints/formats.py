@@ -7,8 +7,9 @@ turn (most specific first) and renames it by that format's rules. Nothing here n
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, TypeVar
+from typing import TypeVar
 
 __all__ = ["KeyFormat", "UNKNOWN", "register_key_format", "key_format", "detect_format", "to_convvit", "rename_keys"]
 
