@@ -16,6 +16,7 @@ _SOURCES = {
     "load_image": "images",
     "DatasetSpec": "registry", "get_dataset": "registry", "list_datasets": "registry", "register_dataset": "registry",
     "RepeatAugSampler": "samplers",
+    "Augmentation": "settings",
     "BatchTrainTransform": "transforms", "build_eval_transform": "transforms", "build_train_transform": "transforms",
 }
 

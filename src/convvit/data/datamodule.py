@@ -158,8 +158,7 @@ class ImageDataModule(L.LightningDataModule):
         self.test_split = "test"  # which split test_dataloader() serves ("test" or "val")
         self.val_split = "val"  # which split val_dataloader() serves ("val", "test" or "train-holdout")
         self.pipeline: str | None = None  # "cpu" or "device" once image-folder datasets are built
-        aug = self.augmentation
-        self.finish = BatchNormalizeErase(self.mean, self.std, aug.re_prob, aug.re_mode, aug.re_count)
+        self.finish = BatchNormalizeErase(self.mean, self.std, self.augmentation)
         self._device_pipelines: dict[bool, DevicePipeline] = {}
 
     # ------------------------------------------------------------------------------------------------ metadata
@@ -218,13 +217,8 @@ class ImageDataModule(L.LightningDataModule):
 
     def _train_transform(self, uint8: bool):
         """Normalised floats, or (``uint8``) the image before normalisation and erasing, for :attr:`finish`."""
-        h = self.hparams
-        return build_train_transform(
-            self.img_size, self.in_chans, self.mean, self.std, crop_mode=self.crop_mode, scale=h.scale,
-            ratio=h.ratio, crop_padding=h.crop_padding, hflip=h.hflip, vflip=h.vflip, color_jitter=h.color_jitter,
-            auto_augment=h.auto_augment, interpolation=h.interpolation, re_prob=h.re_prob, re_mode=h.re_mode,
-            re_count=h.re_count, uint8=uint8,
-        )
+        return build_train_transform(self.img_size, self.in_chans, self.mean, self.std, self.augmentation,
+                                     self.hparams.interpolation, uint8=uint8)
 
     @property
     def num_bad_images(self) -> int:
@@ -357,12 +351,9 @@ class ImageDataModule(L.LightningDataModule):
         h = self.hparams
         if train:
             if self.crop_mode == "padded":
-                color = build_color_transform(self.img_size, self.mean, h.color_jitter, h.auto_augment,
-                                              h.interpolation)
+                color = build_color_transform(self.img_size, self.mean, self.augmentation, h.interpolation)
                 return TensorImageDataset(images, labels, self.in_chans, batch_transform=BatchTrainTransform(
-                    self.img_size, self.mean, self.std, crop_padding=h.crop_padding, hflip=h.hflip, vflip=h.vflip,
-                    interpolation=h.interpolation, re_prob=h.re_prob, re_mode=h.re_mode, re_count=h.re_count,
-                    color=color))
+                    self.img_size, self.mean, self.std, self.augmentation, h.interpolation, color=color))
             return TensorImageDataset(images, labels, self.in_chans, transform=self.train_transform)
         if self.crop_pct == 1.0:
             return TensorImageDataset(images, labels, self.in_chans, batch_transform=BatchEvalTransform(
@@ -394,10 +385,8 @@ class ImageDataModule(L.LightningDataModule):
 
     def _device_pipeline(self, train: bool) -> DevicePipeline:
         if train not in self._device_pipelines:
-            h = self.hparams
-            self._device_pipelines[train] = DevicePipeline(
-                self.img_size, train, self.mean, scale=h.scale, ratio=h.ratio, hflip=h.hflip, vflip=h.vflip,
-                auto_augment=h.auto_augment, crop_pct=self.crop_pct, interpolation=h.interpolation)
+            self._device_pipelines[train] = DevicePipeline(self.img_size, train, self.mean, self.augmentation,
+                                                           self.crop_pct, self.hparams.interpolation)
         return self._device_pipelines[train]
 
     def _device(self) -> torch.device:
