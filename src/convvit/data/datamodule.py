@@ -16,19 +16,30 @@ from lightning.pytorch.utilities import rank_zero_warn
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torch.utils.data import DataLoader, Dataset
 
+from convvit.data import settings as data_settings
 from convvit.data.datasets import ImageFileDataset, SkipNoneCollate, TensorImageDataset, make_synthetic
-from convvit.data.device_pipeline import DevicePipeline, EncodedBatch, EncodedFileDataset, collate_encoded, decode_images
+from convvit.data.device_pipeline import (
+    DevicePipeline,
+    EncodedBatch,
+    EncodedFileDataset,
+    collate_encoded,
+    decode_images,
+)
 from convvit.data.readers import find_image_classes, scan_image_folder
 from convvit.data.registry import DatasetSpec, get_dataset
 from convvit.data.samplers import RepeatAugSampler
-from convvit.data import settings as data_settings
 from convvit.data.settings import Augmentation, DatasetSettings, Input, Loading
-from convvit.settings import init_signature, settings_doc, split_settings
 from convvit.data.transforms import (
-    BatchEvalTransform, BatchNormalizeErase, BatchTrainTransform, build_color_transform, build_eval_transform, build_train_transform,
+    BatchEvalTransform,
+    BatchNormalizeErase,
+    BatchTrainTransform,
+    build_color_transform,
+    build_eval_transform,
+    build_train_transform,
     default_crop_pct,
     resolve_crop_mode,
 )
+from convvit.settings import init_signature, settings_doc, split_settings
 
 __all__ = ["ImageDataModule"]
 
@@ -121,10 +132,10 @@ class ImageDataModule(L.LightningDataModule):
         del settings["self"]
         self.save_hyperparameters(settings)
         groups = split_settings(data_settings.DATA_GROUPS, settings)  # read when called: a test may add a group
-        data, given, loading = groups[DatasetSettings], groups[Input], groups[Loading]
+        source, model_input, loading = groups[DatasetSettings], groups[Input], groups[Loading]
         self.augmentation: Augmentation = groups[Augmentation]
-        dataset, path, val_fraction = data.dataset, data.path, data.val_fraction
-        img_size, in_chans, mean, std = given.img_size, given.in_chans, given.mean, given.std
+        dataset, path, val_fraction = source.dataset, source.path, source.val_fraction
+        img_size, in_chans, mean, std = model_input.img_size, model_input.in_chans, model_input.mean, model_input.std
         self.spec = get_dataset(dataset)
         self.dataset = self.spec.name
         self.img_size = int(img_size or self.spec.img_size)
@@ -147,7 +158,7 @@ class ImageDataModule(L.LightningDataModule):
             raise ValueError(f"batch_size must be >= 1 and num_workers >= 0, got {loading.batch_size} and "
                              f"{loading.num_workers}")
         self.crop_mode = resolve_crop_mode(self.img_size, self.augmentation.crop_mode)
-        self.crop_pct = default_crop_pct(self.img_size) if given.crop_pct is None else float(given.crop_pct)
+        self.crop_pct = default_crop_pct(self.img_size) if model_input.crop_pct is None else float(model_input.crop_pct)
         if self.spec.kind == "folder" and path is None:
             raise ValueError(f"dataset '{self.dataset}' needs a path. Fix: --data.path ROOT (ROOT/train/CLASS/*.jpg, "
                              "ROOT/val/CLASS/*.jpg).")
@@ -371,16 +382,16 @@ class ImageDataModule(L.LightningDataModule):
     # ------------------------------------------------------------------------------------------------ pipelines
     def _device_pipeline_unsupported(self) -> str | None:
         """Why the device pipeline cannot run these options (None when it can)."""
-        h = self.hparams
+        aug = self.augmentation
         if self.crop_mode != "resized":
             return f"crop_mode '{self.crop_mode}' (it does the resized crop only)"
-        if h.color_jitter:
+        if aug.color_jitter:
             return "color_jitter (it has no colour jitter; use auto_augment)"
-        if h.auto_augment:
+        if aug.auto_augment:
             try:
                 self._device_pipeline(train=True)  # builds the batched auto-augment, which refuses what it lacks
             except ValueError as e:
-                return f"auto_augment '{h.auto_augment}' ({e})"
+                return f"auto_augment '{aug.auto_augment}' ({e})"
         return None
 
     def _device_pipeline(self, train: bool) -> DevicePipeline:
