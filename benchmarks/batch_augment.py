@@ -24,6 +24,7 @@ import torch
 from PIL import Image
 
 from convvit.data.batch_augment import build_batch_auto_augment
+from convvit.data.settings import Augmentation
 from convvit.data.transforms import build_color_transform
 
 MEAN = (0.485, 0.456, 0.406)
@@ -89,7 +90,7 @@ def main(argv=None) -> None:
 
     rows = []
     for config in args.configs:
-        timm_tf = build_color_transform(args.img_size, MEAN, auto_augment=config, interpolation="bicubic")
+        timm_tf = build_color_transform(args.img_size, MEAN, Augmentation(auto_augment=config), "bicubic")
         batched = build_batch_auto_augment(config, MEAN, interpolation="bicubic")
         generator = torch.Generator().manual_seed(0)
         t_timm, t_batch = timed_alternately([lambda tf=timm_tf: [tf(img) for img in pil_images],

@@ -7,6 +7,7 @@ from PIL import Image
 
 from convvit.data import BatchTrainTransform, build_eval_transform, build_train_transform
 from convvit.data.datasets import rgb_to_luma
+from convvit.data.settings import Augmentation
 from convvit.data.transforms import BatchEvalTransform, build_color_transform, resolve_crop_mode
 
 MEAN3, STD3 = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
@@ -47,15 +48,15 @@ def test_eval_transform_large_center_crops():
 @pytest.mark.parametrize("in_chans,crop_mode", [(1, "padded"), (3, "padded"), (3, "resized"), (1, "resized")])
 def test_train_transform_shapes(aa, in_chans, crop_mode):
     mean, std = (MEAN3, STD3) if in_chans == 3 else ((0.5,), (0.25,))
-    tf = build_train_transform(32, in_chans, mean, std, crop_mode=crop_mode, auto_augment=aa, re_prob=0.5,
-                               color_jitter=0.4)
+    tf = build_train_transform(32, in_chans, mean, std, Augmentation(crop_mode=crop_mode, auto_augment=aa,
+                                                                     re_prob=0.5, color_jitter=0.4))
     for seed in range(3):
         out = tf(rand_image((36, 30), "RGB", seed))
         assert out.shape == (in_chans, 32, 32) and torch.isfinite(out).all()
 
 
 def test_train_transform_uses_timm_parts():
-    tf = build_train_transform(224, 3, MEAN3, STD3, auto_augment="rand-m9-mstd0.5-inc1", re_prob=0.25)
+    tf = build_train_transform(224, 3, MEAN3, STD3, Augmentation(auto_augment="rand-m9-mstd0.5-inc1", re_prob=0.25))
     names = [type(t).__name__ for t in tf.transforms]
     assert "RandomResizedCropAndInterpolation" in names and "RandAugment" in names and "RandomErasing" in names
     assert "ColorJitter" not in names  # timm disables color jitter under auto_augment
@@ -72,14 +73,14 @@ def test_train_transform_builds_timms_pipeline_once(monkeypatch):
     calls = []
     real = transforms.create_transform
     monkeypatch.setattr(transforms, "create_transform", lambda *a, **k: calls.append(k) or real(*a, **k))
-    tf = build_train_transform(32, 3, MEAN3, STD3, auto_augment="rand-m10-n8-inc1")
+    tf = build_train_transform(32, 3, MEAN3, STD3, Augmentation(auto_augment="rand-m10-n8-inc1"))
     assert len(calls) == 1 and "RandAugment" in [type(t).__name__ for t in tf.transforms]
 
 
 @pytest.mark.parametrize("aa", ["rand-m10-n8-inc1", "augmix-m10-w4-d3", "v0", "original"])
 def test_auto_augment_max_magnitude_posterize(aa):
     # posterize to 0 bits at m=10 ('inc1'): Pillow >= 13 raises unless convvit routes it to a black image
-    tf = build_train_transform(32, 3, MEAN3, STD3, auto_augment=aa)
+    tf = build_train_transform(32, 3, MEAN3, STD3, Augmentation(auto_augment=aa))
     for seed in range(40):
         assert tf(rand_image((32, 32), "RGB", seed)).shape == (3, 32, 32)
 
@@ -88,7 +89,8 @@ def test_batch_train_transform_is_a_padded_crop_and_flip():
     torch.manual_seed(0)
     p, n = 2, 400
     x = torch.randint(0, 256, (n, 1, 6, 6), dtype=torch.uint8)
-    out = BatchTrainTransform(6, (0.0,), (1 / 255,), crop_padding=p, hflip=0.5)(x)  # normalise = identity * 1
+    # normalise = identity * 1
+    out = BatchTrainTransform(6, (0.0,), (1 / 255,), Augmentation(crop_padding=p, hflip=0.5))(x)
     padded = torch.nn.functional.pad(x.float(), (p, p, p, p))
     seen, flips = set(), 0
     for i in range(n):
@@ -103,9 +105,9 @@ def test_batch_train_transform_is_a_padded_crop_and_flip():
 
 def test_batch_transforms_match_per_image_pipeline_without_randomness():
     x = torch.randint(0, 256, (4, 3, 28, 28), dtype=torch.uint8)
-    batch = BatchTrainTransform(28, MEAN3, STD3, crop_padding=0, hflip=0.0)(x)
+    batch = BatchTrainTransform(28, MEAN3, STD3, Augmentation(crop_padding=0, hflip=0.0))(x)
     evals = BatchEvalTransform(28, MEAN3, STD3)(x)
-    per_image = build_train_transform(28, 3, MEAN3, STD3, crop_padding=0, hflip=0.0)
+    per_image = build_train_transform(28, 3, MEAN3, STD3, Augmentation(crop_padding=0, hflip=0.0))
     eval_tf = build_eval_transform(28, 3, MEAN3, STD3)
     for i in range(4):
         img = Image.fromarray(x[i].permute(1, 2, 0).numpy())
@@ -118,16 +120,17 @@ def test_batch_transform_with_randaugment_equals_per_image(in_chans):
     # crop/flip off, so both pipelines draw the same python/numpy random numbers for RandAugment, in order
     mean, std = (MEAN3, STD3) if in_chans == 3 else ((0.3,), (0.3,))
     x = torch.randint(0, 256, (6, in_chans, 20, 20), dtype=torch.uint8)
-    kw = dict(crop_padding=0, hflip=0.0)
-    color = build_color_transform(20, mean, auto_augment="rand-m9-mstd0.5-inc1")
+    plain = Augmentation(crop_padding=0, hflip=0.0)
+    randaugment = Augmentation(crop_padding=0, hflip=0.0, auto_augment="rand-m9-mstd0.5-inc1")
+    color = build_color_transform(20, mean, randaugment)
     random.seed(3), np.random.seed(3)
-    batch = BatchTrainTransform(20, mean, std, color=color, **kw)(x)
-    per_image = build_train_transform(20, in_chans, mean, std, auto_augment="rand-m9-mstd0.5-inc1", **kw)
+    batch = BatchTrainTransform(20, mean, std, plain, color=color)(x)
+    per_image = build_train_transform(20, in_chans, mean, std, randaugment)
     random.seed(3), np.random.seed(3)
     for i in range(6):
         img = Image.fromarray(x[i].permute(1, 2, 0).squeeze(-1).numpy())
         torch.testing.assert_close(batch[i], per_image(img))
-    assert not torch.allclose(batch, BatchTrainTransform(20, mean, std, **kw)(x))  # RandAugment did something
+    assert not torch.allclose(batch, BatchTrainTransform(20, mean, std, plain)(x))  # RandAugment did something
 
 
 def test_batch_resize_close_to_pil():
@@ -140,7 +143,7 @@ def test_batch_resize_close_to_pil():
 
 def test_batch_random_erasing_changes_some_images():
     x = torch.full((64, 3, 16, 16), 128, dtype=torch.uint8)
-    out = BatchTrainTransform(16, MEAN3, STD3, crop_padding=0, hflip=0.0, re_prob=0.5)(x)
+    out = BatchTrainTransform(16, MEAN3, STD3, Augmentation(crop_padding=0, hflip=0.0, re_prob=0.5))(x)
     erased = (out != out[:, :, :1, :1]).flatten(1).any(1).float().mean().item()
     assert 0.25 < erased < 0.75
 

@@ -8,9 +8,16 @@ import pytest
 import torch
 from conftest import TINY
 
+import yaml
+
+from convvit import settings as convvit_settings
 from convvit.cli import main
+from convvit.data import ImageDataModule
+from convvit.data import settings as data_settings
+from convvit.data.datamodule import data_signature
 from convvit.training import settings
 from convvit.training.module import ImageClassifier, model_signature
+from convvit.training.option_names import unknown_option
 from convvit.training.settings import TRAINING_ONLY, setting
 
 
@@ -58,3 +65,54 @@ def test_a_new_training_only_setting_needs_only_its_field(new_settings, trained_
     capsys.readouterr()
     assert main([*evaluate, "--model.new_fixed", "2.0"]) == 1
     assert "--model.new_fixed 2 conflicts with the checkpoint being evaluated" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------------ the data module
+@dataclasses.dataclass
+class _NewDataSettings:  # as above, for --data.*
+    new_data_training_only: float = setting(0.0, doc="a data setting that only shapes training.",
+                                            policy=TRAINING_ONLY)
+    new_data_fixed: float = setting(0.0, doc="a data setting a checkpoint fixes.")
+
+
+@pytest.fixture
+def new_data_settings(monkeypatch):
+    monkeypatch.setattr(data_settings, "DATA_GROUPS", (*data_settings.DATA_GROUPS, _NewDataSettings))
+    monkeypatch.setattr(ImageDataModule.__init__, "__signature__", data_signature())
+
+
+def test_every_data_option_is_one_field_and_the_checkpoint_keeps_them_flat():
+    names = [p for p in inspect.signature(ImageDataModule.__init__).parameters if p != "self"]
+    assert names == data_settings.data_setting_names() and names[:2] == ["dataset", "path"]
+    dm = ImageDataModule("synthetic", None, img_size=16, re_prob=0.25)
+    assert set(dm.hparams) == set(names) and dm.hparams["re_prob"] == 0.25 and dm.augmentation.re_prob == 0.25
+    with pytest.raises(TypeError, match="batchsize"):
+        ImageDataModule(batchsize=8)
+
+
+def test_data_policies_are_read_off_the_fields():
+    fixed = {"img_size", "in_chans", "mean", "std", "crop_pct", "interpolation"}
+    assert set(convvit_settings.fixed_by_checkpoint(data_settings.DATA_GROUPS)) == fixed
+    # nothing else about the data was held to a checkpoint before the groups, and nothing is now
+    assert set(convvit_settings.exempt_from_checkpoint(data_settings.DATA_GROUPS, evaluating=False)) == set(
+        data_settings.data_setting_names())
+
+
+def test_a_new_data_setting_needs_only_its_field(new_data_settings, trained_run, tmp_path, capsys):
+    assert unknown_option(["--data.new_data_fixed", "1"]) is None  # the fast check knows it
+    assert "did you mean --data.new_data_fixed" in unknown_option(["--data.new_data_fixd", "1"])
+    assert ImageDataModule("synthetic", new_data_fixed=1.0).hparams["new_data_fixed"] == 1.0
+    ckpt = torch.load(trained_run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    ckpt["datamodule_hyper_parameters"].update(new_data_training_only=1.0, new_data_fixed=1.0)
+    path = tmp_path / "with_new_data_settings.ckpt"
+    torch.save(ckpt, path)
+    evaluate = ["test", *TINY, "--ckpt_path", str(path), "--trainer.default_root_dir", str(tmp_path / "runs")]
+    assert main([*evaluate, "--data.new_data_training_only", "2.0"]) == 0  # ignored by evaluation
+    (config,) = (tmp_path / "runs").rglob("config.yaml")
+    assert yaml.safe_load(config.read_text())["data"]["new_data_fixed"] == 1.0  # the checkpoint's, not the default
+    capsys.readouterr()
+    assert main([*evaluate, "--data.new_data_fixed", "2.0"]) == 1
+    assert "--data.new_data_fixed 2 conflicts with the checkpoint being evaluated" in capsys.readouterr().err
+    resume = ["fit", *TINY, "--ckpt_path", str(path), "--trainer.default_root_dir", str(tmp_path / "runs")]
+    assert main([*resume, "--data.new_data_training_only", "2.0"]) == 1
+    assert "--data.new_data_training_only 2 conflicts with the checkpoint being resumed" in capsys.readouterr().err

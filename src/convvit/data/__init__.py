@@ -1,14 +1,34 @@
 """Data for convvit: a registry of datasets (image folders, Fashion-MNIST, CIFAR-10/100, synthetic), one
-LightningDataModule over them, plus the image loading and transforms that prediction uses."""
-from convvit.data.datamodule import ImageDataModule
-from convvit.data.datasets import ImageFileDataset, TensorImageDataset, make_synthetic
-from convvit.data.images import IMG_EXTENSIONS, BadImageError, convert_image, list_images, load_image
-from convvit.data.registry import DatasetSpec, get_dataset, list_datasets, register_dataset
-from convvit.data.samplers import RepeatAugSampler
-from convvit.data.transforms import BatchTrainTransform, build_eval_transform, build_train_transform
+LightningDataModule over them, plus the image loading and transforms that prediction uses.
 
-__all__ = [
-    "IMG_EXTENSIONS", "BadImageError", "BatchTrainTransform", "DatasetSpec", "ImageDataModule", "ImageFileDataset",
-    "RepeatAugSampler", "TensorImageDataset", "build_eval_transform", "build_train_transform", "convert_image",
-    "get_dataset", "list_datasets", "list_images", "load_image", "make_synthetic", "register_dataset",
-]
+The names below load on first use (PEP 562), so that :mod:`convvit.data.settings` (standard library only) can be
+read by the fast option check without importing torch.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_SOURCES = {
+    "ImageDataModule": "datamodule",
+    "ImageFileDataset": "datasets", "TensorImageDataset": "datasets", "make_synthetic": "datasets",
+    "IMG_EXTENSIONS": "images", "BadImageError": "images", "convert_image": "images", "list_images": "images",
+    "load_image": "images",
+    "DatasetSpec": "registry", "get_dataset": "registry", "list_datasets": "registry", "register_dataset": "registry",
+    "RepeatAugSampler": "samplers",
+    "Augmentation": "settings",
+    "BatchTrainTransform": "transforms", "build_eval_transform": "transforms", "build_train_transform": "transforms",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SOURCES:
+        return getattr(importlib.import_module(f"convvit.data.{_SOURCES[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_SOURCES])
+
+
+__all__ = sorted(_SOURCES)

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 import signal
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
@@ -14,16 +16,30 @@ from lightning.pytorch.utilities import rank_zero_warn
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torch.utils.data import DataLoader, Dataset
 
+from convvit.data import settings as data_settings
 from convvit.data.datasets import ImageFileDataset, SkipNoneCollate, TensorImageDataset, make_synthetic
-from convvit.data.device_pipeline import DevicePipeline, EncodedBatch, EncodedFileDataset, collate_encoded, decode_images
+from convvit.data.device_pipeline import (
+    DevicePipeline,
+    EncodedBatch,
+    EncodedFileDataset,
+    collate_encoded,
+    decode_images,
+)
 from convvit.data.readers import find_image_classes, scan_image_folder
 from convvit.data.registry import DatasetSpec, get_dataset
 from convvit.data.samplers import RepeatAugSampler
+from convvit.data.settings import Augmentation, DatasetSettings, Input, Loading
 from convvit.data.transforms import (
-    BatchEvalTransform, BatchNormalizeErase, BatchTrainTransform, build_color_transform, build_eval_transform, build_train_transform,
+    BatchEvalTransform,
+    BatchNormalizeErase,
+    BatchTrainTransform,
+    build_color_transform,
+    build_eval_transform,
+    build_train_transform,
     default_crop_pct,
     resolve_crop_mode,
 )
+from convvit.settings import init_signature, settings_doc, split_settings
 
 __all__ = ["ImageDataModule"]
 
@@ -96,46 +112,30 @@ class ImageDataModule(L.LightningDataModule):
 
     Unreadable images raise an error naming the file; with ``skip_bad_images`` they are skipped, logged, and
     counted in :attr:`num_bad_images` (replaced by the next readable image in training, dropped in evaluation).
+
+    Settings (``--data.KEY``, also keyword arguments here) are the fields of the groups in
+    :mod:`convvit.data.settings` (dataset, input, augmentation, loading), each declared there once with its resume
+    policy. Unknown settings raise TypeError.
+
+    Args:
+{settings}
     """
 
-    def __init__(
-            self,
-            dataset: str = "fashion_mnist",
-            path: str | None = None,
-            batch_size: int = 128,
-            num_workers: int = 2,
-            img_size: int | None = None,
-            in_chans: int | None = None,
-            mean: tuple[float, ...] | None = None,
-            std: tuple[float, ...] | None = None,
-            auto_augment: str | None = None,
-            hflip: float = 0.5,
-            vflip: float = 0.0,
-            crop_mode: str | None = None,
-            scale: tuple[float, float] = (0.08, 1.0),
-            ratio: tuple[float, float] = (3 / 4, 4 / 3),
-            crop_padding: int = 4,
-            color_jitter: float | tuple[float, ...] | None = None,
-            interpolation: str = "bicubic",
-            crop_pct: float | None = None,
-            re_prob: float = 0.0,
-            re_mode: str = "pixel",
-            re_count: int = 1,
-            repeated_aug: int = 0,
-            skip_bad_images: bool = False,
-            download: bool = False,
-            val_fraction: float = 0.0,
-            synthetic_num_classes: int = 10,
-            synthetic_size: int = 512,
-            seed: int = 0,
-            eval_batch_size: int | None = None,
-            pin_memory: bool | None = None,
-            persistent_workers: bool = True,
-            pipeline: str = "auto",
-    ):
+    def __init__(self, *args: Any, **settings: Any) -> None:
         """See the class docstring. Raises ValueError/FileNotFoundError for bad settings, naming the fix."""
-        super().__init__()
-        self.save_hyperparameters()
+        # not super(), as in ImageClassifier: Lightning's save_hyperparameters reads the arguments of an __init__
+        # that uses it from its frame by the signature's names, which here are generated (data_signature)
+        L.LightningDataModule.__init__(self)
+        bound = inspect.signature(ImageDataModule.__init__).bind(self, *args, **settings)
+        bound.apply_defaults()
+        settings = dict(bound.arguments)
+        del settings["self"]
+        self.save_hyperparameters(settings)
+        groups = split_settings(data_settings.DATA_GROUPS, settings)  # read when called: a test may add a group
+        source, model_input, loading = groups[DatasetSettings], groups[Input], groups[Loading]
+        self.augmentation: Augmentation = groups[Augmentation]
+        dataset, path, val_fraction = source.dataset, source.path, source.val_fraction
+        img_size, in_chans, mean, std = model_input.img_size, model_input.in_chans, model_input.mean, model_input.std
         self.spec = get_dataset(dataset)
         self.dataset = self.spec.name
         self.img_size = int(img_size or self.spec.img_size)
@@ -152,12 +152,13 @@ class ImageDataModule(L.LightningDataModule):
             )
         if not 0.0 <= val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
-        if pipeline not in PIPELINES:
-            raise ValueError(f"unknown pipeline '{pipeline}'; valid: {', '.join(PIPELINES)}")
-        if batch_size < 1 or num_workers < 0:
-            raise ValueError(f"batch_size must be >= 1 and num_workers >= 0, got {batch_size} and {num_workers}")
-        self.crop_mode = resolve_crop_mode(self.img_size, crop_mode)
-        self.crop_pct = default_crop_pct(self.img_size) if crop_pct is None else float(crop_pct)
+        if loading.pipeline not in PIPELINES:
+            raise ValueError(f"unknown pipeline '{loading.pipeline}'; valid: {', '.join(PIPELINES)}")
+        if loading.batch_size < 1 or loading.num_workers < 0:
+            raise ValueError(f"batch_size must be >= 1 and num_workers >= 0, got {loading.batch_size} and "
+                             f"{loading.num_workers}")
+        self.crop_mode = resolve_crop_mode(self.img_size, self.augmentation.crop_mode)
+        self.crop_pct = default_crop_pct(self.img_size) if model_input.crop_pct is None else float(model_input.crop_pct)
         if self.spec.kind == "folder" and path is None:
             raise ValueError(f"dataset '{self.dataset}' needs a path. Fix: --data.path ROOT (ROOT/train/CLASS/*.jpg, "
                              "ROOT/val/CLASS/*.jpg).")
@@ -168,7 +169,7 @@ class ImageDataModule(L.LightningDataModule):
         self.test_split = "test"  # which split test_dataloader() serves ("test" or "val")
         self.val_split = "val"  # which split val_dataloader() serves ("val", "test" or "train-holdout")
         self.pipeline: str | None = None  # "cpu" or "device" once image-folder datasets are built
-        self.finish = BatchNormalizeErase(self.mean, self.std, re_prob, re_mode, re_count)
+        self.finish = BatchNormalizeErase(self.mean, self.std, self.augmentation)
         self._device_pipelines: dict[bool, DevicePipeline] = {}
 
     # ------------------------------------------------------------------------------------------------ metadata
@@ -227,13 +228,8 @@ class ImageDataModule(L.LightningDataModule):
 
     def _train_transform(self, uint8: bool):
         """Normalised floats, or (``uint8``) the image before normalisation and erasing, for :attr:`finish`."""
-        h = self.hparams
-        return build_train_transform(
-            self.img_size, self.in_chans, self.mean, self.std, crop_mode=self.crop_mode, scale=h.scale,
-            ratio=h.ratio, crop_padding=h.crop_padding, hflip=h.hflip, vflip=h.vflip, color_jitter=h.color_jitter,
-            auto_augment=h.auto_augment, interpolation=h.interpolation, re_prob=h.re_prob, re_mode=h.re_mode,
-            re_count=h.re_count, uint8=uint8,
-        )
+        return build_train_transform(self.img_size, self.in_chans, self.mean, self.std, self.augmentation,
+                                     self.hparams.interpolation, uint8=uint8)
 
     @property
     def num_bad_images(self) -> int:
@@ -366,12 +362,9 @@ class ImageDataModule(L.LightningDataModule):
         h = self.hparams
         if train:
             if self.crop_mode == "padded":
-                color = build_color_transform(self.img_size, self.mean, h.color_jitter, h.auto_augment,
-                                              h.interpolation)
+                color = build_color_transform(self.img_size, self.mean, self.augmentation, h.interpolation)
                 return TensorImageDataset(images, labels, self.in_chans, batch_transform=BatchTrainTransform(
-                    self.img_size, self.mean, self.std, crop_padding=h.crop_padding, hflip=h.hflip, vflip=h.vflip,
-                    interpolation=h.interpolation, re_prob=h.re_prob, re_mode=h.re_mode, re_count=h.re_count,
-                    color=color))
+                    self.img_size, self.mean, self.std, self.augmentation, h.interpolation, color=color))
             return TensorImageDataset(images, labels, self.in_chans, transform=self.train_transform)
         if self.crop_pct == 1.0:
             return TensorImageDataset(images, labels, self.in_chans, batch_transform=BatchEvalTransform(
@@ -389,24 +382,22 @@ class ImageDataModule(L.LightningDataModule):
     # ------------------------------------------------------------------------------------------------ pipelines
     def _device_pipeline_unsupported(self) -> str | None:
         """Why the device pipeline cannot run these options (None when it can)."""
-        h = self.hparams
+        aug = self.augmentation
         if self.crop_mode != "resized":
             return f"crop_mode '{self.crop_mode}' (it does the resized crop only)"
-        if h.color_jitter:
+        if aug.color_jitter:
             return "color_jitter (it has no colour jitter; use auto_augment)"
-        if h.auto_augment:
+        if aug.auto_augment:
             try:
                 self._device_pipeline(train=True)  # builds the batched auto-augment, which refuses what it lacks
             except ValueError as e:
-                return f"auto_augment '{h.auto_augment}' ({e})"
+                return f"auto_augment '{aug.auto_augment}' ({e})"
         return None
 
     def _device_pipeline(self, train: bool) -> DevicePipeline:
         if train not in self._device_pipelines:
-            h = self.hparams
-            self._device_pipelines[train] = DevicePipeline(
-                self.img_size, train, self.mean, scale=h.scale, ratio=h.ratio, hflip=h.hflip, vflip=h.vflip,
-                auto_augment=h.auto_augment, crop_pct=self.crop_pct, interpolation=h.interpolation)
+            self._device_pipelines[train] = DevicePipeline(self.img_size, train, self.mean, self.augmentation,
+                                                           self.crop_pct, self.hparams.interpolation)
         return self._device_pipelines[train]
 
     def _device(self) -> torch.device:
@@ -538,3 +529,13 @@ class ImageDataModule(L.LightningDataModule):
                 f"in_chans={self.in_chans}, batch_size={self.hparams.batch_size})")
 
     __str__ = __repr__
+    # the fields' help, for --help
+    __doc__ = __doc__.format(settings=settings_doc(data_settings.DATA_GROUPS, indent=" " * 8))
+
+
+def data_signature() -> inspect.Signature:
+    """ImageDataModule's parameters, the ``--data.KEY`` options: one per settings field."""
+    return init_signature(data_settings.DATA_GROUPS)
+
+
+ImageDataModule.__init__.__signature__ = data_signature()

@@ -30,6 +30,7 @@ from torchvision.ops import roi_align
 from convvit.data.datasets import ImageFileDataset
 from convvit.data.images import BadImageError, load_image
 from convvit.data.jpeg_header import read_jpeg_header
+from convvit.data.settings import Augmentation
 
 __all__ = [
     "DevicePipeline", "EncodedBatch", "EncodedFileDataset", "center_crop_boxes", "collate_encoded", "crop_resize",
@@ -235,29 +236,27 @@ def crop_resize(images: list[torch.Tensor], boxes: torch.Tensor, out_size: int) 
 # ------------------------------------------------------------------------------------------------ pipeline
 class DevicePipeline:
     """Decoded images (a list of uint8 ``(C, H, W)`` tensors on one device) -> a uint8 ``(B, C, S, S)`` batch:
-    for training, timm's RandomResizedCrop, flips and auto-augment; for evaluation, resize + centre crop.
-    Normalisation and erasing follow in :class:`convvit.data.transforms.BatchNormalizeErase`."""
+    for training, timm's RandomResizedCrop, flips and auto-augment of ``augmentation`` (its scale, ratio, hflip,
+    vflip, auto_augment); for evaluation, resize + centre crop. Normalisation and erasing follow in
+    :class:`convvit.data.transforms.BatchNormalizeErase`."""
 
     def __init__(
             self,
             img_size: int,
             train: bool,
             mean: Sequence[float],
-            scale: Sequence[float] = (0.08, 1.0),
-            ratio: Sequence[float] = (3 / 4, 4 / 3),
-            hflip: float = 0.5,
-            vflip: float = 0.0,
-            auto_augment: str | None = None,
+            augmentation: Augmentation | None = None,
             crop_pct: float = 0.875,
             interpolation: str = "bicubic",
     ):
+        aug = augmentation or Augmentation()
         self.img_size, self.train, self.crop_pct = img_size, train, crop_pct
-        self.scale, self.ratio, self.hflip, self.vflip = tuple(scale), tuple(ratio), hflip, vflip
+        self.scale, self.ratio, self.hflip, self.vflip = tuple(aug.scale), tuple(aug.ratio), aug.hflip, aug.vflip
         self.auto_augment = None
-        if train and auto_augment:
+        if train and aug.auto_augment:
             from convvit.data.batch_augment import build_batch_auto_augment
 
-            self.auto_augment = build_batch_auto_augment(auto_augment, mean, interpolation)
+            self.auto_augment = build_batch_auto_augment(aug.auto_augment, mean, interpolation)
 
     def __call__(self, images: list[torch.Tensor]) -> torch.Tensor:
         sizes = torch.tensor([img.shape[-2:] for img in images], dtype=torch.long).view(-1, 2)

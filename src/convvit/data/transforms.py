@@ -25,6 +25,7 @@ from timm.data.transforms import str_to_interp_mode
 from torchvision import transforms
 
 from convvit.data.images import convert_image
+from convvit.data.settings import Augmentation
 
 __all__ = [
     "BatchEvalTransform", "BatchNormalizeErase", "BatchTrainTransform", "ConvertImage", "build_color_transform", "build_eval_transform",
@@ -86,14 +87,14 @@ def _fix_posterize(transform) -> None:
 def build_color_transform(
         img_size: int,
         mean: Sequence[float],
-        color_jitter: float | Sequence[float] | None = None,
-        auto_augment: str | None = None,
+        augmentation: Augmentation | None = None,
         interpolation: str = "bicubic",
 ) -> Callable[[Image.Image], Image.Image] | None:
-    """timm's per-image PIL stage that follows the crop: auto_augment (RandAugment/AutoAugment/AugMix) or
-    color jitter (off while auto_augment is set, as in timm). None when there is nothing to do."""
+    """timm's per-image PIL stage that follows the crop: ``augmentation.auto_augment`` (RandAugment/AutoAugment/
+    AugMix) or its color jitter (off while auto_augment is set, as in timm). None when there is nothing to do."""
+    aug = augmentation or Augmentation()
     _, secondary, _ = create_transform(
-        img_size, is_training=True, color_jitter=color_jitter, auto_augment=auto_augment,
+        img_size, is_training=True, color_jitter=aug.color_jitter, auto_augment=aug.auto_augment,
         interpolation=interpolation, mean=mean, separate=True,
     )
     return _color_stage(secondary)
@@ -111,45 +112,38 @@ def build_train_transform(
         in_chans: int,
         mean: Sequence[float],
         std: Sequence[float],
-        crop_mode: str | None = None,
-        scale: tuple[float, float] = (0.08, 1.0),
-        ratio: tuple[float, float] = (3 / 4, 4 / 3),
-        crop_padding: int = 4,
-        hflip: float = 0.5,
-        vflip: float = 0.0,
-        color_jitter: float | Sequence[float] | None = None,
-        auto_augment: str | None = None,
+        augmentation: Augmentation | None = None,
         interpolation: str = "bicubic",
-        re_prob: float = 0.0,
-        re_mode: str = "pixel",
-        re_count: int = 1,
         uint8: bool = False,
 ) -> Callable[[Image.Image], torch.Tensor]:
-    """Training transform: PIL image (any mode) -> normalised float tensor (in_chans, img_size, img_size).
+    """Training transform: PIL image (any mode) -> normalised float tensor (in_chans, img_size, img_size), with
+    the crop, flips, colour stage and random erasing of ``augmentation`` (default: :class:`Augmentation`'s).
 
     With ``uint8`` it stops before normalisation and random erasing and returns the uint8 tensor, for
     :class:`BatchNormalizeErase` to finish a batch at a time in the training process (timm's prefetcher split).
 
-    ``auto_augment`` takes timm's strings: 'rand-m9-mstd0.5-inc1' (RandAugment), 'augmix-m5-w4-d2' (AugMix),
-    'original' / 'v0' / 'v0r' / '3a' (AutoAugment policies). Color jitter is off while auto_augment is set,
-    as in timm.
+    ``augmentation.auto_augment`` takes timm's strings: 'rand-m9-mstd0.5-inc1' (RandAugment), 'augmix-m5-w4-d2'
+    (AugMix), 'original' / 'v0' / 'v0r' / '3a' (AutoAugment policies). Color jitter is off while auto_augment is
+    set, as in timm.
     """
     _check_stats(in_chans, mean, std)
-    crop_mode = resolve_crop_mode(img_size, crop_mode)
+    aug = augmentation or Augmentation()
+    crop_mode = resolve_crop_mode(img_size, aug.crop_mode)
     # timm builds the colour/augment and tensor stages; the crop stage is timm's too unless padded.
     primary, secondary, final = create_transform(
-        (in_chans, img_size, img_size), is_training=True, scale=scale, ratio=ratio, hflip=hflip, vflip=vflip,
-        color_jitter=color_jitter, auto_augment=auto_augment, interpolation=interpolation, mean=mean, std=std,
-        re_prob=re_prob, re_mode=re_mode, re_count=re_count, separate=True, use_prefetcher=uint8,
+        (in_chans, img_size, img_size), is_training=True, scale=aug.scale, ratio=aug.ratio, hflip=aug.hflip,
+        vflip=aug.vflip, color_jitter=aug.color_jitter, auto_augment=aug.auto_augment, interpolation=interpolation,
+        mean=mean, std=std, re_prob=aug.re_prob, re_mode=aug.re_mode, re_count=aug.re_count, separate=True,
+        use_prefetcher=uint8,
     )
     secondary = _color_stage(secondary)
     if crop_mode == "padded":
         primary = [
             transforms.Resize(img_size, interpolation=str_to_interp_mode(interpolation)),
-            transforms.RandomCrop(img_size, padding=crop_padding, pad_if_needed=True),
+            transforms.RandomCrop(img_size, padding=aug.crop_padding, pad_if_needed=True),
         ]
-        primary += [transforms.RandomHorizontalFlip(hflip)] if hflip > 0 else []
-        primary += [transforms.RandomVerticalFlip(vflip)] if vflip > 0 else []
+        primary += [transforms.RandomHorizontalFlip(aug.hflip)] if aug.hflip > 0 else []
+        primary += [transforms.RandomVerticalFlip(aug.vflip)] if aug.vflip > 0 else []
     else:
         primary = list(primary.transforms)
     secondary = secondary.transforms if secondary is not None else []
@@ -204,12 +198,13 @@ class _BatchNormalize:
 class BatchNormalizeErase:
     """The last steps of the image pipeline on a uint8 batch (B, C, H, W) on any device, in the training process
     (what timm's PrefetchLoader does after its workers): to float, normalise, and for training batches timm's
-    RandomErasing. Loader workers then stop at uint8 tensors, a quarter of the bytes to pass and pin."""
+    RandomErasing (``augmentation``'s ``re_*``). Loader workers then stop at uint8 tensors, a quarter of the bytes
+    to pass and pin."""
 
-    def __init__(self, mean: Sequence[float], std: Sequence[float], re_prob: float = 0.0, re_mode: str = "pixel",
-                 re_count: int = 1):
+    def __init__(self, mean: Sequence[float], std: Sequence[float], augmentation: Augmentation | None = None):
+        aug = augmentation or Augmentation()
         self.normalize = _BatchNormalize(mean, std)
-        self.re_prob, self.re_mode, self.re_count = re_prob, re_mode, re_count
+        self.re_prob, self.re_mode, self.re_count = aug.re_prob, aug.re_mode, aug.re_count
         self._erase: dict[torch.device, RandomErasing] = {}  # timm draws erased pixels on the device it is given
 
     def __call__(self, x: torch.Tensor, train: bool) -> torch.Tensor:
@@ -236,30 +231,26 @@ def _pil_each(x: torch.Tensor, fn: Callable[[Image.Image], Image.Image]) -> torc
 
 
 class BatchTrainTransform:
-    """The padded-crop training pipeline on a uint8 batch (B, C, H, W): resize (if needed), pad ``padding`` and
-    random-crop back, random flips (all as batch tensor ops), then ``color`` per image if given (timm's
-    auto_augment / color jitter, see :func:`build_color_transform`), then normalise and timm RandomErasing on the
-    batch. Same steps and distribution as :func:`build_train_transform` with crop_mode='padded'. Run it on one
-    thread (:class:`~convvit.data.datasets.TensorImageDataset` does)."""
+    """The padded-crop training pipeline on a uint8 batch (B, C, H, W): resize (if needed), pad
+    ``augmentation.crop_padding`` and random-crop back, random flips (all as batch tensor ops), then ``color`` per
+    image if given (timm's auto_augment / color jitter, see :func:`build_color_transform`), then normalise and timm
+    RandomErasing on the batch. Same steps and distribution as :func:`build_train_transform` with
+    crop_mode='padded'. Run it on one thread (:class:`~convvit.data.datasets.TensorImageDataset` does)."""
 
     def __init__(
             self,
             img_size: int,
             mean: Sequence[float],
             std: Sequence[float],
-            crop_padding: int = 4,
-            hflip: float = 0.5,
-            vflip: float = 0.0,
+            augmentation: Augmentation | None = None,
             interpolation: str = "bicubic",
-            re_prob: float = 0.0,
-            re_mode: str = "pixel",
-            re_count: int = 1,
             color: Callable[[Image.Image], Image.Image] | None = None,
     ):
-        self.img_size, self.padding, self.hflip, self.vflip = img_size, crop_padding, hflip, vflip
+        aug = augmentation or Augmentation()
+        self.img_size, self.padding, self.hflip, self.vflip = img_size, aug.crop_padding, aug.hflip, aug.vflip
         self.color = color
         self.interpolation = interpolation
-        self.finish = BatchNormalizeErase(mean, std, re_prob, re_mode, re_count)
+        self.finish = BatchNormalizeErase(mean, std, aug)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         x = _resize_batch(x, self.img_size, self.interpolation)

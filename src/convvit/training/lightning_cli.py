@@ -29,7 +29,9 @@ from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
+from convvit import settings as convvit_settings
 from convvit.data import ImageDataModule
+from convvit.data import settings as data_settings
 from convvit.errors import UsageError
 from convvit.checkpoints import layout
 from convvit.training.callbacks import EpochSummary, FinalWeights, LastCheckpoint, LearningCurves, ModelSummary
@@ -84,6 +86,7 @@ class ConvvitCLI(LightningCLI):
         self._parse_only = parse_only
         self._run_dir: Path | None = None  # the version folder this process claimed
         self._ckpt_hparams: dict[str, Any] | None = None  # the hyper-parameters of --ckpt_path
+        self._ckpt_data_hparams: dict[str, Any] | None = None  # and its data module's
         self._ckpt_run_name: str | None = None  # the name of the run that wrote --ckpt_path: a resumed run keeps it
         try:
             with _quiet_lightning():
@@ -152,8 +155,10 @@ class ConvvitCLI(LightningCLI):
 
     # ------------------------------------------------------------------ resuming: what the command line says runs
     def _parse_ckpt_path(self) -> None:
-        """Lightning's: the model settings of a run resumed (or evaluated) with ``--ckpt_path`` are the checkpoint's.
-        Settings given explicitly that differ from them are refused instead of silently replaced."""
+        """Lightning's: the model settings of a run resumed (or evaluated) with ``--ckpt_path`` are the checkpoint's,
+        and so are the data settings the checkpoint holds (each group's policies say which: see
+        :mod:`convvit.settings`). Settings given explicitly that differ from them are refused instead of silently
+        replaced."""
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if not ckpt_path or not Path(ckpt_path).is_file():
@@ -166,38 +171,57 @@ class ConvvitCLI(LightningCLI):
         self._ckpt_hparams = hparams
         if not hparams:
             return
-        model = self.config[subcommand].model
-        given = {key: source for key, source in _given_model_settings(self._args, subcommand).items() if key in model}
+        model, data = self.config[subcommand].model, self.config[subcommand].data
+        given = {key: source for key, source in _given_settings(self._args, subcommand, "model").items()
+                 if key in model}
         if subcommand == "fit" and model.get("init_checkpoint") and "init_checkpoint" in given:
             raise CheckpointConflictError(
                 f"--model.init_checkpoint and --ckpt_path {ckpt_path} both give the weights to start from; choose "
                 "one: --ckpt_path resumes the run as it was (optimizer, schedule, epoch), --model.init_checkpoint "
                 "starts new training from the file's weights with the settings given"
             )
-        may_change = settings.with_policy(settings.RESUME_MAY_CHANGE)
-        ignored = may_change + (() if subcommand == "fit" else settings.with_policy(settings.TRAINING_ONLY))
+        evaluating = subcommand != "fit"
+        model_exempt = convvit_settings.exempt_from_checkpoint(settings.MODEL_GROUPS, evaluating)
+        # the data module's own hyper-parameters (Lightning saves them beside the model's); checkpoints written
+        # without them hold no data settings to take
+        data_hparams = dict(checkpoint.get(ImageDataModule.CHECKPOINT_HYPER_PARAMS_KEY) or {})
+        self._ckpt_data_hparams = data_hparams
+        data_exempt = convvit_settings.exempt_from_checkpoint(data_settings.DATA_GROUPS, evaluating)
+        data_given = {key: source for key, source in _given_settings(self._args, subcommand, "data").items()
+                      if key in data}
         conflicts = [
-            (f"--model.{key}", model[key], hparams[key], source)
-            for key, source in given.items()
-            if key in hparams and key not in ignored and not _same(model[key], hparams[key])
+            *_conflicts("model", model, given, hparams, model_exempt),
+            *_conflicts("data", data, data_given, data_hparams, data_exempt),
         ]
         if conflicts:
             raise CheckpointConflictError(_conflict_message(conflicts, ckpt_path, subcommand))
+        may_change = settings.with_policy(settings.RESUME_MAY_CHANGE)
         keep = {key: model[key] for key in given if key in may_change}
-        self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
+        taken_data = {key: value for key, value in data_hparams.items() if key in data and key not in data_exempt}
+        self.config = self.parser.parse_object(
+            {subcommand: {"model": hparams, **({"data": taken_data} if taken_data else {})}}, self.config)
         for key, value in keep.items():
             self.config[subcommand].model[key] = value
         # the weights come from the checkpoint: a file the run once started from is not read again (or needed)
         self.config[subcommand].model.init_checkpoint = None
 
     def _check_data_against_checkpoint(self) -> None:
-        """The data decides the model's input size, channels and normalisation: they must be the checkpoint's."""
+        """The data decides the model's input size, channels and normalisation: they must be the checkpoint's.
+        Data settings declared ``fixed_by_checkpoint`` are compared as resolved (the dataset's image size when none
+        is given): through the model setting linked from them, else as the data module holds them."""
         if not self._ckpt_hparams:
             return
+        linked = settings.data_fixed_by_checkpoint()
         conflicts = [
             (f"--data.{key}", self.model.hparams.get(key), self._ckpt_hparams[key], "data")
-            for key in settings.data_fixed_by_checkpoint()
+            for key in linked
             if key in self._ckpt_hparams and not _same(self.model.hparams.get(key), self._ckpt_hparams[key])
+        ]
+        saved = self._ckpt_data_hparams or {}
+        conflicts += [
+            (f"--data.{key}", self.datamodule.hparams.get(key), saved[key], "data")
+            for key in convvit_settings.fixed_by_checkpoint(data_settings.DATA_GROUPS)
+            if key not in linked and key in saved and not _same(self.datamodule.hparams.get(key), saved[key])
         ]
         if conflicts:
             ckpt_path = self._get(self.config, "ckpt_path")
@@ -343,14 +367,26 @@ def _warn(message: str) -> None:
     print(f"convvit: warning: {message}", file=sys.stderr, flush=True)
 
 
-def _given_model_settings(args: Any, subcommand: str) -> dict[str, str]:
-    """The model settings a user gave (``distillation`` for ``--model.distillation.alpha``), each with where it
-    came from: ``"command line"`` or the config file that sets it. Settings left at their defaults are not given,
-    even when the value happens to equal one."""
+def _given_settings(args: Any, subcommand: str, group: str) -> dict[str, str]:
+    """The settings of ``group`` ("model", "data") a user gave (``distillation`` for
+    ``--model.distillation.alpha``), each with where it came from: ``"command line"`` or the config file that sets
+    it. Settings left at their defaults are not given, even when the value happens to equal one."""
     if isinstance(args, dict):
-        section = args.get(subcommand, args).get("model")
+        section = args.get(subcommand, args).get(group)
         return {key: "arguments" for key in section} if isinstance(section, dict) else {}
-    return {key.split(".")[1]: given.source for key, given in given_options(args).items() if key.startswith("model.")}
+    prefix = f"{group}."
+    return {key.split(".")[1]: given.source for key, given in given_options(args).items() if key.startswith(prefix)}
+
+
+def _conflicts(group: str, section: Any, given: dict[str, str], saved: dict[str, Any], exempt: Sequence[str]
+               ) -> list[tuple[str, Any, Any, str]]:
+    """The settings of ``group`` given (``{key: where}``) whose values in ``section`` (the parsed config) differ
+    from the checkpoint's (``saved``), leaving out those ``exempt`` by their policies."""
+    return [
+        (f"--{group}.{key}", section[key], saved[key], source)
+        for key, source in given.items()
+        if key in saved and key not in exempt and not _same(section[key], saved[key])
+    ]
 
 
 def _same(a: Any, b: Any) -> bool:

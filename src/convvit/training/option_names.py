@@ -27,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from convvit.data.settings import data_setting_names
 from convvit.training.settings import model_setting_names
 
 __all__ = ["Given", "close_options", "given_options", "option_tokens", "unknown_option"]
@@ -51,7 +52,7 @@ def _trainer_file() -> Path | None:
 _GROUPS = {
     "model": (None, "ImageClassifier", None),  # convvit.training.settings declares them (importing no torch)
     "model.distillation": (lambda: _PACKAGE / "training" / "distillation.py", "Distillation", None),
-    "data": (lambda: _PACKAGE / "data" / "datamodule.py", "ImageDataModule", "__init__"),
+    "data": (None, "ImageDataModule", None),  # convvit.data.settings declares them (importing no torch)
     "trainer": (_trainer_file, "Trainer", "__init__"),
     "checkpoint": (lambda: _lightning_file("pytorch/callbacks/model_checkpoint.py"), "ModelCheckpoint", "__init__"),
     "last_checkpoint": (lambda: _PACKAGE / "training" / "callbacks.py", "LastCheckpoint", "__init__"),
@@ -171,6 +172,8 @@ def _group_names(group: str) -> frozenset[str] | None:
     if group == "model":
         nested = {g.split(".")[1] for g in _GROUPS if g.startswith("model.")}
         return frozenset(model_setting_names()) | nested
+    if group == "data":
+        return frozenset(data_setting_names())
     locate, class_name, method = _GROUPS[group]
     path = locate()
     return _parameters(path, class_name, method) if path is not None else None

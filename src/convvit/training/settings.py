@@ -1,24 +1,22 @@
 """The model settings of ``convvit fit | validate | test``, in typed groups, each declared once with its policy.
 
-Every ``--model.KEY`` option is a field of one group below. Its metadata says, beside it, how a checkpoint
-treats it (:func:`setting`):
-
-* ``policy=RESUME_MAY_CHANGE``: how the run goes, not what it learns (EMA, memory format, compile): a resumed run
-  may be given another value.
-* ``policy=TRAINING_ONLY``: shapes training only: evaluating a checkpoint (``validate``, ``test``) ignores it.
-* ``policy=FROM_DATA``: linked from the data module by the CLI, not set on the model;
-  ``fixed_by_checkpoint=True`` when the data must then match the checkpoint's value.
-* no policy: a resumed or evaluated run must be given the checkpoint's value (or none).
+Every ``--model.KEY`` option is a field of one group below, made with :func:`convvit.settings.setting`, whose
+metadata says, beside it, how a checkpoint treats it (the policies are described in :mod:`convvit.settings`;
+``policy=FROM_DATA``: linked from the data module by the CLI, not set on the model).
 
 The options stay flat (``--model.lr``, as the shipped configs write them) and so do checkpoints' hyper-parameters:
 :func:`init_signature` is the signature LightningCLI reads, one parameter per field. This module imports only the
-standard library, so that the fast option check (:mod:`convvit.training.option_names`) can read the names.
+standard library and :mod:`convvit.data.settings` (the data's groups, also standard library only), so that the
+fast option check (:mod:`convvit.training.option_names`) can read the names.
 (No ``from __future__ import annotations``: jsonargparse reads the fields' types from the signature.)
 """
-import dataclasses
 import inspect
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
+
+from convvit import settings as _settings
+from convvit.data import settings as data_settings
+from convvit.settings import FROM_DATA, RESUME_MAY_CHANGE, TRAINING_ONLY, setting
 
 __all__ = [
     "FROM_DATA",
@@ -42,19 +40,6 @@ __all__ = [
     "with_policy",
 ]
 
-RESUME_MAY_CHANGE = "resume_may_change"
-TRAINING_ONLY = "training_only"
-FROM_DATA = "from_data"
-
-
-def setting(default: Any = dataclasses.MISSING, *, doc: str, policy: str | None = None,
-            fixed_by_checkpoint: bool = False, default_factory: Any = dataclasses.MISSING) -> Any:
-    """A group's field: its default, its one-line help (``--help``) and its policy (see the module docstring)."""
-    metadata = {"doc": doc, "policy": policy, "fixed_by_checkpoint": fixed_by_checkpoint}
-    if default_factory is not dataclasses.MISSING:
-        return field(default_factory=default_factory, metadata=metadata)
-    return field(default=default, metadata=metadata)
-
 
 @dataclass
 class Architecture:
@@ -71,22 +56,18 @@ class Architecture:
 @dataclass
 class DataLinked:
     """Set from the data module (linked by the CLI); stored in every checkpoint so that predict/export need
-    nothing else. The class count and names are checked when a checkpoint is loaded."""
+    nothing else. The class count and names are checked when a checkpoint is loaded; which of the data settings
+    behind the others must match the checkpoint is declared on the data's fields (:mod:`convvit.data.settings`)."""
 
     num_classes: int = setting(10, doc="class count (from the data).", policy=FROM_DATA)
-    in_chans: int = setting(3, doc="input channels (from the data).", policy=FROM_DATA, fixed_by_checkpoint=True)
-    img_size: int | tuple[int, int] = setting(32, doc="input size (from the data).", policy=FROM_DATA,
-                                              fixed_by_checkpoint=True)
+    in_chans: int = setting(3, doc="input channels (from the data).", policy=FROM_DATA)
+    img_size: int | tuple[int, int] = setting(32, doc="input size (from the data).", policy=FROM_DATA)
     class_names: list[str] | None = setting(None, doc="class names (from the data).",  # noqa: RUF009  (as above)
                                             policy=FROM_DATA)
-    mean: tuple[float, ...] | None = setting(None, doc="normalisation mean (from the data).", policy=FROM_DATA,
-                                             fixed_by_checkpoint=True)
-    std: tuple[float, ...] | None = setting(None, doc="normalisation std (from the data).", policy=FROM_DATA,
-                                            fixed_by_checkpoint=True)
-    crop_pct: float | None = setting(None, doc="evaluation crop fraction (from the data).", policy=FROM_DATA,
-                                     fixed_by_checkpoint=True)
-    interpolation: str = setting("bicubic", doc="resize interpolation (from the data).", policy=FROM_DATA,
-                                 fixed_by_checkpoint=True)
+    mean: tuple[float, ...] | None = setting(None, doc="normalisation mean (from the data).", policy=FROM_DATA)
+    std: tuple[float, ...] | None = setting(None, doc="normalisation std (from the data).", policy=FROM_DATA)
+    crop_pct: float | None = setting(None, doc="evaluation crop fraction (from the data).", policy=FROM_DATA)
+    interpolation: str = setting("bicubic", doc="resize interpolation (from the data).", policy=FROM_DATA)
 
 
 @dataclass
@@ -154,18 +135,14 @@ class Runtime:
 MODEL_GROUPS: tuple[type, ...] = (Architecture, DataLinked, OptimizerSettings, Schedule, MixupSettings, Ema, Runtime)
 
 
-def _fields(groups: tuple[type, ...] | None = None) -> list[dataclasses.Field]:
-    return [f for group in (MODEL_GROUPS if groups is None else groups) for f in dataclasses.fields(group)]
-
-
 def model_setting_names() -> list[str]:
     """Every flat model setting, as ``--model.KEY`` names it."""
-    return [f.name for f in _fields()]
+    return _settings.setting_names(MODEL_GROUPS)
 
 
 def with_policy(policy: str) -> tuple[str, ...]:
     """The model settings declared with ``policy``."""
-    return tuple(f.name for f in _fields() if f.metadata.get("policy") == policy)
+    return _settings.with_policy(MODEL_GROUPS, policy)
 
 
 def from_data() -> tuple[str, ...]:
@@ -175,26 +152,21 @@ def from_data() -> tuple[str, ...]:
 
 def data_fixed_by_checkpoint() -> tuple[str, ...]:
     """The data settings behind linked model settings that must match the checkpoint's."""
-    return tuple(f.name for f in _fields() if f.metadata.get("fixed_by_checkpoint"))
+    linked = from_data()
+    return tuple(name for name in _settings.fixed_by_checkpoint(data_settings.DATA_GROUPS) if name in linked)
 
 
 def split_settings(settings: dict[str, Any]) -> dict[type, Any]:
     """Flat settings (every one given: :func:`init_signature` binds the defaults) as one instance per group."""
-    return {group: group(**{f.name: settings[f.name] for f in dataclasses.fields(group)}) for group in MODEL_GROUPS}
+    return _settings.split_settings(MODEL_GROUPS, settings)
 
 
 def init_signature(**after: inspect.Parameter) -> inspect.Signature:
     """``__init__(self, ...)`` with one parameter per field (``name`` first), then ``after`` (nested groups such
     as ``distillation``): what LightningCLI reads to make the ``--model.KEY`` options."""
-    generated = [
-        inspect.Parameter(f.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=f.type,
-                          default=f.default if f.default is not dataclasses.MISSING else f.default_factory())
-        for f in _fields()
-    ]
-    self = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    return inspect.Signature([self, *generated, *after.values()])
+    return _settings.init_signature(MODEL_GROUPS, **after)
 
 
 def settings_doc(indent: str = "    ") -> str:
     """The ``Args:`` lines of every field, for the docstring jsonargparse turns into ``--help``."""
-    return "\n".join(f"{indent}{f.name}: {f.metadata['doc']}" for f in _fields())
+    return _settings.settings_doc(MODEL_GROUPS, indent)
