@@ -90,16 +90,16 @@ def test_imagefolder_flat_layout_with_val_fraction(tmp_path, fakes):
 
 def test_imagefolder_bad_layouts(tmp_path, fakes):
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        ImageDataModule("imagefolder", str(tmp_path / "missing")).num_classes
+        _ = ImageDataModule("imagefolder", str(tmp_path / "missing")).num_classes
     (tmp_path / "a.png").write_bytes(b"")
     with pytest.raises(NotADirectoryError, match="'.*a.png' is a file; it needs a folder"):
-        ImageDataModule("imagefolder", str(tmp_path / "a.png")).num_classes
+        _ = ImageDataModule("imagefolder", str(tmp_path / "a.png")).num_classes
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no 'train' sub-folder.*empty.*val_fraction"):
-        ImageDataModule("imagefolder", str(tmp_path / "empty")).num_classes
+        _ = ImageDataModule("imagefolder", str(tmp_path / "empty")).num_classes
     (tmp_path / "empty" / "train").mkdir()
     with pytest.raises(FileNotFoundError, match="no class sub-folders"):
-        ImageDataModule("imagefolder", str(tmp_path / "empty")).num_classes
+        _ = ImageDataModule("imagefolder", str(tmp_path / "empty")).num_classes
     with pytest.raises(ValueError, match="needs a path"):
         ImageDataModule("imagefolder")
     # val class set differs

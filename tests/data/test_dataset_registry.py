@@ -6,8 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from convvit.data import DatasetSpec, ImageDataModule, get_dataset, list_datasets, register_dataset
-from convvit.data import registry
+from convvit.data import DatasetSpec, ImageDataModule, get_dataset, list_datasets, register_dataset, registry
 
 
 @pytest.fixture

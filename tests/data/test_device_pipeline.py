@@ -14,7 +14,12 @@ from torchvision.transforms import v2
 
 from convvit.data import BadImageError, ImageDataModule
 from convvit.data.device_pipeline import (
-    EncodedBatch, EncodedFileDataset, center_crop_boxes, crop_resize, decode_images, random_resized_crop_boxes,
+    EncodedBatch,
+    EncodedFileDataset,
+    center_crop_boxes,
+    crop_resize,
+    decode_images,
+    random_resized_crop_boxes,
 )
 from convvit.data.jpeg_header import read_jpeg_header
 from convvit.data.transforms import build_eval_transform

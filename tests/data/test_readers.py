@@ -5,7 +5,11 @@ import pytest
 import torch
 
 from convvit.data.readers import (
-    CIFAR100_CLASSES, read_cifar, read_fashion_mnist, read_idx, scan_image_folder,
+    CIFAR100_CLASSES,
+    read_cifar,
+    read_fashion_mnist,
+    read_idx,
+    scan_image_folder,
 )
 
 DEBIAN_FMNIST = Path("/usr/share/datasets/fashion-mnist")

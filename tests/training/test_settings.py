@@ -6,9 +6,8 @@ import inspect
 
 import pytest
 import torch
-from conftest import TINY
-
 import yaml
+from conftest import TINY
 
 from convvit import settings as convvit_settings
 from convvit.cli import main

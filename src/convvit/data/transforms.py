@@ -28,8 +28,8 @@ from convvit.data.images import convert_image
 from convvit.data.settings import Augmentation
 
 __all__ = [
-    "BatchEvalTransform", "BatchNormalizeErase", "BatchTrainTransform", "ConvertImage", "build_color_transform", "build_eval_transform",
-    "build_train_transform", "resolve_crop_mode",
+    "BatchEvalTransform", "BatchNormalizeErase", "BatchTrainTransform", "ConvertImage", "build_color_transform",
+    "build_eval_transform", "build_train_transform", "resolve_crop_mode",
 ]
 
 CROP_MODES = ("padded", "resized")
@@ -101,7 +101,8 @@ def build_color_transform(
 
 
 def _color_stage(secondary: transforms.Compose) -> transforms.Compose | None:
-    """The colour stage of timm's ``create_transform(..., separate=True)``, with 0-bit posterize fixed; None if empty."""
+    """The colour stage of timm's ``create_transform(..., separate=True)``, with 0-bit posterize fixed; None if
+    empty."""
     for t in secondary.transforms:
         _fix_posterize(t)
     return secondary if secondary.transforms else None

@@ -17,8 +17,9 @@ import contextlib
 import logging
 import os
 import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Optional
 
 import torch
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichModelSummary
@@ -30,19 +31,23 @@ from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from convvit import settings as convvit_settings
+from convvit.checkpoints import layout
 from convvit.data import ImageDataModule
 from convvit.data import settings as data_settings
 from convvit.errors import UsageError
-from convvit.checkpoints import layout
+from convvit.training import settings
 from convvit.training.callbacks import EpochSummary, FinalWeights, LastCheckpoint, LearningCurves, ModelSummary
 from convvit.training.checkpoint_io import AtomicCheckpointIO, explained_load_errors
-from convvit.training import settings
 from convvit.training.interrupts import StopOnSignal
 from convvit.training.module import CheckpointConflictError, ImageClassifier, latest_checkpoint
 from convvit.training.option_names import given_options
 from convvit.training.precision import AUTO, Trainer, resolve_precision
 from convvit.training.runs import (
-    claim_version_dir, default_run_name, discard_if_unused, remove_abandoned_writes, versions,
+    claim_version_dir,
+    default_run_name,
+    discard_if_unused,
+    remove_abandoned_writes,
+    versions,
 )
 
 __all__ = ["ConvvitCLI", "DEFAULT_ROOT_DIR", "LIGHTNING_COMMANDS", "parse_options"]
@@ -138,7 +143,7 @@ class ConvvitCLI(LightningCLI):
         # the top-k saves, which follow validation): resume from it.
         parser.add_lightning_class_args(LastCheckpoint, "last_checkpoint")
         parser.add_argument(
-            "--name", type=Optional[str], default=None,
+            "--name", type=Optional[str], default=None,  # noqa: UP045 (a type object given at run time, in jsonargparse's documented form)
             help="Run name: each run writes to DEFAULT_ROOT_DIR/NAME/version_N (default: DATA-MODEL, after the "
                  "data used: the dataset, or an image folder's name).",
         )
@@ -325,7 +330,8 @@ class ConvvitCLI(LightningCLI):
             split = "test" if getattr(self.datamodule, "test_split", "test") == "test" else "validation"
             line = f"{split} top-1 {100 * metrics['test/acc1']:.2f}%  top-5 {100 * metrics['test/acc5']:.2f}%"
             if "test/acc1_ema" in metrics:
-                line += f"  |  EMA top-1 {100 * metrics['test/acc1_ema']:.2f}%  top-5 {100 * metrics['test/acc5_ema']:.2f}%"
+                line += (f"  |  EMA top-1 {100 * metrics['test/acc1_ema']:.2f}%  "
+                         f"top-5 {100 * metrics['test/acc5_ema']:.2f}%")
             if split == "validation":
                 line += "  (the data has no test split)"
             print(line, flush=True)
@@ -396,7 +402,8 @@ def _same(a: Any, b: Any) -> bool:
         return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool) and not isinstance(b, bool):
+    if (isinstance(a, (int, float)) and isinstance(b, (int, float))
+            and not isinstance(a, bool) and not isinstance(b, bool)):
         return float(a) == float(b)
     return a == b
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import inspect
 import math
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import lightning as L
 import torch
@@ -19,11 +20,15 @@ from timm.data import Mixup
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from torchmetrics.classification import MulticlassAccuracy
 
-from convvit.errors import CheckpointConflictError, ClassMismatchError, NonFiniteLossError
 from convvit.checkpoints import layout
+from convvit.errors import CheckpointConflictError, ClassMismatchError, NonFiniteLossError
 from convvit.models.factory import create_classifier
 from convvit.training.distillation import (
-    Distillation, check_same_teacher, distillation_loss, load_teacher, teacher_record,
+    Distillation,
+    check_same_teacher,
+    distillation_loss,
+    load_teacher,
+    teacher_record,
 )
 from convvit.training.ema import build_ema, fit_checkpoint_ema
 from convvit.training.optim import (
@@ -35,11 +40,21 @@ from convvit.training.optim import (
 )
 from convvit.training.rng import RngStates
 from convvit.training.settings import (
-    Architecture, DataLinked, Ema, MixupSettings, OptimizerSettings, Runtime, Schedule, init_signature, settings_doc,
+    Architecture,
+    DataLinked,
+    Ema,
+    MixupSettings,
+    OptimizerSettings,
+    Runtime,
+    Schedule,
+    init_signature,
+    settings_doc,
     split_settings,
 )
 
-__all__ = ["ImageClassifier", "NonFiniteLossError", "ClassMismatchError", "CheckpointConflictError", "latest_checkpoint"]
+__all__ = [
+    "ImageClassifier", "NonFiniteLossError", "ClassMismatchError", "CheckpointConflictError", "latest_checkpoint",
+]
 
 
 def _describe_classes(num_classes: int, names: Sequence[str] | None) -> str:
@@ -283,7 +298,8 @@ class ImageClassifier(L.LightningModule):
         if not math.isfinite(self.trainer.num_training_batches):  # max_epochs=-1: the loader is not set up yet
             self.trainer.fit_loop.setup_data()
         batches = self.trainer.num_training_batches
-        steps_per_epoch = max(math.ceil(batches / self.trainer.accumulate_grad_batches), 1) if math.isfinite(batches) else 1
+        steps_per_epoch = (max(math.ceil(batches / self.trainer.accumulate_grad_batches), 1)
+                           if math.isfinite(batches) else 1)
         scheduler = warmup_decay(
             optimizer,
             total_steps=total_steps,
