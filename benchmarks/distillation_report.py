@@ -58,7 +58,8 @@ TEST_IMAGES = 10_000
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--work", type=Path, default=ROOT / "runs/distillation_report")
     p.add_argument("--docs", type=Path, default=ROOT / "docs/results")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
@@ -144,7 +145,8 @@ def verdicts(summary: Sequence[Mapping[str, Any]]) -> list[str]:
     for condition in ("hard-convnet", "soft-convnet", "hard-vit_c"):
         if ("ViT_C", condition) in mean and ("ViT_C", "none") in mean:
             lines.append(f"{condition} changes ViT_C's error by "
-                         f"{mean[('ViT_C', condition)] - mean[('ViT_C', 'none')]:+.2f} points (does it add to the stem?).")
+                         f"{mean[('ViT_C', condition)] - mean[('ViT_C', 'none')]:+.2f} points "
+                         "(does it add to the stem?).")
     lines.append(f"Differences below about {noise:.2f} points are within the noise (the largest seed spread or "
                  "one run's 95% interval on 10,000 test images).")
     return lines

@@ -99,10 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default=str(ROOT / "configs/fashion_mnist/vit_c.yaml"), help="the base recipe")
     p.add_argument("--samples", type=int, default=16, help="(lr, wd) samples per optimizer (default 16)")
     p.add_argument("--seed", type=int, default=0, help="sweep seed (samples, trial seeds); convergence runs use it")
-    p.add_argument("--sweep-epochs", type=int, default=1, help="epochs of each sweep trial (default 1: see the report's budget)")
+    p.add_argument("--sweep-epochs", type=int, default=1,
+                   help="epochs of each sweep trial (default 1: see the report's budget)")
     p.add_argument("--convergence-epochs", type=_epochs_list, default=[1, 2, 4, 8], metavar="E1,E2,...",
                    help="schedules of the convergence runs (default 1,2,4,8)")
-    p.add_argument("--sgd-lr", default=SGD_LR, metavar="LOW,HIGH", help=f"SGD lr range (default {SGD_LR}: see the code)")
+    p.add_argument("--sgd-lr", default=SGD_LR, metavar="LOW,HIGH",
+                   help=f"SGD lr range (default {SGD_LR}: see the code)")
     p.add_argument("--sgd-wd", default=SGD_WD, metavar="LOW,HIGH", help=f"SGD wd range (default {SGD_WD})")
     p.add_argument("--parallel", type=int, default=2, help="runs at a time, the cores divided between them (default 2)")
     p.add_argument("--limit-batches", type=int, default=None, metavar="N",
@@ -192,7 +194,8 @@ def sweep_argv(spec: SweepSpec) -> list[str]:
     return [
         "sweep", "--config", spec.config, "--models", ",".join(spec.models), "--optimizers", ",".join(spec.optimizers),
         "--samples", str(spec.samples), "--seed", str(spec.seed), "--out", spec.out, "--parallel", str(spec.parallel),
-        *[token for text in spec.lr for token in ("--lr", text)], *[token for text in spec.wd for token in ("--wd", text)],
+        *[token for text in spec.lr for token in ("--lr", text)],
+        *[token for text in spec.wd for token in ("--wd", text)],
         *spec.overrides,
     ]
 
@@ -289,7 +292,7 @@ def optimizer_rows(sweep_dir: Path, test_error: Tester) -> list[dict[str, Any]]:
     return out
 
 
-# ---------------------------------------------------------------------------------------------------- runs of stages 4-5
+# ------------------------------------------------------------------------------------------------ runs of stages 4-5
 def fit_job(args: argparse.Namespace, trial: Trial, epochs: int, root: Path) -> TrialJob:
     """``trial`` as the sweep would run it (its hold-out, validation every epoch, no test after fit, the trial
     record), trained for ``epochs``, as a job of ROOT (runs in ROOT/runs/TRIAL, its log in ROOT/logs)."""
@@ -303,7 +306,9 @@ def rerun_seeds(args: argparse.Namespace) -> list[int]:
     return [args.seed + args.samples + k for k in range(SEED_RERUNS)]
 
 
-def seed_jobs(args: argparse.Namespace, chosen: Mapping[tuple[str, str], Mapping[str, Any]], root: Path) -> list[TrialJob]:
+def seed_jobs(
+    args: argparse.Namespace, chosen: Mapping[tuple[str, str], Mapping[str, Any]], root: Path
+) -> list[TrialJob]:
     """Each chosen trial's (lr, wd) retrained for --sweep-epochs with each of the rerun seeds."""
     return [
         fit_job(args, Trial(f"{run['trial']}-seed{seed}", model, opt, run["sample"], run["lr"], run["wd"], seed),
@@ -312,7 +317,9 @@ def seed_jobs(args: argparse.Namespace, chosen: Mapping[tuple[str, str], Mapping
     ]
 
 
-def seed_rows(chosen: Mapping[tuple[str, str], Mapping[str, Any]], reruns: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def seed_rows(
+    chosen: Mapping[tuple[str, str], Mapping[str, Any]], reruns: Sequence[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
     """Per model and optimizer: the chosen trial's final validation error and its reruns' (a diverged rerun at
     chance), their mean and sample standard deviation over all runs, and the reruns' mean alone: the chosen
     run won its place on its own error, so it is luckier than its setting; the reruns are not."""
@@ -336,7 +343,9 @@ def seed_rows(chosen: Mapping[tuple[str, str], Mapping[str, Any]], reruns: Seque
 
 
 # ---------------------------------------------------------------------------------------------------- 5. convergence
-def convergence_jobs(args: argparse.Namespace, best_adamw: Mapping[str, Mapping[str, Any]], root: Path) -> list[TrialJob]:
+def convergence_jobs(
+    args: argparse.Namespace, best_adamw: Mapping[str, Mapping[str, Any]], root: Path
+) -> list[TrialJob]:
     """One run per model and schedule at the model's best AdamW (lr, wd), longest schedules first (the two
     slots then finish close together)."""
     return [
@@ -562,8 +571,9 @@ the runs drawn with replacement 2,500 times, the best run's lr and wd kept; `fas
     return text, rows
 
 
-def optimizer_section(figures: Path, seeds: Sequence[Mapping[str, Any]],
-                      rerun_gaps: Mapping[str, tuple[float, float]]) -> tuple[str, dict[str, dict[str, dict[str, Any]]]]:
+def optimizer_section(
+    figures: Path, seeds: Sequence[Mapping[str, Any]], rerun_gaps: Mapping[str, tuple[float, float]]
+) -> tuple[str, dict[str, dict[str, dict[str, Any]]]]:
     rows = read_csv(figures / "optimizer_gap.csv")
     by = {m: {r["optimizer"]: r for r in rows if r["model"] == m} for m in MODELS}
     top = f"top{TOP_K}_val_error"
@@ -598,7 +608,7 @@ so it is luckier than its setting; the reruns' mean is not.
 {spread}
 
 SGD - AdamW on the reruns' means: {'; '.join(f"{LABELS[m]} {g[0]:+.2f} (± {g[1]:.2f}, one standard error)" for m, g in rerun_gaps.items())}.
-"""
+"""  # noqa: E501
     return text, by
 
 
@@ -630,7 +640,9 @@ def convergence_section(figures: Path) -> tuple[str, dict[int, dict[str, float |
         ["epochs", *[f"{LABELS[m]} val / test (%)" for m in MODELS], "ViT_C - ViT_P, test (pt)"],
         [[e, *[f"{_pct(val.get((m, e)))} / {_pct(test[e].get(m))}" for m in MODELS], _diff(test[e])] for e in epochs],
     )
-    settings = ", ".join(f"{LABELS[r['model']]} lr {_g(r['lr'])} wd {_g(r['wd'])}" for r in rows if r["epochs"] == epochs[0])
+    settings = ", ".join(
+        f"{LABELS[r['model']]} lr {_g(r['lr'])} wd {_g(r['wd'])}" for r in rows if r["epochs"] == epochs[0]
+    )
     text = f"""## 3. Convergence
 
 Each model at its best AdamW (lr, wd) from the sweep ({settings}), one fresh run per schedule (the learning
@@ -661,7 +673,8 @@ def _verdict(outcomes: Sequence[float]) -> str:
     return "agrees in part" if agree else "does not agree (the other comparisons are ties)"
 
 
-def reading_section(stability: Sequence[Mapping[str, Any]], figures: Path, gaps: Mapping[str, Mapping[str, Mapping[str, Any]]],
+def reading_section(stability: Sequence[Mapping[str, Any]], figures: Path,
+                    gaps: Mapping[str, Mapping[str, Mapping[str, Any]]],
                     test: Mapping[int, Mapping[str, float | None]], samples: int, seeds: Sequence[Mapping[str, Any]],
                     rerun_gaps: Mapping[str, tuple[float, float]]) -> str:
     """The three claims, each: what was measured, whether it agrees, and how sure the numbers let us be."""
@@ -677,7 +690,8 @@ def reading_section(stability: Sequence[Mapping[str, Any]], figures: Path, gaps:
         (lc, hc), (lp, hp) = wilson(kc, rc["n"]), wilson(kp, rp["n"])
         apart.append(lc > hp or lp > hc)
         lines.append(
-            f"   * {opt}: within {headline:g} points of the best, ViT_C {kc}/{rc['n']} (95% interval {lc:.2f}-{hc:.2f}) vs "
+            f"   * {opt}: within {headline:g} points of the best, ViT_C {kc}/{rc['n']} "
+            f"(95% interval {lc:.2f}-{hc:.2f}) vs "
             f"ViT_P {kp}/{rp['n']} ({lp:.2f}-{hp:.2f}); median error {rc['median']:.2f}% vs {rp['median']:.2f}%; at "
             f"the same (lr, wd) ViT_C was lower in {wins} and higher in {losses} of {wins + losses + ties} pairs "
             f"(sign test p = {sign_test(wins, losses):.2g})"
@@ -731,7 +745,7 @@ the paper's models do.
    {', '.join(str(e) for e in sorted(test))} epochs, ViT_C minus ViT_P: {per_schedule or '-'}{('; ' + reach_text) if reach_text else ''}.
    One run (one seed) per schedule; at the sweep's budget a setting's error moved by a standard deviation
    of {sd_text} points between seeds, so differences within about twice that are not distinguishable.
-"""
+"""  # noqa: E501
 
 
 def _seed_gap(gaps: Mapping[str, tuple[float, float]], model: str) -> str:
@@ -754,9 +768,15 @@ def machine() -> dict[str, str]:
     model, flags = platform.processor() or platform.machine(), []
     try:
         info = Path("/proc/cpuinfo").read_text()
-        model = next((l.split(":", 1)[1].strip() for l in info.splitlines() if l.startswith("model name")), model)
-        present = set(next((l.split(":", 1)[1].split() for l in info.splitlines() if l.startswith("flags")), []))
-        flags = [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile") if f in present]
+        model = next(
+            (line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), model
+        )
+        present = set(
+            next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
+        )
+        flags = [
+            f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile") if f in present
+        ]
     except OSError:
         pass
     return {"cpu": model, "flags": " ".join(flags) or "unknown", "cores": str(os.cpu_count()),
@@ -834,7 +854,7 @@ run the command again (it resumes: finished runs are kept).
 * Machine: {m['cpu']} ({m['cores']} cores; flags {m['flags']}), precision {context['precision']}, {context['threads']} thread(s) per run, torch
   {m['torch']}, Python {m['python']}. Wall time: {hours / 3600:.2f} h over {sessions} invocation(s) of the script; load
   average {context['load']:.1f} over the 15 minutes before the report was written{shared}.
-"""
+"""  # noqa: E501
 
 
 def write_report(figures: Path, report: Path, context: Mapping[str, Any]) -> Path:
@@ -879,7 +899,8 @@ def run_stages(args: argparse.Namespace, argv: Sequence[str], started: float) ->
     figures, sweep_dir = docs / NAME, work / "sweep"
     tester = ConvvitTest(work / "tests", args.limit_batches)
 
-    stage(1, f"sweep: {len(MODELS)} models x {len(OPTIMIZERS)} optimizers x {args.samples} samples, {args.sweep_epochs} epoch(s) each -> {sweep_dir}")
+    stage(1, f"sweep: {len(MODELS)} models x {len(OPTIMIZERS)} optimizers x {args.samples} samples, "
+             f"{args.sweep_epochs} epoch(s) each -> {sweep_dir}")
     sweep = sweep_spec(args, sweep_dir)
     run_sweep(sweep)
 
@@ -925,7 +946,8 @@ def report_context(args: argparse.Namespace, argv: Sequence[str], sweep: Sequenc
         "sweep_manifest": read_manifest(Path(args.work) / "sweep") or {}, "limit_batches": args.limit_batches,
         "threads": threads_per_trial(args.parallel), "wall": wall,
         "precision": trained_precision(Path(args.work) / "sweep"),
-        "sgd_why": sgd_ranges_note() if (args.sgd_lr, args.sgd_wd) == (SGD_LR, SGD_WD) else "SGD's: given with --sgd-lr / --sgd-wd.",
+        "sgd_why": (sgd_ranges_note() if (args.sgd_lr, args.sgd_wd) == (SGD_LR, SGD_WD)
+                    else "SGD's: given with --sgd-lr / --sgd-wd."),
         "parallel": args.parallel, "load": os.getloadavg()[2] if hasattr(os, "getloadavg") else float("nan"),
         "seed_reruns": SEED_RERUNS, "chance": diverged_error(Path(args.work) / "sweep"),
         "model_epochs": (len(MODELS) * len(OPTIMIZERS) * (args.samples + SEED_RERUNS) * args.sweep_epochs

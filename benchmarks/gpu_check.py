@@ -28,7 +28,7 @@ What it measures, each figure printed beside the machine it came from:
     python benchmarks/gpu_check.py --pairs deit_small --csv /tmp/gpu.csv
 
 The rows go to ``--csv`` (which a real run must name; --smoke: runs/benchmarks/gpu_smoke.csv) in long form: section, item, value, unit, detail.
-"""
+"""  # noqa: E501
 from __future__ import annotations
 
 import argparse
@@ -108,7 +108,8 @@ def describe_machine(device: torch.device) -> tuple[str, dict[str, str]]:
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         name = props.name
-        info.update(gpu=name, memory_gib=f"{props.total_memory / 2**30:.1f}", multiprocessors=str(props.multi_processor_count),
+        info.update(gpu=name, memory_gib=f"{props.total_memory / 2**30:.1f}",
+                    multiprocessors=str(props.multi_processor_count),
                     capability=f"{props.major}.{props.minor}", cuda=str(torch.version.cuda),
                     cudnn=str(torch.backends.cudnn.version()))
     else:
@@ -449,7 +450,8 @@ def print_summary(rows: list[dict]) -> None:
     """The pairs side by side, then utilisation and the loader: the table the README quotes."""
     value = {(r["section"], r["item"]): r["value"] for r in rows}
     print(f"\n{rows[0]['device']}")
-    print(f"{'pair':12s} {'convvit img/s':>14s} {'peer img/s':>11s} {'ratio':>6s} {'convvit GiB':>12s} {'peer GiB':>9s}  peer")
+    print(f"{'pair':12s} {'convvit img/s':>14s} {'peer img/s':>11s} {'ratio':>6s} "
+          f"{'convvit GiB':>12s} {'peer GiB':>9s}  peer")
     for r in rows:
         if r["section"] == "train" and r["item"].endswith(" convvit"):
             pair = r["item"].rsplit(" ", 1)[0]
@@ -564,14 +566,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
         if time.perf_counter() - started > args.budget_s:
             rec.add("skipped", pair_name, f"over the {args.budget_s:.0f} s budget")
             continue
-        ips = attempt(pair_name, lambda: time_pair(pair_name, args, device, rec))
+        ips = attempt(pair_name, lambda pair_name=pair_name: time_pair(pair_name, args, device, rec))
         if pair_name == "vit_c_4gf" and ips:
             report_mfu(ips["convvit"], args, ceilings, rec)
             for pipeline, rate in (loader_ips or {}).items():
                 rec.add("loader", f"{pipeline} pipeline / vit_c_4gf training", rate / ips["convvit"], "x",
                         "below 1.0: the loader is the bottleneck")
     for name in [] if args.skip_infer else args.infer_models:  # after the pairs: their budget is not spent on these
-        attempt(f"infer {name}", lambda: time_inference(name, args, device, rec))
+        attempt(f"infer {name}", lambda name=name: time_inference(name, args, device, rec))
     rec.add("machine", "check wall time", time.perf_counter() - started, "s")
     rec.write(args.csv)
     print_summary(rec.rows)

@@ -8,7 +8,8 @@ Each run is the real command line (a fresh process: imports, data loading, train
 held-out part of the training set after every epoch, the one test at the end), timed from start to exit. Prints
 the CPU it ran on, one line per run with the last validation top-1 (the split the recipe was chosen on) beside
 the test top-1 (reported, never used for a choice) and the margin to the 10-minute goal, and writes --output
-(which a run must name: benchmarks/results/main_job.csv holds the recorded figures). Run it on a quiet machine: a second job on the same cores stretches the wall time.
+(which a run must name: benchmarks/results/main_job.csv holds the recorded figures). Run it on a quiet machine:
+a second job on the same cores stretches the wall time.
 """
 from __future__ import annotations
 

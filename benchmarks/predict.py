@@ -20,7 +20,7 @@ ISA flags, torch's and onnxruntime's thread counts and the load average go into 
 
 ``--tune`` times the choices :mod:`convvit.inference.runner` fixes, one at a time from its settings, and writes
 benchmarks/results/predict_tune.csv.
-"""
+"""  # noqa: E501
 from __future__ import annotations
 
 import argparse
@@ -62,8 +62,8 @@ def machine() -> dict[str, str]:
     import onnxruntime
 
     return dict(cpu=cpu_model_name(), isa=" ".join(cpu_flags()) or "unknown", bf16_units=" ".join(cpu_bf16_flags())
-                or "none", cores=str(os.cpu_count()), torch=torch.__version__, torch_threads=str(torch.get_num_threads()),
-                onnxruntime=onnxruntime.__version__)
+                or "none", cores=str(os.cpu_count()), torch=torch.__version__,
+                torch_threads=str(torch.get_num_threads()), onnxruntime=onnxruntime.__version__)
 
 
 def load_average() -> str:
@@ -191,7 +191,8 @@ def print_table(rows: list[dict]) -> None:
     print(f"\n{'model':13s} {'GMACs':>6s} " + " ".join(f"{k + ' img/s':>22s}" for k in runtimes))
     for name in dict.fromkeys(r["model"] for r in rows):
         mine = {r["runtime"]: r for r in rows if r["model"] == name}
-        cells = [f"{mine[k]['img_s']:8.1f} ({mine[k]['precision']:>4s}) x{mine[k]['img_s'] / mine[runtimes[0]]['img_s']:.2f}"
+        cells = [f"{mine[k]['img_s']:8.1f} ({mine[k]['precision']:>4s}) "
+                 f"x{mine[k]['img_s'] / mine[runtimes[0]]['img_s']:.2f}"
                  for k in runtimes]
         print(f"{name:13s} {mine[runtimes[0]]['gmacs']:6.2f} " + " ".join(f"{c:>22s}" for c in cells))
     print(f"(x: over {runtimes[0]}; auto: {next((r['reason'] for r in rows if r['runtime'] == 'torch auto'), '-')})")
@@ -209,9 +210,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--iters", type=int, default=2, help="batches per runtime per round")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: all cores)")
     parser.add_argument("--tune", action="store_true",
-                        help="time batch size, channels-last and inference_mode instead (fp32, default model vit_c_1gf)")
+                        help="time batch size, channels-last and inference_mode instead "
+                             "(fp32, default model vit_c_1gf)")
     parser.add_argument("--tune-batches", type=int, nargs="+", default=[1, 8, 32, 64])
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes, written to a temporary CSV: checks the script runs")
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny sizes, written to a temporary CSV: checks the script runs")
     parser.add_argument("--csv", type=Path, default=None,
                         help="default: benchmarks/results/predict_cpu.csv (predict_tune.csv with --tune); with --smoke "
                              "a file in the temporary folder")

@@ -177,7 +177,8 @@ def run(args: argparse.Namespace) -> list[dict]:
     rows = []
     for pair_name in args.pairs:
         pair = PAIRS[pair_name]
-        models = {"convvit": pair.ours(args.img_size, args.num_classes), "peer": pair.peer(args.img_size, args.num_classes)}
+        models = {"convvit": pair.ours(args.img_size, args.num_classes),
+                  "peer": pair.peer(args.img_size, args.num_classes)}
         n_ours = sum(p.numel() for p in models["convvit"].parameters())
         n_peer = sum(p.numel() for p in models["peer"].parameters())
         if n_ours != n_peer:

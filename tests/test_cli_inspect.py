@@ -43,7 +43,8 @@ def test_unknown_model_names_close_matches(capsys):
 
 
 def test_console_script_entry_point():
-    proc = subprocess.run([sys.executable, "-m", "convvit.cli", "info", "deit_tiny", "--json"], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "convvit.cli", "info", "deit_tiny", "--json"],
+                          capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["params"] == 5717416
 

@@ -55,8 +55,8 @@ def test_disk_full_is_recognised_through_torch_wrapping():
     try:
         try:
             raise OSError(errno.ENOSPC, "No space left on device")
-        except OSError:
-            raise RuntimeError("[enforce fail at inline_container.cc:671] . unexpected pos 64 vs 0")
+        except OSError:  # from None: the OSError stays the RuntimeError's __context__, as in torch
+            raise RuntimeError("[enforce fail at inline_container.cc:671] . unexpected pos 64 vs 0") from None
     except RuntimeError as err:
         assert is_disk_full(err)
         message, code = describe(err)

@@ -19,7 +19,8 @@ from typing import Any
 from convvit.errors import ReadOnlyFileError, disk_full_error, is_disk_full
 
 __all__ = [
-    "atomic_write", "atomic_write_bytes", "atomic_write_text", "new_file_mode", "remove_abandoned_temporaries", "spreadsheet_safe",
+    "atomic_write", "atomic_write_bytes", "atomic_write_text", "new_file_mode", "remove_abandoned_temporaries",
+    "spreadsheet_safe",
     "from_spreadsheet_safe", "csv_text", "write_csv", "refuse_read_only", "allow_replacing", "pyplot", "save_figure",
 ]
 

@@ -130,8 +130,9 @@ def plot_edf(folder: str | Path, out: str | Path | None = None, metric: str = "f
             # a step at each run, from 0 at the best: the fraction of runs within x
             ax.step(np.r_[x[0], x], np.r_[0.0, fractions], where="post", label=label, **styles[group])
     which = "final" if metric == "final" else "best during training"
-    ax_rel.set(xlabel=f"top-1 error minus the best run's (%, {which}, validation)", ylabel="cumulative fraction of runs",
-               title="EDF of error relative to the best (Xiao et al.)", ylim=(0, 1.02))
+    ax_rel.set(xlabel=f"top-1 error minus the best run's (%, {which}, validation)",
+               ylabel="cumulative fraction of runs", title="EDF of error relative to the best (Xiao et al.)",
+               ylim=(0, 1.02))
     ax_abs.set(xlabel=f"top-1 error (%, {which}, validation)", ylabel="cumulative fraction of runs",
                title="EDF of error (pycls / RegNet)", ylim=(0, 1.02))
     for ax in (ax_rel, ax_abs):
@@ -174,11 +175,13 @@ def plot_lrwd(folder: str | Path, out: str | Path | None = None, metric: str = "
         interval = bootstrap_best(runs, reps=reps, seed=seed)
         (lr_lo, lr_mid, lr_hi), (wd_lo, wd_mid, wd_hi) = interval["lr"], interval["wd"]
         ax.errorbar([lr_mid], [wd_mid], xerr=[[lr_mid - lr_lo], [lr_hi - lr_mid]],
-                    yerr=[[wd_mid - wd_lo], [wd_hi - wd_mid]], color="grey", capsize=3, label="best lr, wd: 95% bootstrap")
+                    yerr=[[wd_mid - wd_lo], [wd_hi - wd_mid]], color="grey", capsize=3,
+                    label="best lr, wd: 95% bootstrap")
         g = good.get(opt, {})
         if g:
             ax.scatter([g["lr"]], [g["wd"]], marker="*", s=180, color="black", label="good value (range centre)")
-        ax.set(xscale="log", yscale="log", xlabel="lr", ylabel="weight decay", title=f"{model} {opt} ({_summary(runs)})")
+        ax.set(xscale="log", yscale="log", xlabel="lr", ylabel="weight decay",
+               title=f"{model} {opt} ({_summary(runs)})")
         sampled = manifest.get("ranges", {}).get(opt, {})
         if sampled:  # the whole sampled plane, so that empty regions show as empty
             ax.set_xlim(sampled["lr"]["low"] / 1.25, sampled["lr"]["high"] * 1.25)

@@ -42,7 +42,8 @@ def test_reading_and_report_files(report, tmp_path):
     p_none = next(r for r in summary if r["student"] == "ViT_P" and r["condition"] == "none")
     assert p_none["mean_test_error"] == pytest.approx(11.5) and p_none["seed_spread"] == pytest.approx(1.0)
     text = " ".join(report.verdicts(summary))
-    assert "+2.00 points from ViT_C's" in text and "hard-convnet changes ViT_P's error by -1.50 points (75% of the gap)" in text
+    assert "+2.00 points from ViT_C's" in text
+    assert "hard-convnet changes ViT_P's error by -1.50 points (75% of the gap)" in text
     teachers = [{"model": "resnet10t", "final_error": 8.0, "test_error": 8.2, "seconds": 300.0}]
     path = report.write_report(_args(report, tmp_path), teachers, rows)
     md = path.read_text()

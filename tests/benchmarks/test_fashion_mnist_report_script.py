@@ -174,7 +174,8 @@ def test_finished_convergence_runs_are_read_back_and_only_the_rest_trained(repor
     root = tmp_path / "convergence"
     jobs = report.convergence_jobs(args, best, root)
     assert [j.trial["trial"] for j in jobs] == [f"{C}-adamw-e02", f"{P}-adamw-e02", f"{C}-adamw-e01", f"{P}-adamw-e01"]
-    assert "--trainer.max_epochs" in jobs[0].argv and jobs[0].argv[jobs[0].argv.index("--trainer.max_epochs") + 1] == "2"
+    assert "--trainer.max_epochs" in jobs[0].argv
+    assert jobs[0].argv[jobs[0].argv.index("--trainer.max_epochs") + 1] == "2"
     for job in jobs[:3]:  # three runs finished in an earlier session; the fourth was killed (no record)
         run = Path(job.run_parent) / "version_0"
         run.mkdir(parents=True)

@@ -20,7 +20,8 @@ def test_throughput_profile_accounts_for_the_step(capsys):
              if line.startswith("  ") and not line.startswith("  profile")}
     assert set(table) == {*mod.OP_KINDS, mod.OTHER, mod.TOTAL}
     for side in (0, 1):  # convvit, peer: every kind counted once, and the step did multiply matrices
-        assert abs(sum(float(v[side]) for k, v in table.items() if k != mod.TOTAL) - float(table[mod.TOTAL][side])) < 0.5
+        assert abs(sum(float(v[side]) for k, v in table.items() if k != mod.TOTAL)
+                   - float(table[mod.TOTAL][side])) < 0.5
         assert float(table["matrix products (mm, addmm, bmm)"][side]) > 0
 
 

@@ -114,8 +114,7 @@ def outside_family():
                 yield x, 1, grid
 
         def forward_features(self, x):
-            for tokens, _, _ in self._iter_blocks(x):
-                pass
+            *_, (tokens, _, _) = self._iter_blocks(x)
             return self.norm(tokens)
 
         def explain_taps(self):

@@ -68,7 +68,8 @@ def test_explain_distance_on_a_registered_dataset(checkpoints, tmp_path, capsys,
     spec = registry.DatasetSpec("tiny_gray", read=read, class_names=["a"], img_size=28, in_chans=1, path=str(tmp_path))
     monkeypatch.setitem(registry._DATASETS, "tiny_gray", spec)
     out = tmp_path / "d.png"
-    argv = ["explain", "distance", "--ckpt_path", str(checkpoints["vit_c"]), "--data", "tiny_gray", "--output", str(out)]
+    argv = ["explain", "distance", "--ckpt_path", str(checkpoints["vit_c"]), "--data", "tiny_gray",
+            "--output", str(out)]
     assert main(argv) == 1  # the dataset's files are missing: one line naming the fix, nothing written
     assert "cannot read the tiny_gray test split" in capsys.readouterr().err and not out.exists()
     (tmp_path / "present").write_text("")

@@ -32,7 +32,8 @@ def test_timm_convit_tiny_checkpoint_gives_the_same_logits(tmp_path):
         for block in reference.blocks[:10]:
             block.attn.gating_param.normal_(0.0, 2.0)
     torch.save(reference.state_dict(), tmp_path / "convit_tiny.pth")
-    model = convvit.create_model("convit_tiny", img_size=64, num_classes=10, checkpoint_path=tmp_path / "convit_tiny.pth")
+    model = convvit.create_model("convit_tiny", img_size=64, num_classes=10,
+                                 checkpoint_path=tmp_path / "convit_tiny.pth")
     model.eval()
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():

@@ -278,7 +278,9 @@ def test_every_stage_and_attention_argument_reaches_its_layer():
             assert attn.with_cls_token == (i == 2) and attn.proj_q.bias is None
             assert attn.attn_drop == 0.25 and attn.proj_drop.p == 0.125 and block.mlp.drop.p == 0.125
             for proj, stride, padding in ((attn.conv_proj_q, 2, 0), (attn.conv_proj_k, 3, 2), (attn.conv_proj_v, 3, 2)):
-                assert (proj.conv.kernel_size, proj.conv.stride, proj.conv.padding) == ((5, 5), (stride,) * 2, (padding,) * 2)
+                assert (proj.conv.kernel_size, proj.conv.stride, proj.conv.padding) == (
+                    (5, 5), (stride,) * 2, (padding,) * 2
+                )
             assert block.mlp.fc1.out_features == 2 * (8, 16, 24)[i] and type(block.mlp.act) is nn.GELU
             assert block.norm1.eps == 1e-3
             drop_path = getattr(block.drop_path1, "drop_prob", 0.0)

@@ -16,7 +16,7 @@ def test_conv_stem_matches_paper_layout():
     """3x3 conv (no bias) -> BN -> ReLU per layer, then a 1x1 conv with bias to the width."""
     stem = ConvStem(img_size=224, in_chans=3, embed_dim=384, channels=(48, 96, 192, 384), strides=(2, 2, 2, 2))
     layers = list(stem.stem)
-    assert [l.conv.out_channels for l in layers] == [48, 96, 192, 384]
+    assert [layer.conv.out_channels for layer in layers] == [48, 96, 192, 384]
     for layer in layers:
         assert layer.conv.kernel_size == (3, 3) and layer.conv.stride == (2, 2) and layer.conv.padding == (1, 1)
         assert layer.conv.bias is None

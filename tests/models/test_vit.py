@@ -14,7 +14,7 @@ def test_vit_c_drops_one_block_and_swaps_the_stem():
         p, c = convvit.create_model("vit_p_4gf"), convvit.create_model("vit_c_4gf")
     assert len(p.blocks) == 12 and len(c.blocks) == 11
     assert type(p.patch_embed).__name__ == "PatchifyStem" and type(c.patch_embed).__name__ == "ConvStem"
-    assert [l.conv.out_channels for l in c.patch_embed.stem] == [48, 96, 192, 384]
+    assert [layer.conv.out_channels for layer in c.patch_embed.stem] == [48, 96, 192, 384]
     assert c.blocks[0].mlp.fc1.out_features == 1152 and c.blocks[0].attn.num_heads == 6
     assert c.pos_embed.shape == (1, 197, 384) and c.cls_token.shape == (1, 1, 384)
     assert all(b.norm1.eps == 1e-6 for b in c.blocks) and c.norm.eps == 1e-6
@@ -23,8 +23,8 @@ def test_vit_c_drops_one_block_and_swaps_the_stem():
 def test_18gf_stem_strides():
     with torch.device("meta"):
         m = convvit.create_model("vit_c_18gf")
-    assert [l.conv.stride[0] for l in m.patch_embed.stem] == [2, 2, 1, 2, 1, 2]
-    assert [l.conv.out_channels for l in m.patch_embed.stem] == [64, 128, 128, 256, 256, 512]
+    assert [layer.conv.stride[0] for layer in m.patch_embed.stem] == [2, 2, 1, 2, 1, 2]
+    assert [layer.conv.out_channels for layer in m.patch_embed.stem] == [64, 128, 128, 256, 256, 512]
 
 
 def test_pycls_initialisation():

@@ -210,8 +210,9 @@ def test_other_architecture_names_keys_and_what_the_file_looks_like(tmp_path):
 def test_hugging_face_file_or_folder_loads_and_converts_with_labels(tmp_path):
     transformers = pytest.importorskip("transformers")
     labels = {0: "ant", 1: "bee", 2: "cow"}
+    # HF needs depth[i] > i
     config = transformers.CvtConfig(num_labels=3, id2label=labels, label2id={v: k for k, v in labels.items()},
-                                    embed_dim=[16, 32, 48], num_heads=[1, 2, 3], depth=[1, 2, 3])  # HF needs depth[i] > i
+                                    embed_dim=[16, 32, 48], num_heads=[1, 2, 3], depth=[1, 2, 3])
     reference = transformers.CvtForImageClassification(config).eval()
     reference.save_pretrained(tmp_path / "hf")
     (tmp_path / "hf_bin").mkdir()  # the older pytorch_model.bin format: a torch.save'd state dict

@@ -26,7 +26,7 @@ def killed_and_resumed(tmp_path_factory) -> dict:
     proc = subprocess.Popen([sys.executable, "-m", "convvit.cli", "sweep", *args], env=env(),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 300
-    while len(done := [r for r in rows_of(out) if r["status"] in ("finished", "diverged")]) < 2:
+    while len([r for r in rows_of(out) if r["status"] in ("finished", "diverged")]) < 2:
         assert proc.poll() is None, proc.stdout.read().decode()
         assert time.monotonic() < deadline, "the sweep wrote no results in 5 minutes"
         time.sleep(0.2)

@@ -31,7 +31,8 @@ def sweep_dir(tmp_path):
     rows.append({**rows[0], "trial": "A-adamw-s009", "status": "failed", "final_error": None})  # not a result
     write_results(tmp_path / "results.csv", rows)
     write_manifest(tmp_path, {"good": {"adamw": {"lr": 1e-3, "wd": 0.05}},
-                              "ranges": {"adamw": {"lr": {"low": 1.25e-4, "high": 4e-3}, "wd": {"low": 0.006, "high": 0.2}}}})
+                              "ranges": {"adamw": {"lr": {"low": 1.25e-4, "high": 4e-3},
+                                                   "wd": {"low": 0.006, "high": 0.2}}}})
     return tmp_path
 
 
@@ -98,7 +99,8 @@ def test_plot_errors(tmp_path, capsys):
 
 @pytest.mark.parametrize("kind", ["edf", "lrwd", "curves"])
 @pytest.mark.parametrize("damage, words", [
-    (lambda text: text.replace("10.0000", "abc", 1), "row 2 (trial 'A-adamw-s000'): its final_error is 'abc', not a number"),
+    (lambda text: text.replace("10.0000", "abc", 1),
+     "row 2 (trial 'A-adamw-s000'): its final_error is 'abc', not a number"),
     (lambda text: text.replace("status", "state", 1), "row 1 (its header) lacks the column(s) status"),
     (lambda text: text.replace("adamw", "adamw\udcff", 2), "row 2 holds bytes that are not text"),
 ])

@@ -32,7 +32,8 @@ def test_ray_engine_matches_local(killed_and_resumed, tmp_path, capsys, monkeypa
         same = [k for k in row if k not in ("seconds", "run_dir")]
         assert {k: row[k] for k in same} == {k: expected[k] for k in same}
         assert row["run_dir"].split("/")[:2] == expected["run_dir"].split("/")[:2]
-    assert read_manifest(tmp_path / "ray")["ranges"]["adamw"] == read_manifest(killed_and_resumed["out"])["ranges"]["adamw"]
+    assert (read_manifest(tmp_path / "ray")["ranges"]["adamw"]
+            == read_manifest(killed_and_resumed["out"])["ranges"]["adamw"])
     # resumable as the local engine: the same command runs nothing again
     assert main(args) == 0
     assert "2 done, 0 to run" in capsys.readouterr().out

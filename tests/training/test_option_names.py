@@ -94,7 +94,8 @@ COMMAND_LINES = [  # (command line, names in it the parser refuses); {name} stan
     (["fit", "--config", "{{model: {{distillation: {{alpha: 0.1}}}}, data: {{batch_size: 8}}}}"], False),
     (["fit", "--config", "{{trainer: {{max_epoch: 2}}}}"], True),
     (["fit", "--model.model_kwargs", "{{global_pool: avg}}", "--data", "{{batch_size: 8}}"], False),
-    (["fit", "--trainer.callbacks+=lightning.pytorch.callbacks.EarlyStopping", "--trainer.callbacks.monitor", "x"], False),
+    (["fit", "--trainer.callbacks+=lightning.pytorch.callbacks.EarlyStopping",
+      "--trainer.callbacks.monitor", "x"], False),
     (["fit", "--seed_everything", "1", "--name", "n", "--test_after_fit", "false"], False),
     (["fit", "--seed_everythin", "1"], True),  # argparse would take it for --seed_everything
     (["fit", "--trainer.max_epoch", "1"], True),

@@ -86,7 +86,8 @@ def test_predict_with_nothing_readable_is_an_error(trained_run, tmp_path, capsys
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"not a png")
     out = tmp_path / "preds.csv"
-    assert main(["predict", "--ckpt_path", str(trained_run / "checkpoints" / "last.ckpt"), str(bad), "-o", str(out)]) == 1
+    ckpt = trained_run / "checkpoints" / "last.ckpt"
+    assert main(["predict", "--ckpt_path", str(ckpt), str(bad), "-o", str(out)]) == 1
     err = capsys.readouterr().err
     assert "broken.png" in err and "convvit: error: none of the 1 images could be read" in err
     assert not out.exists()

@@ -94,7 +94,8 @@ def extract_state_dict(
         for prefix in _WRAPPER_PREFIXES:  # timm's ModelEmaV2 wraps the copy in ".module"
             if all(k.startswith(prefix) for k in state):
                 state = _strip(state, prefix)
-    elif any(k.startswith(layout.MODEL_PREFIX) for k in state) and not any(k.startswith(layout.MODEL_PREFIX * 2) for k in state):
+    elif (any(k.startswith(layout.MODEL_PREFIX) for k in state)
+          and not any(k.startswith(layout.MODEL_PREFIX * 2) for k in state)):
         # "model." wraps the network, unless the keys beside the layout's prefixes are a model's own: then it is
         # part of that model's keys
         beside = {k for k in state if not k.startswith((layout.MODEL_PREFIX, *_EMA_PREFIXES))}

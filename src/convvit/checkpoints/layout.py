@@ -3,8 +3,8 @@
 ``state_dict`` holds the network under ``model.`` and, when the run keeps an EMA, its average under
 ``ema_model.module.`` (timm's ``ModelEmaV3`` wraps the copy in ``.module``); ``hyper_parameters`` holds the
 model's arguments (name, num_classes, class names, input size, normalisation); ``convvit`` holds what convvit
-adds: the run's name and the last validation accuracies of the raw and EMA weights (checkpoints written before the ``RngStates``
-callback kept the RNG states there too; they are now that callback's state under ``callbacks``). The
+adds: the run's name and the last validation accuracies of the raw and EMA weights (checkpoints written before the
+``RngStates`` callback kept the RNG states there too; they are now that callback's state under ``callbacks``). The
 LightningModule writes this layout, and export, prediction and weight loading read it through the functions here.
 """
 from __future__ import annotations

@@ -22,9 +22,11 @@ def complexity_row(name: str, img_size: int | None, in_chans: int | None) -> dic
 
 def format_table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
     widths = [max(len(title), *(len(str(r[key])) for r in rows)) for key, title in columns]
-    lines = ["  ".join(title.ljust(w) if i == 0 else title.rjust(w) for i, ((_, title), w) in enumerate(zip(columns, widths)))]
+    lines = ["  ".join(title.ljust(w) if i == 0 else title.rjust(w)
+                       for i, ((_, title), w) in enumerate(zip(columns, widths)))]
     for r in rows:
-        lines.append("  ".join(str(r[k]).ljust(w) if i == 0 else str(r[k]).rjust(w) for i, ((k, _), w) in enumerate(zip(columns, widths))))
+        lines.append("  ".join(str(r[k]).ljust(w) if i == 0 else str(r[k]).rjust(w)
+                               for i, ((k, _), w) in enumerate(zip(columns, widths))))
     return "\n".join(lines)
 
 

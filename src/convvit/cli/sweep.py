@@ -37,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "pairs for every model) and write OUT/results.csv. Resumable: the same command skips "
                     "finished trials.",
     )
-    p.add_argument("--config", required=True, metavar="BASE.yaml", help="the `convvit fit` config every trial starts from")
+    p.add_argument("--config", required=True, metavar="BASE.yaml",
+                   help="the `convvit fit` config every trial starts from")
     p.add_argument("--models", required=True, type=_names, help="comma-separated model names (`convvit models`)")
     p.add_argument("--optimizers", type=_names, default=["adamw"], help="comma-separated: adamw, sgd (default: adamw)")
     p.add_argument("--samples", type=int, default=16, help="(lr, wd) samples per optimizer (default 16; the paper: 64)")

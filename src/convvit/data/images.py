@@ -111,7 +111,8 @@ def walk_images(folder: Path, seen: set[tuple[int, int]] | None = None) -> list[
     folders = {_identity(folder)}
     found = []
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        def links_last(name: str) -> tuple[bool, str]:  # a folder or file reached both ways is listed by its own name
+        # a folder or file reached both ways is listed by its own name
+        def links_last(name: str, dirpath: str = dirpath) -> tuple[bool, str]:
             return os.path.islink(os.path.join(dirpath, name)), name
 
         entered = []

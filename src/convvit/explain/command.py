@@ -53,7 +53,8 @@ def build_distance_parser() -> ArgumentParser:
         prog="convvit explain distance",
         description="Mean attention distance (pixels) of every head against depth, one panel per checkpoint.",
     )
-    parser.add_argument("--ckpt_path", "--ckpt-path", required=True, nargs="+", help="one or more `convvit fit` checkpoints")
+    parser.add_argument("--ckpt_path", "--ckpt-path", required=True, nargs="+",
+                        help="one or more `convvit fit` checkpoints")
     parser.add_argument("--data", required=True,
                         help="a folder of images (searched recursively) to average over, or the name of an in-memory "
                         "dataset (fashion_mnist, cifar10, cifar100) read from its default path")

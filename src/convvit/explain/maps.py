@@ -44,7 +44,8 @@ class MapInfo:
 
 
 class AttentionMaps(list):
-    """A list of attention maps (B, heads, N_query, N_key), forward order, with a :class:`MapInfo` per map in ``infos``."""
+    """A list of attention maps (B, heads, N_query, N_key), forward order, with a :class:`MapInfo` per map in
+    ``infos``."""
 
     def __init__(self, maps: Sequence[torch.Tensor] = (), infos: Sequence[MapInfo] = ()) -> None:
         super().__init__(maps)
@@ -260,7 +261,9 @@ def rollout(
     return result[:, prefix:, prefix:].mean(dim=1)
 
 
-def _positions(grid: Grid, pitch: tuple[float, float], scale: tuple[float, float], device: torch.device) -> torch.Tensor:
+def _positions(
+    grid: Grid, pitch: tuple[float, float], scale: tuple[float, float], device: torch.device
+) -> torch.Tensor:
     """(H' W', 2) pixel centres of a row-major grid whose cells are ``scale`` query cells of ``pitch`` pixels."""
     ys = (torch.arange(grid[0], device=device, dtype=torch.float64) + 0.5) * scale[0] * pitch[0]
     xs = (torch.arange(grid[1], device=device, dtype=torch.float64) + 0.5) * scale[1] * pitch[1]

@@ -187,7 +187,8 @@ class TokenModel(nn.Module):
             raise ValueError(f"output_fmt must be 'NCHW' or 'NLC', got {output_fmt!r}")
         take_indices, max_index = feature_take_indices(len(getattr(self, self.blocks_attr)), indices)
         intermediates = []
-        for i, (x, num_prefix, grid) in enumerate(self._iter_blocks(x)):
+        blocks = self._iter_blocks(x)
+        for i, (x, num_prefix, grid) in enumerate(blocks):
             if i in take_indices:
                 y = self.norm(x) if norm and self._norm_applies(i) else x
                 tokens = y[:, num_prefix:]

@@ -270,7 +270,8 @@ class ConViT(TokenModel):
 
     # ------------------------------------------------------------------ convvit explain
     def explain_panels(self, maps: Sequence[torch.Tensor], taps: dict[str, torch.Tensor]) -> dict[str, Any]:
-        """The ``gates`` sigmoid(lambda) of every head of every GPSA layer (layers, heads): 1 is positional attention."""
+        """The ``gates`` sigmoid(lambda) of every head of every GPSA layer (layers, heads): 1 is positional
+        attention."""
         gates = [torch.sigmoid(m.gating_param.detach().float()) for m in self.modules()
                  if isinstance(m, GatedPositionalAttention)]
         return dict(gates=torch.stack(gates)) if gates else {}

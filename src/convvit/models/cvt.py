@@ -31,7 +31,8 @@ from convvit.models.registry import build_with_cfg, model_cfg, register_model
 __all__ = ["CvT", "ConvAttention", "ConvEmbed", "ConvProjection", "CvTStage", "QuickGELUMlp", "tokens_to_map"]
 
 class ConvEmbed(nn.Module):
-    """Convolutional token embedding: overlapping strided Conv2d, then LayerNorm over channels (keys ``proj``, ``norm``)."""
+    """Convolutional token embedding: overlapping strided Conv2d, then LayerNorm over channels (keys ``proj``,
+    ``norm``)."""
 
     def __init__(self, in_chans: int, embed_dim: int, kernel_size: int, stride: int, padding: int, norm_eps: float):
         super().__init__()

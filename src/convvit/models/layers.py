@@ -11,7 +11,8 @@ from timm.layers import DropPath
 from torch.utils.checkpoint import checkpoint
 
 __all__ = [
-    "Attention", "Block", "DropPath", "Mlp", "QuickGELU", "check_global_pool", "get_act_layer", "get_norm_layer", "head_dim",
+    "Attention", "Block", "DropPath", "Mlp", "QuickGELU", "check_global_pool", "get_act_layer", "get_norm_layer",
+    "head_dim",
 ]
 
 

@@ -270,7 +270,8 @@ def _pycls_cfg(published: tuple[float, float, float] | None = None, **kwargs: An
     """ViT_P / ViT_C: the paper's recipe decays the position embedding and class token (pycls has no
     no-weight-decay list); ``published`` is (GFLOPs, params M, acts M) of the paper's Table 1 at 224 px."""
     if published is not None:
-        kwargs["published"] = dict(zip(("flops_g", "params_m", "acts_m"), published), source="Xiao et al. 2021, Table 1")
+        kwargs["published"] = dict(zip(("flops_g", "params_m", "acts_m"), published),
+                                   source="Xiao et al. 2021, Table 1")
     return model_cfg(exclude_no_weight_decay=False, **kwargs)
 
 
@@ -387,7 +388,8 @@ def vit_p_nano_32px(pretrained: bool = False, **kwargs: Any) -> VisionTransforme
 
 @register_model(cfg=_pycls_cfg(first_conv=_CONV_FIRST, **_SMALL_IMAGE_CFG))
 def vit_c_nano_32px(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
-    """Small-image ViT_C: stem 32-64-112 (strides 2,1,2) + 1x1, 64 wide, 3 blocks, 4 heads -- vit_p_nano_32px's flops."""
+    """Small-image ViT_C: stem 32-64-112 (strides 2,1,2) + 1x1, 64 wide, 3 blocks, 4 heads -- vit_p_nano_32px's
+    flops."""
     model_args = dict(
         img_size=32, patch_size=4, embed_dim=64, depth=3, num_heads=4, mlp_dim=192,
         stem_type="conv", stem_channels=(32, 64, 112), stem_strides=(2, 1, 2),

@@ -112,7 +112,8 @@ def _setting(spec: SweepSpec, base: dict, key: str, default: Any = None) -> Any:
 def check_validates(spec: SweepSpec, base: dict) -> None:
     """Trials that never validate leave nothing to compare: refuse them before anything trains."""
     try:
-        every = int(_setting(spec, base, "trainer.check_val_every_n_epoch", SWEEP_DEFAULTS["trainer.check_val_every_n_epoch"]))
+        every = int(_setting(spec, base, "trainer.check_val_every_n_epoch",
+                             SWEEP_DEFAULTS["trainer.check_val_every_n_epoch"]))
         epochs = int(_setting(spec, base, "trainer.max_epochs", 10))  # 10: convvit fit's default
     except (TypeError, ValueError):
         return  # not plain numbers: `convvit fit` itself will say what is wrong
@@ -300,7 +301,8 @@ class Sweep:
         self.trials = make_trials(spec.models, spec.optimizers, spec.samples, self.ranges, spec.seed)
         self.manifest = {
             "models": list(spec.models), "optimizers": list(spec.optimizers), "seed": spec.seed,
-            "ranges": {opt: {k: {"low": r.low, "high": r.high} for k, r in rs.items()} for opt, rs in self.ranges.items()},
+            "ranges": {opt: {k: {"low": r.low, "high": r.high} for k, r in rs.items()}
+                       for opt, rs in self.ranges.items()},
             "good": {opt: {k: r.good for k, r in rs.items()} for opt, rs in self.ranges.items()},
             "config": str(Path(spec.config).resolve()), "config_sha256": digest, "overrides": list(spec.overrides),
             "samples": spec.samples, "command": command, "cwd": os.getcwd(),
@@ -402,7 +404,8 @@ class _Progress:
         elapsed = time.monotonic() - self.start
         left = elapsed / self.ran * (self.total - self.done)
         outcome = {"finished": f"best {_fmt(row['best_error'])} final {_fmt(row['final_error'])}",
-                   "diverged": "diverged (NaN loss)"}.get(row["status"], f"{row['status']} (see logs/{row['trial']}.log)")
+                   "diverged": "diverged (NaN loss)"}.get(row["status"],
+                                                          f"{row['status']} (see logs/{row['trial']}.log)")
         seconds = f"  {format_duration(row['seconds'])}" if row.get("seconds") is not None else ""
         return (f"[{self.done}/{self.total}] {row['trial']} lr {row['lr']:.3g} wd {row['wd']:.3g}: {outcome}{seconds}"
                 f" | {format_duration(elapsed)} elapsed, ~{format_duration(left)} left")

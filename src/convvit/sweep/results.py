@@ -139,7 +139,8 @@ def parse_results(path: str | Path, check_run_dirs: bool = False) -> tuple[list[
         except ValueError as err:
             problems.append(f"{where}: {err}")
             continue
-        if check_run_dirs and row["status"] in DONE and not (row["run_dir"] and (path.parent / row["run_dir"]).is_dir()):
+        if (check_run_dirs and row["status"] in DONE
+                and not (row["run_dir"] and (path.parent / row["run_dir"]).is_dir())):
             problems.append(f"{where}: its run_dir {row['run_dir']!r} does not exist")
             continue
         rows.append(row)

@@ -61,7 +61,8 @@ class Distillation:
             raise UsageError(f"--model.distillation.tau must be > 0, got {self.tau}")
         if self.type != "none" and not self.teacher:
             raise UsageError(f"--model.distillation.type {self.type} needs a teacher: --model.distillation.teacher "
-                             "CKPT (a convvit fit checkpoint) or MODEL_NAME with --model.distillation.teacher_checkpoint")
+                             "CKPT (a convvit fit checkpoint) or MODEL_NAME with "
+                             "--model.distillation.teacher_checkpoint")
 
     @property
     def enabled(self) -> bool:
@@ -143,7 +144,8 @@ def _teacher_from_name(name: str, weights: Path, num_classes: int, in_chans: int
         raise UsageError(f"unknown teacher model {name!r} ({e}); name a convvit or timm model, or pass a convvit "
                          "training checkpoint") from None
     obj, _ = read_checkpoint_file(weights)
-    state, _, _ = extract_state_dict(obj, use_ema=False, is_model_keys=lambda keys: bool(keys & set(model.state_dict())))
+    state, _, _ = extract_state_dict(obj, use_ema=False,
+                                     is_model_keys=lambda keys: bool(keys & set(model.state_dict())))
     target = model.state_dict()
     wrong = [k for k in state if k in target and state[k].shape != target[k].shape]
     missing, unexpected = sorted(set(target) - set(state)), sorted(set(state) - set(target))
