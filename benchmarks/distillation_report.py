@@ -35,6 +35,7 @@ from fashion_mnist_report import (  # noqa: E402  (the Fashion-MNIST report's jo
     ConvvitTest,
     ReportError,
     machine,
+    split_sizes,
     table,
     train_runs,
     write_csv,
@@ -111,6 +112,35 @@ def checkpoint_of(args: argparse.Namespace, row: Mapping[str, Any]) -> Path:
     return args.work / row["run_dir"] / "checkpoints" / "last.ckpt"
 
 
+def forward_flops(model: str, distilled: bool = False) -> int:
+    """Multiply-adds of one Fashion-MNIST image through ``model`` (convvit's flops convention, the papers')."""
+    from convvit.data.registry import get_dataset
+    from convvit.models.complexity import count_complexity
+
+    data = get_dataset("fashion_mnist")
+    kwargs = {"distilled": True} if distilled else {}
+    return count_complexity(model, img_size=data.img_size, in_chans=data.in_chans, **kwargs)["flops"]
+
+
+def training_compute(args: argparse.Namespace, images_per_epoch: int, model: str, distilled: bool,
+                     teacher: str | None) -> float:
+    """Multiply-adds of a run's training, in units of 1e12: 3x the model's forward pass per training image (the
+    forward and the two products of the backward) plus the frozen teacher's forward pass, over every epoch.
+    Unlike wall time, it does not depend on what else the machine was running."""
+    base, _ = load_base_config(str(CONFIG))
+    epochs = args.epochs or base["trainer"]["max_epochs"]
+    per_image = 3 * forward_flops(model, distilled) + (forward_flops(teacher) if teacher else 0)
+    return per_image * images_per_epoch * epochs / 1e12
+
+
+def images_per_epoch(args: argparse.Namespace) -> int:
+    """Training images one epoch sees: the split after the hold-out, or --limit-batches batches."""
+    if args.limit_batches is None:
+        return split_sizes(float(SWEEP_DEFAULTS["data.val_fraction"]))["train"]
+    base, _ = load_base_config(str(CONFIG))
+    return args.limit_batches * int(base["data"]["batch_size"])
+
+
 def summarize(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Per student and condition: the seeds' test errors, their mean and spread, and the 95% interval of one
     run's test error from the test split's size alone (the smallest difference one run can resolve)."""
@@ -125,7 +155,9 @@ def summarize(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             half = 196 * math.sqrt(p * (1 - p) / TEST_IMAGES)  # normal approximation, in points
             out.append({"student": LABELS[model], "condition": condition, "runs": len(errors),
                         "test_errors": " ".join(f"{e:.2f}" for e in errors), "mean_test_error": mean,
-                        "seed_spread": max(errors) - min(errors), "one_run_ci95": half})
+                        "seed_spread": max(errors) - min(errors), "one_run_ci95": half,
+                        "compute": next((float(r["compute"]) for r in rows if "compute" in r
+                                         and r["model"] == model and r["condition"] == condition), math.nan)})
     return out
 
 
@@ -178,19 +210,30 @@ def plot(summary: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str, Any]]
 
 def write_report(args: argparse.Namespace, teachers: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str, Any]]
                  ) -> Path:
+    images = images_per_epoch(args)
+    roles = {"convnet": args.convnet, "vit_c": "vit_c_nano_32px"}
+    for t in teachers:
+        t["compute"] = training_compute(args, images, t["model"], False, None)
+    for r in rows:
+        r["compute"] = training_compute(args, images, r["model"], True, roles.get(r["teacher"]))
     summary = summarize(rows)
     train_h = sum(float(r["seconds"]) for r in [*teachers, *rows]) / 3600
     docs = args.docs
     csv_path = write_csv(docs / "distillation" / "distillation.csv", [
-        {k: r[k] for k in ("trial", "model", "condition", "teacher", "seed", "final_error", "test_error", "seconds")}
+        {k: r[k] for k in ("trial", "model", "condition", "teacher", "seed", "final_error", "test_error", "compute",
+                           "seconds")}
         for r in rows])
     png = plot(summary, rows, docs / "distillation" / "distillation.png")
-    teacher_table = table(["teacher", "hold-out error (%)", "test error (%)", "train wall (s)"],
+    teacher_table = table(["teacher", "hold-out error (%)", "test error (%)", "forward MFLOPs / image",
+                           "train compute (TFLOPs)", "train wall (s)"],
                           [[t["model"], f"{float(t['final_error']):.2f}", f"{t['test_error']:.2f}",
+                            f"{forward_flops(t['model']) / 1e6:.1f}", f"{t['compute']:.1f}",
                             f"{float(t['seconds']):.0f}"] for t in teachers])
-    student_table = table(["student", "condition", "runs", "test errors (%)", "mean", "seed spread", "one run ±95%"],
+    student_table = table(["student", "condition", "runs", "test errors (%)", "mean", "seed spread", "one run ±95%",
+                           "train compute (TFLOPs)"],
                           [[r["student"], r["condition"], r["runs"], r["test_errors"], f"{r['mean_test_error']:.2f}",
-                            f"{r['seed_spread']:.2f}", f"{r['one_run_ci95']:.2f}"] for r in summary])
+                            f"{r['seed_spread']:.2f}", f"{r['one_run_ci95']:.2f}", f"{r['compute']:.1f}"]
+                           for r in summary])
     smoke = (f"\n**Smoke run** (--limit-batches {args.limit_batches}): the figures measure nothing.\n"
              if args.limit_batches else "")
     text = f"""# Distillation: a convolutional teacher for ViT_P and ViT_C
@@ -201,6 +244,10 @@ runs, {train_h:.2f} h of training wall time in all; machine: {_machine()}.{smoke
 Protocol: configs/fashion_mnist/vit_c.yaml (the main job), 54,000 training images, the 6,000-image hold-out for
 validation, the test split once per run. Students carry DeiT's distillation token and head in every condition
 (the `none` row trains both heads on the labels), so only the teacher differs.
+
+Cost: train compute counts multiply-adds (the papers' flops), 3x the model's forward pass per training image plus
+the frozen teacher's forward pass, over every epoch; it does not depend on the machine. Wall time does: it is what
+each run took on the machine above, with whatever else it was running at the time.
 
 ## Teachers
 

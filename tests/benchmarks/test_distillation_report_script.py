@@ -30,7 +30,8 @@ def test_student_jobs_distil_from_the_right_teacher(report, tmp_path):
 
 
 def _row(model, condition, seed, test_error):
-    return {"trial": f"{model}-{condition}-{seed}", "model": model, "condition": condition, "teacher": "",
+    teacher = "convnet" if condition.endswith("convnet") else ""
+    return {"trial": f"{model}-{condition}-{seed}", "model": model, "condition": condition, "teacher": teacher,
             "seed": seed, "final_error": test_error + 0.1, "test_error": test_error, "seconds": 400.0}
 
 
@@ -45,9 +46,18 @@ def test_reading_and_report_files(report, tmp_path):
     assert "+2.00 points from ViT_C's" in text
     assert "hard-convnet changes ViT_P's error by -1.50 points (75% of the gap)" in text
     teachers = [{"model": "resnet10t", "final_error": 8.0, "test_error": 8.2, "seconds": 300.0}]
-    path = report.write_report(_args(report, tmp_path), teachers, rows)
+    args = _args(report, tmp_path, limit_batches=2)  # 2 batches of 128 images an epoch, 6 epochs
+    path = report.write_report(args, teachers, rows)
     md = path.read_text()
-    assert "| resnet10t | 8.00 | 8.20 | 300 |" in md and "75% of the gap" in md and "7 training" in md
+    # compute: 3 forward passes' multiply-adds per training image (+ the teacher's forward when distilled)
+    images = 2 * 128 * 6
+    convnet = report.forward_flops("resnet10t")
+    assert f"| resnet10t | 8.00 | 8.20 | {convnet / 1e6:.1f} | {3 * convnet * images / 1e12:.1f} | 300 |" in md
+    assert "75% of the gap" in md and "7 training" in md
+    student = report.forward_flops("vit_p_nano_32px", distilled=True)
+    by_condition = {r["condition"]: float(r["compute"]) for r in rows if r["model"] == "vit_p_nano_32px"}
+    assert by_condition["none"] == pytest.approx(3 * student * images / 1e12)
+    assert by_condition["hard-convnet"] == pytest.approx((3 * student + convnet) * images / 1e12)
     assert (tmp_path / "docs/distillation/distillation.png").stat().st_size > 0
     assert (tmp_path / "docs/distillation/distillation.csv").read_text().startswith("trial,model,condition")
 
