@@ -86,7 +86,9 @@ def fit_job(args: argparse.Namespace, trial: str, model: str, seed: int, extra: 
     spec = SweepSpec(config=str(CONFIG), models=[model], optimizers=[], samples=1, out=str(args.work),
                      parallel=args.parallel, overrides=overrides)
     run = Trial(trial, model, base["model"]["optimizer"], 0, None, None, seed)  # lr and wd: the config's
-    return trial_job(spec, base, run, args.work, threads_per_trial(args.parallel))
+    job = trial_job(spec, base, run, args.work, threads_per_trial(args.parallel))
+    job.cwd = str(ROOT)  # the config's relative paths (a dataset's ./data) are the repository's, wherever it runs
+    return job
 
 
 def teacher_jobs(args: argparse.Namespace) -> dict[str, TrialJob]:
@@ -265,7 +267,7 @@ each run took on the machine above, with whatever else it was running at the tim
 
 Data: [{csv_path.relative_to(docs).as_posix()}]({csv_path.relative_to(docs).as_posix()}).
 """
-    from convvit.sweep.results import atomic_write_text
+    from convvit.fileio import atomic_write_text
 
     return atomic_write_text(docs / "distillation.md", text)
 
@@ -299,15 +301,18 @@ def run(args: argparse.Namespace) -> Path:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from convvit.signals import interrupt_exit_code, terminate_as_interrupt
+
     try:
-        run(args)
+        with terminate_as_interrupt():  # the running trial stops (it saves last.ckpt); the rerun resumes it
+            run(args)
         return 0
     except ReportError as err:
         print(f"{SCRIPT}: {err}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         print(f"{SCRIPT}: interrupted; run the same command again to resume", file=sys.stderr)
-        return 130
+        return interrupt_exit_code(interrupt)
 
 
 if __name__ == "__main__":

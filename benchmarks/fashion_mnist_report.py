@@ -50,11 +50,12 @@ import yaml
 
 from convvit import fileio
 from convvit.cli import main as convvit
+from convvit.fileio import atomic_write_text
 from convvit.plots import best_runs, load_sweep, plot_edf, plot_lrwd, run_errors
 from convvit.signals import interrupt_exit_code, terminate_as_interrupt
 from convvit.sweep.core import SWEEP_DEFAULTS, Sweep, SweepSpec, load_base_config, trial_job
 from convvit.sweep.engines import JobRunner, LocalEngine, Resources, threads_per_trial
-from convvit.sweep.results import DONE, RESULTS, atomic_write_text, chance_error, read_manifest
+from convvit.sweep.results import DONE, RESULTS, chance_error, read_manifest
 from convvit.sweep.space import SweepError, Trial
 from convvit.sweep.trial import TrialJob
 from convvit.training.runs import versions

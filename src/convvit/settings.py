@@ -73,16 +73,21 @@ def split_settings(groups: tuple[type, ...], settings: dict[str, Any]) -> dict[t
     return {group: group(**{f.name: settings[f.name] for f in dataclasses.fields(group)}) for group in groups}
 
 
-def init_signature(groups: tuple[type, ...], **after: inspect.Parameter) -> inspect.Signature:
+def init_signature(groups: tuple[type, ...], positional: int, **after: inspect.Parameter) -> inspect.Signature:
     """``__init__(self, ...)`` with one parameter per field of ``groups`` in order, then ``after`` (nested groups
-    such as the model's ``distillation``): what LightningCLI reads to make the ``--GROUP.KEY`` options."""
+    such as the model's ``distillation``): what LightningCLI reads to make the ``--GROUP.KEY`` options.
+
+    Only the first ``positional`` fields may be passed by position; the rest are keyword-only, so that a call
+    written for another field order is refused (TypeError) instead of filling the wrong settings."""
     generated = [
-        inspect.Parameter(f.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=f.type,
-                          default=f.default if f.default is not dataclasses.MISSING else f.default_factory())
-        for f in fields_of(groups)
+        inspect.Parameter(
+            f.name, inspect.Parameter.POSITIONAL_OR_KEYWORD if i < positional else inspect.Parameter.KEYWORD_ONLY,
+            annotation=f.type, default=f.default if f.default is not dataclasses.MISSING else f.default_factory())
+        for i, f in enumerate(fields_of(groups))
     ]
+    nested = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in after.values()]
     self = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    return inspect.Signature([self, *generated, *after.values()])
+    return inspect.Signature([self, *generated, *nested])
 
 
 def settings_doc(groups: tuple[type, ...], indent: str = "    ") -> str:

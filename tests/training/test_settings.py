@@ -115,3 +115,13 @@ def test_a_new_data_setting_needs_only_its_field(new_data_settings, trained_run,
     resume = ["fit", *TINY, "--ckpt_path", str(path), "--trainer.default_root_dir", str(tmp_path / "runs")]
     assert main([*resume, "--data.new_data_training_only", "2.0"]) == 1
     assert "--data.new_data_training_only 2 conflicts with the checkpoint being resumed" in capsys.readouterr().err
+
+
+def test_only_the_leading_settings_go_by_position():
+    """A call written for another parameter order is refused, not bound to whichever settings come next."""
+    assert ImageClassifier("vit_c_nano_32px", num_classes=3, img_size=16).hparams["name"] == "vit_c_nano_32px"
+    with pytest.raises(TypeError):
+        ImageClassifier("vit_c_nano_32px", 10)
+    assert ImageDataModule("synthetic", None, img_size=16).hparams["dataset"] == "synthetic"
+    with pytest.raises(TypeError):
+        ImageDataModule("synthetic", None, 64)

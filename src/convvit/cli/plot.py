@@ -83,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exit_:
         return exit_.code if isinstance(exit_.code, int) else 0
     debug = args.debug or os.environ.get("CONVVIT_DEBUG", "") not in ("", "0")
-    return run_guarded(lambda: run(args), debug, prog=f"{PROG} {args.kind}")
+    return run_guarded(lambda: run(args), debug, prog=f"{PROG} {args.kind}", summarise_bugs=True)
 
 
 def run_argv(argv: Sequence[str]) -> int:

@@ -534,8 +534,9 @@ class ImageDataModule(L.LightningDataModule):
 
 
 def data_signature() -> inspect.Signature:
-    """ImageDataModule's parameters, the ``--data.KEY`` options: one per settings field."""
-    return init_signature(data_settings.DATA_GROUPS)
+    """ImageDataModule's parameters, the ``--data.KEY`` options: one per settings field; only ``dataset`` and
+    ``path`` may be passed by position."""
+    return init_signature(data_settings.DATA_GROUPS, 2)
 
 
 ImageDataModule.__init__.__signature__ = data_signature()

@@ -163,8 +163,9 @@ def split_settings(settings: dict[str, Any]) -> dict[type, Any]:
 
 def init_signature(**after: inspect.Parameter) -> inspect.Signature:
     """``__init__(self, ...)`` with one parameter per field (``name`` first), then ``after`` (nested groups such
-    as ``distillation``): what LightningCLI reads to make the ``--model.KEY`` options."""
-    return _settings.init_signature(MODEL_GROUPS, **after)
+    as ``distillation``): what LightningCLI reads to make the ``--model.KEY`` options. Only ``name`` may be
+    passed by position."""
+    return _settings.init_signature(MODEL_GROUPS, 1, **after)
 
 
 def settings_doc(indent: str = "    ") -> str:
