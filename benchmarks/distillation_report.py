@@ -143,6 +143,13 @@ def images_per_epoch(args: argparse.Namespace) -> int:
     return args.limit_batches * int(base["data"]["batch_size"])
 
 
+def one_run_ci95(error: float) -> float:
+    """Half-width of the 95% interval of a test error (in points) measured once on the 10,000 test images: the
+    binomial's normal approximation. It is the smallest difference a single run can resolve."""
+    p = error / 100
+    return 196 * math.sqrt(p * (1 - p) / TEST_IMAGES)
+
+
 def summarize(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Per student and condition: the seeds' test errors, their mean and spread, and the 95% interval of one
     run's test error from the test split's size alone (the smallest difference one run can resolve)."""
@@ -153,13 +160,13 @@ def summarize(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             if not errors:
                 continue
             mean = statistics.fmean(errors)
-            p = mean / 100
-            half = 196 * math.sqrt(p * (1 - p) / TEST_IMAGES)  # normal approximation, in points
+            half = one_run_ci95(mean)
+            runs = [r for r in rows if r["model"] == model and r["condition"] == condition]
             out.append({"student": LABELS[model], "condition": condition, "runs": len(errors),
                         "test_errors": " ".join(f"{e:.2f}" for e in errors), "mean_test_error": mean,
                         "seed_spread": max(errors) - min(errors), "one_run_ci95": half,
-                        "compute": next((float(r["compute"]) for r in rows if "compute" in r
-                                         and r["model"] == model and r["condition"] == condition), math.nan)})
+                        "compute": next((float(r["compute"]) for r in runs if "compute" in r), math.nan),
+                        "mean_seconds": statistics.fmean(float(r["seconds"]) for r in runs)})
     return out
 
 
@@ -228,13 +235,16 @@ def write_report(args: argparse.Namespace, teachers: Sequence[Mapping[str, Any]]
     png = plot(summary, rows, docs / "distillation" / "distillation.png")
     teacher_table = table(["teacher", "hold-out error (%)", "test error (%)", "forward MFLOPs / image",
                            "train compute (TFLOPs)", "train wall (s)"],
-                          [[t["model"], f"{float(t['final_error']):.2f}", f"{t['test_error']:.2f}",
+                          [[t["model"], f"{float(t['final_error']):.2f}",
+                            f"{t['test_error']:.2f} ± {one_run_ci95(t['test_error']):.2f}",
                             f"{forward_flops(t['model']) / 1e6:.1f}", f"{t['compute']:.1f}",
                             f"{float(t['seconds']):.0f}"] for t in teachers])
-    student_table = table(["student", "condition", "runs", "test errors (%)", "mean", "seed spread", "one run ±95%",
-                           "train compute (TFLOPs)"],
-                          [[r["student"], r["condition"], r["runs"], r["test_errors"], f"{r['mean_test_error']:.2f}",
-                            f"{r['seed_spread']:.2f}", f"{r['one_run_ci95']:.2f}", f"{r['compute']:.1f}"]
+    student_flops = {LABELS[m]: forward_flops(m, distilled=True) / 1e6 for m in STUDENTS}
+    student_table = table(["student", "forward MFLOPs / image", "condition", "runs", "test errors (%)", "mean",
+                           "seed spread", "one run ±95%", "train compute (TFLOPs)", "train wall (s, mean)"],
+                          [[r["student"], f"{student_flops[r['student']]:.1f}", r["condition"], r["runs"],
+                            r["test_errors"], f"{r['mean_test_error']:.2f}", f"{r['seed_spread']:.2f}",
+                            f"{r['one_run_ci95']:.2f}", f"{r['compute']:.1f}", f"{r['mean_seconds']:.0f}"]
                            for r in summary])
     smoke = (f"\n**Smoke run** (--limit-batches {args.limit_batches}): the figures measure nothing.\n"
              if args.limit_batches else "")

@@ -52,7 +52,13 @@ def test_reading_and_report_files(report, tmp_path):
     # compute: 3 forward passes' multiply-adds per training image (+ the teacher's forward when distilled)
     images = 2 * 128 * 6
     convnet = report.forward_flops("resnet10t")
-    assert f"| resnet10t | 8.00 | 8.20 | {convnet / 1e6:.1f} | {3 * convnet * images / 1e12:.1f} | 300 |" in md
+    ci = report.one_run_ci95(8.2)  # 1.96 * sqrt(0.082 * 0.918 / 10,000) = 0.54 points
+    assert ci == pytest.approx(0.5378, abs=1e-3)
+    assert (f"| resnet10t | 8.00 | 8.20 ± {ci:.2f} | {convnet / 1e6:.1f} | {3 * convnet * images / 1e12:.1f} "
+            "| 300 |") in md
+    p_flops = report.forward_flops("vit_p_nano_32px", distilled=True) / 1e6
+    assert f"| ViT_P | {p_flops:.1f} | none | 2 | 11.00 12.00 | 11.50 | 1.00 |" in md
+    assert md.count("| 400 |") == 3  # each student row's mean wall time
     assert "75% of the gap" in md and "7 training" in md
     student = report.forward_flops("vit_p_nano_32px", distilled=True)
     by_condition = {r["condition"]: float(r["compute"]) for r in rows if r["model"] == "vit_p_nano_32px"}
