@@ -255,7 +255,10 @@ runs, {train_h:.2f} h of training wall time in all; machine: {_machine()}.{smoke
 
 Protocol: configs/fashion_mnist/vit_c.yaml (the main job), 54,000 training images, the 6,000-image hold-out for
 validation, the test split once per run. Students carry DeiT's distillation token and head in every condition
-(the `none` row trains both heads on the labels), so only the teacher differs.
+(the `none` row trains both heads on the labels), so only the teacher differs. Distillation uses DeiT's defaults,
+alpha 0.5 and tau 1.0: `hard` is cross-entropy of the distillation head against the teacher's top-1 class; `soft`
+is DeiT's KL term, which divides its sum by batch x classes (not by the batch), so with 10 classes it weighs a
+tenth of a per-image KL. The teacher sees each augmented training batch in eval mode.
 
 Cost: train compute counts multiply-adds (the papers' flops), 3x the model's forward pass per training image plus
 the frozen teacher's forward pass, over every epoch; it does not depend on the machine. Wall time does: it is what
