@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import csv
 import os
 import platform
 import statistics
@@ -51,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from throughput import PAIRS, train_step  # noqa: E402  (the same pairs and step as the CPU benchmark)
 
 import convvit  # noqa: E402
+from convvit import fileio  # noqa: E402
 from convvit.models.complexity import count_complexity  # noqa: E402
 
 # In the order they run: the pairs with goals beyond parity first, so that a budget cut drops the cheap ones.
@@ -93,13 +93,7 @@ class Recorder:
         print(f"  {section:8s} {item:44s} {value!s:>12} {unit:10s} {detail}", flush=True)
 
     def write(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=["device", "section", "item", "value", "unit", "detail"])
-            writer.writeheader()
-            writer.writerows(self.rows)
-        os.replace(tmp, path)
+        fileio.write_csv(path, ["device", "section", "item", "value", "unit", "detail"], self.rows)
 
 
 # ----------------------------------------------------------------------------------------------------- machine

@@ -14,7 +14,6 @@ a second job on the same cores stretches the wall time.
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import re
 import subprocess
@@ -22,6 +21,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from convvit import fileio
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {"vit_c": ROOT / "configs/fashion_mnist/vit_c.yaml", "vit_p": ROOT / "configs/fashion_mnist/vit_p.yaml"}
@@ -92,12 +93,7 @@ def main() -> int:
                       f"top-5 {row['test_top5']:.2f}%  wall {row['seconds']:.0f} s "
                       f"({row['margin_s']:+.0f} s to {GOAL_SECONDS:.0f} s; goal >= {GOAL_ACC}%: "
                       f"{'met' if ok else 'NOT met'})", flush=True)
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    out = fileio.write_csv(args.output, list(rows[0]), rows)
     print(f"wrote {out}")
     return 0
 

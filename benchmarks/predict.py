@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import csv
 import os
 import statistics
 import tempfile
@@ -36,6 +35,7 @@ from pathlib import Path
 import torch
 
 import convvit
+from convvit import fileio
 from convvit.inference import runner
 from convvit.inference.runner import InferenceModel
 from convvit.models.complexity import count_complexity
@@ -176,13 +176,7 @@ def tune(args: argparse.Namespace, meta: dict[str, str]) -> list[dict]:
 
 
 def write_csv(rows: list[dict], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
+    fileio.write_csv(path, list(rows[0]), rows)
 
 
 def print_table(rows: list[dict]) -> None:

@@ -15,7 +15,6 @@ kind of operator, side by side: what a faster implementation could still win, an
 from __future__ import annotations
 
 import argparse
-import csv
 import statistics
 import sys
 import time
@@ -28,6 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import convvit
+from convvit import fileio
 
 
 @dataclass
@@ -157,10 +157,7 @@ def print_profile(steps: dict[str, Callable[[], None]], iters: int, peer_name: s
 
 
 def write_csv(rows: list[dict], path) -> None:
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    fileio.write_csv(path, list(rows[0]), rows)  # atomic and spreadsheet-safe, as every CSV convvit writes
 
 
 def _time(step: Callable[[], None], iters: int) -> float:

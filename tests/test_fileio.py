@@ -134,3 +134,14 @@ def test_every_png_convvit_writes_goes_through_the_atomic_figure_writer():
     sources = [*(root / "src" / "convvit").rglob("*.py"), *(root / "benchmarks").glob("*report*.py")]
     savers = sorted(str(p.relative_to(root)) for p in sources if ".savefig(" in p.read_text())
     assert savers == ["src/convvit/fileio.py"]
+
+
+def test_every_csv_convvit_and_its_benchmarks_write_goes_through_the_csv_writer():
+    """One CSV writer (atomic, spreadsheet-safe): no module or benchmark script builds its own csv writer."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    sources = [*(root / "src" / "convvit").rglob("*.py"), *(root / "benchmarks").glob("*.py")]
+    writers = sorted(str(p.relative_to(root)) for p in sources
+                     if any(call in p.read_text() for call in ("csv.writer(", "csv.DictWriter(")))
+    assert writers == ["src/convvit/fileio.py"]
