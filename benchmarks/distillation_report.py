@@ -170,26 +170,73 @@ def summarize(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def verdicts(summary: Sequence[Mapping[str, Any]]) -> list[str]:
-    """The two questions, read off the means, against the noise (seed spread and one run's interval)."""
-    mean = {(r["student"], r["condition"]): r["mean_test_error"] for r in summary}
-    noise = max([max(r["seed_spread"], r["one_run_ci95"]) for r in summary] or [0.0])
+# Student's t, 97.5th percentile, by degrees of freedom (scipy.stats.t.ppf(0.975, df); scipy is not a dependency)
+T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+         2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+
+
+def t_975(df: int) -> float:
+    return T_975[df - 1] if df <= len(T_975) else 1.96
+
+
+def pooled_seed_sd(rows: Sequence[Mapping[str, Any]]) -> tuple[float, int] | None:
+    """Run-to-run standard deviation of the test error (points), pooled over every (student, condition) with two or
+    more seeds, and its degrees of freedom; None with one seed each. All runs are tested on the same 10,000 images,
+    so it measures how much training alone moves a test error: the noise a difference between conditions faces."""
+    squares, df = 0.0, 0
+    for model in STUDENTS:
+        for condition, _, _ in CONDITIONS:
+            errors = [float(r["test_error"]) for r in rows if r["model"] == model and r["condition"] == condition]
+            if len(errors) > 1:
+                mean = statistics.fmean(errors)
+                squares += sum((e - mean) ** 2 for e in errors)
+                df += len(errors) - 1
+    return (math.sqrt(squares / df), df) if df else None
+
+
+def difference_ci95(a: Mapping[str, Any], b: Mapping[str, Any], pooled: tuple[float, int] | None) -> float:
+    """Half-width of the 95% interval of ``a``'s mean test error minus ``b``'s: from the pooled seed-to-seed
+    deviation when there is one (t with its degrees of freedom), else from each single run's binomial interval."""
+    if pooled is None:
+        return math.hypot(a["one_run_ci95"], b["one_run_ci95"])
+    sd, df = pooled
+    return t_975(df) * sd * math.sqrt(1 / a["runs"] + 1 / b["runs"])
+
+
+def verdicts(summary: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The two questions, read off the means, each difference with its 95% interval."""
+    cell = {(r["student"], r["condition"]): r for r in summary}
+    pooled = pooled_seed_sd(rows)
+
+    def change(student: str, condition: str, against: str = "none") -> tuple[float, str] | None:
+        if (student, condition) not in cell or (student, against) not in cell:
+            return None
+        a, b = cell[(student, condition)], cell[(student, against)]
+        diff, half = a["mean_test_error"] - b["mean_test_error"], difference_ci95(a, b, pooled)
+        verdict = "beyond the noise" if abs(diff) > half else "within the noise"
+        return diff, f"{diff:+.2f} ± {half:.2f} points, {verdict}"
+
     lines = []
-    if ("ViT_P", "none") in mean and ("ViT_C", "none") in mean:
-        gap = mean[("ViT_P", "none")] - mean[("ViT_C", "none")]
-        lines.append(f"Undistilled, ViT_P's test error is {gap:+.2f} points from ViT_C's (the stem's effect).")
-        for condition in ("hard-convnet", "soft-convnet"):
-            if ("ViT_P", condition) in mean:
-                closed = mean[("ViT_P", "none")] - mean[("ViT_P", condition)]
-                share = f" ({100 * closed / gap:.0f}% of the gap)" if gap > 0 else ""
-                lines.append(f"{condition} changes ViT_P's error by {-closed:+.2f} points{share}.")
+    if ("ViT_P", "none") in cell and ("ViT_C", "none") in cell:
+        a, b = cell[("ViT_P", "none")], cell[("ViT_C", "none")]
+        gap = a["mean_test_error"] - b["mean_test_error"]
+        lines.append(f"Undistilled, ViT_P's test error is {gap:+.2f} ± {difference_ci95(a, b, pooled):.2f} points "
+                     "from ViT_C's (the stem's effect at equal flops).")
+        for condition, what in (("hard-convnet", ""), ("soft-convnet", ""),
+                                ("hard-vit_c", " (a transformer teacher with a conv stem, not a convnet)")):
+            if found := change("ViT_P", condition):
+                closed = -found[0]
+                share = f"; {100 * closed / gap:.0f}% of the gap" if gap > 0 else ""
+                lines.append(f"{condition}{what} changes ViT_P's error by {found[1]}{share}.")
     for condition in ("hard-convnet", "soft-convnet", "hard-vit_c"):
-        if ("ViT_C", condition) in mean and ("ViT_C", "none") in mean:
-            lines.append(f"{condition} changes ViT_C's error by "
-                         f"{mean[('ViT_C', condition)] - mean[('ViT_C', 'none')]:+.2f} points "
-                         "(does it add to the stem?).")
-    lines.append(f"Differences below about {noise:.2f} points are within the noise (the largest seed spread or "
-                 "one run's 95% interval on 10,000 test images).")
+        if found := change("ViT_C", condition):
+            lines.append(f"{condition} changes ViT_C's error by {found[1]} (does it add to the stem?).")
+    if pooled is None:
+        lines.append("Intervals: one run per condition, so each difference's interval comes from the two runs' "
+                     "binomial intervals on 10,000 test images (seed-to-seed noise is not measured).")
+    else:
+        lines.append(f"Intervals: 95%, from the seed-to-seed standard deviation of a run's test error pooled over "
+                     f"all conditions ({pooled[0]:.2f} points, {pooled[1]} degrees of freedom) and Student's t.")
     return lines
 
 
@@ -276,7 +323,7 @@ each run took on the machine above, with whatever else it was running at the tim
 
 ## Reading
 
-{chr(10).join('* ' + line for line in verdicts(summary))}
+{chr(10).join('* ' + line for line in verdicts(summary, rows))}
 
 Data: [{csv_path.relative_to(docs).as_posix()}]({csv_path.relative_to(docs).as_posix()}).
 """

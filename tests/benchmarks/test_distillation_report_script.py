@@ -42,9 +42,17 @@ def test_reading_and_report_files(report, tmp_path):
     summary = report.summarize(rows)
     p_none = next(r for r in summary if r["student"] == "ViT_P" and r["condition"] == "none")
     assert p_none["mean_test_error"] == pytest.approx(11.5) and p_none["seed_spread"] == pytest.approx(1.0)
-    text = " ".join(report.verdicts(summary))
-    assert "+2.00 points from ViT_C's" in text
-    assert "hard-convnet changes ViT_P's error by -1.50 points (75% of the gap)" in text
+    # every cell's two seeds differ by 1 point: pooled sd sqrt(0.5), 3 degrees of freedom; a difference of two
+    # 2-run means has the interval t(3) * sd * sqrt(1/2 + 1/2) = 3.182 * 0.7071 = 2.25 points
+    assert report.pooled_seed_sd(rows) == (pytest.approx(0.5 ** 0.5), 3)
+    text = " ".join(report.verdicts(summary, rows))
+    assert "+2.00 ± 2.25 points from ViT_C's" in text
+    assert "hard-convnet changes ViT_P's error by -1.50 ± 2.25 points, within the noise; 75% of the gap" in text
+    one_seed = [r for r in rows if r["seed"] == 0]
+    assert report.pooled_seed_sd(one_seed) is None
+    ci = (report.one_run_ci95(11.0) ** 2 + report.one_run_ci95(9.5) ** 2) ** 0.5
+    assert f"-1.50 ± {ci:.2f} points, beyond the noise" in " ".join(report.verdicts(report.summarize(one_seed),
+                                                                                      one_seed))
     teachers = [{"model": "resnet10t", "final_error": 8.0, "test_error": 8.2, "seconds": 300.0}]
     args = _args(report, tmp_path, limit_batches=2)  # 2 batches of 128 images an epoch, 6 epochs
     path = report.write_report(args, teachers, rows)
@@ -59,7 +67,7 @@ def test_reading_and_report_files(report, tmp_path):
     p_flops = report.forward_flops("vit_p_nano_32px", distilled=True) / 1e6
     assert f"| ViT_P | {p_flops:.1f} | none | 2 | 11.00 12.00 | 11.50 | 1.00 |" in md
     assert md.count("| 400 |") == 3  # each student row's mean wall time
-    assert "75% of the gap" in md and "7 training" in md
+    assert "75% of the gap" in md and "degrees of freedom" in md and "7 training" in md
     student = report.forward_flops("vit_p_nano_32px", distilled=True)
     by_condition = {r["condition"]: float(r["compute"]) for r in rows if r["model"] == "vit_p_nano_32px"}
     assert by_condition["none"] == pytest.approx(3 * student * images / 1e12)
