@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import math
 import statistics
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +115,7 @@ def checkpoint_of(args: argparse.Namespace, row: Mapping[str, Any]) -> Path:
     return args.work / row["run_dir"] / "checkpoints" / "last.ckpt"
 
 
+@functools.cache  # a model is built to count it; the report asks for the same few models once per run
 def forward_flops(model: str, distilled: bool = False) -> int:
     """Multiply-adds of one Fashion-MNIST image through ``model`` (convvit's flops convention, the papers')."""
     from convvit.data.registry import get_dataset
@@ -150,23 +152,27 @@ def one_run_ci95(error: float) -> float:
     return 196 * math.sqrt(p * (1 - p) / TEST_IMAGES)
 
 
+def cells(rows: Sequence[Mapping[str, Any]]) -> Iterator[tuple[str, str, list[Mapping[str, Any]]]]:
+    """The runs of each (student, condition) that has any, in the report's order."""
+    for model in STUDENTS:
+        for condition, _, _ in CONDITIONS:
+            if runs := [r for r in rows if r["model"] == model and r["condition"] == condition]:
+                yield model, condition, runs
+
+
 def summarize(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Per student and condition: the seeds' test errors, their mean and spread, and the 95% interval of one
     run's test error from the test split's size alone (the smallest difference one run can resolve)."""
     out = []
-    for model in STUDENTS:
-        for condition, _, _ in CONDITIONS:
-            errors = [float(r["test_error"]) for r in rows if r["model"] == model and r["condition"] == condition]
-            if not errors:
-                continue
-            mean = statistics.fmean(errors)
-            half = one_run_ci95(mean)
-            runs = [r for r in rows if r["model"] == model and r["condition"] == condition]
-            out.append({"student": LABELS[model], "condition": condition, "runs": len(errors),
-                        "test_errors": " ".join(f"{e:.2f}" for e in errors), "mean_test_error": mean,
-                        "seed_spread": max(errors) - min(errors), "one_run_ci95": half,
-                        "compute": next((float(r["compute"]) for r in runs if "compute" in r), math.nan),
-                        "mean_seconds": statistics.fmean(float(r["seconds"]) for r in runs)})
+    for model, condition, runs in cells(rows):
+        errors = [float(r["test_error"]) for r in runs]
+        mean = statistics.fmean(errors)
+        half = one_run_ci95(mean)
+        out.append({"student": LABELS[model], "condition": condition, "runs": len(errors),
+                    "test_errors": " ".join(f"{e:.2f}" for e in errors), "mean_test_error": mean,
+                    "seed_spread": max(errors) - min(errors), "one_run_ci95": half,
+                    "compute": next((float(r["compute"]) for r in runs if "compute" in r), math.nan),
+                    "mean_seconds": statistics.fmean(float(r["seconds"]) for r in runs)})
     return out
 
 
@@ -184,13 +190,11 @@ def pooled_seed_sd(rows: Sequence[Mapping[str, Any]]) -> tuple[float, int] | Non
     more seeds, and its degrees of freedom; None with one seed each. All runs are tested on the same 10,000 images,
     so it measures how much training alone moves a test error: the noise a difference between conditions faces."""
     squares, df = 0.0, 0
-    for model in STUDENTS:
-        for condition, _, _ in CONDITIONS:
-            errors = [float(r["test_error"]) for r in rows if r["model"] == model and r["condition"] == condition]
-            if len(errors) > 1:
-                mean = statistics.fmean(errors)
-                squares += sum((e - mean) ** 2 for e in errors)
-                df += len(errors) - 1
+    for _, _, runs in cells(rows):
+        errors = [float(r["test_error"]) for r in runs]
+        mean = statistics.fmean(errors)
+        squares += sum((e - mean) ** 2 for e in errors)  # a single run adds nothing, nor any freedom
+        df += len(errors) - 1
     return (math.sqrt(squares / df), df) if df else None
 
 

@@ -175,10 +175,6 @@ def tune(args: argparse.Namespace, meta: dict[str, str]) -> list[dict]:
     return rows
 
 
-def write_csv(rows: list[dict], path: Path) -> None:
-    fileio.write_csv(path, list(rows[0]), rows)
-
-
 def print_table(rows: list[dict]) -> None:
     """Models down, runtimes across: the table the README quotes."""
     runtimes = list(dict.fromkeys(r["runtime"] for r in rows))
@@ -243,9 +239,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 rows += model_rows
                 print(f"  {name}: " + ", ".join(f"{r['runtime']} {r['img_s']:.1f} img/s" for r in model_rows)
                       + f" ({time.perf_counter() - start:.0f} s with export and warm-up)", flush=True)
-                write_csv(rows, args.csv)  # what is measured so far survives an interrupted run
+                fileio.write_csv(args.csv, list(rows[0]), rows)  # what is measured so far survives an interrupted run
         print_table(rows)
-    write_csv(rows, args.csv)
+    fileio.write_csv(args.csv, list(rows[0]), rows)
     print(f"wrote {args.csv}")
     return rows
 

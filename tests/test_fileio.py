@@ -127,21 +127,21 @@ def test_a_figure_that_fails_to_render_keeps_the_previous_png(tmp_path):
     assert fig.number not in plt.get_fignums()
 
 
-def test_every_png_convvit_writes_goes_through_the_atomic_figure_writer():
+def _sources_calling(benchmarks_glob: str, *calls: str) -> list[str]:
+    """The library's modules and the benchmark scripts matching ``benchmarks_glob`` whose text holds a call."""
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    sources = [*(root / "src" / "convvit").rglob("*.py"), *(root / "benchmarks").glob("*report*.py")]
-    savers = sorted(str(p.relative_to(root)) for p in sources if ".savefig(" in p.read_text())
+    sources = [*(root / "src" / "convvit").rglob("*.py"), *(root / "benchmarks").glob(benchmarks_glob)]
+    return sorted(str(p.relative_to(root)) for p in sources if any(call in p.read_text() for call in calls))
+
+
+def test_every_png_convvit_writes_goes_through_the_atomic_figure_writer():
+    savers = _sources_calling("*report*.py", ".savefig(")
     assert savers == ["src/convvit/fileio.py"]
 
 
 def test_every_csv_convvit_and_its_benchmarks_write_goes_through_the_csv_writer():
     """One CSV writer (atomic, spreadsheet-safe): no module or benchmark script builds its own csv writer."""
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
-    sources = [*(root / "src" / "convvit").rglob("*.py"), *(root / "benchmarks").glob("*.py")]
-    writers = sorted(str(p.relative_to(root)) for p in sources
-                     if any(call in p.read_text() for call in ("csv.writer(", "csv.DictWriter(")))
+    writers = _sources_calling("*.py", "csv.writer(", "csv.DictWriter(")
     assert writers == ["src/convvit/fileio.py"]
