@@ -14,7 +14,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from convvit.precision import AUTO, bf16_is_faster, cpu_bf16_flags, uses_cuda
+from convvit import precision as precision_rule
+from convvit.precision import AUTO, bf16_is_faster, uses_cuda
 from convvit.precision import INFERENCE_PRECISIONS as PRECISIONS
 
 __all__ = ["PRECISIONS", "DEFAULT_BATCH_SIZE", "CHANNELS_LAST", "InferenceModel", "resolve_inference_precision"]
@@ -37,7 +38,8 @@ def resolve_inference_precision(requested: str, device: str | torch.device = "cp
     if requested not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {requested!r}")
     if requested != AUTO:
-        flags = cpu_bf16_flags() if cpu_flags is None else cpu_flags
+        # read through the module, as bf16_is_faster does: one reader of this CPU's flags for both paths
+        flags = precision_rule.cpu_bf16_flags() if cpu_flags is None else cpu_flags
         if requested == "bf16" and not uses_cuda(device) and not flags:
             return requested, "as given; this CPU has no bf16 units, so bf16 runs many times slower than 32"
         return requested, "as given"
