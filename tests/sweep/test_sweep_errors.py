@@ -137,8 +137,14 @@ def test_a_stopped_sweep_says_how_to_resume(tmp_path, base, capsys, monkeypatch,
         return 0
 
     monkeypatch.setattr(core, "run_sweep", stopped)
-    before = signal.getsignal(signal.SIGTERM)
-    assert convvit_main(sweep(tmp_path, base)) == code
-    assert capsys.readouterr().err == (f"convvit sweep: interrupted ({name}); the trials that were running stopped. "
-                                       "Run the same command again to resume\n")
-    assert signal.getsignal(signal.SIGTERM) is before
+    # Ctrl-C as an interactive process gets it: a background job of a non-interactive shell (`bash .ci/run &`)
+    # starts with SIGINT ignored, which Python and the sweep rightly keep, so the test sets Python's own handler
+    sigint = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        before = signal.getsignal(signal.SIGTERM)
+        assert convvit_main(sweep(tmp_path, base)) == code
+        assert capsys.readouterr().err == (f"convvit sweep: interrupted ({name}); the trials that were running "
+                                           "stopped. Run the same command again to resume\n")
+        assert signal.getsignal(signal.SIGTERM) is before
+    finally:
+        signal.signal(signal.SIGINT, sigint)
